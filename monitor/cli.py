@@ -1,0 +1,457 @@
+"""The command line: parse arguments, call the library, print. (DESIGN §3)
+
+Exit codes: 0 success; 1 some feed or delivery failed (the rest still ran); 2 usage or config error
+(nothing ran). ``--json`` output goes to stdout, logs to stderr. Heavy libraries are imported by the
+commands that need them, so ``feedwatch run`` with nothing due starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from monitor import __version__
+from monitor.errors import ConfigError, FeedwatchError, StorageError, UsageError
+
+log = logging.getLogger("feedwatch")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2 through UsageError."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", metavar="PATH", default=default,
+                        help="config file (default: $FEEDWATCH_CONFIG, ./feedwatch.yaml, "
+                             "$XDG_CONFIG_HOME/feedwatch/config.yaml)")
+    parser.add_argument("--database", metavar="URL", default=default,
+                        help="database URL or SQLite file path (default: the config's 'database', else "
+                             "$XDG_STATE_HOME/feedwatch/feedwatch.db)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="log warnings and errors only (for cron)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log debug details")
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog="feedwatch",
+        description="Watch RSS/Atom feeds, keep a versioned history of every document in them, and say "
+                    "precisely what changed.",
+        epilog="Exit codes: 0 success, 1 some feed or delivery failed, 2 usage or config error. "
+               "Start with: feedwatch --config config/kubernetes-community.yaml run",
+    )
+    parser.add_argument("--version", action="version", version=f"feedwatch {__version__}")
+    _global_options(parser, suppress=False)
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str, description: str) -> _Parser:
+        p: _Parser = sub.add_parser(name, help=help_, description=description, parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    p = command("run", cmd_run, "poll due feeds once, record changes, deliver notifications",
+                "One cycle: poll every due feed (--force: every feed), record new versions and changes, "
+                "deliver pending notifications, exit. The cron / systemd-timer entry point.")
+    p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)")
+    p.add_argument("--force", action="store_true", help="poll the selected feeds even if not due")
+    p.add_argument("--no-notify", action="store_true", help="record changes but deliver nothing now")
+    p.add_argument("--json", action="store_true", help="print the run's result as JSON on stdout")
+
+    p = command("watch", cmd_watch, "run as a long-lived scheduler (a daemon)",
+                "Poll feeds as they fall due and deliver notifications between polls; stop cleanly on "
+                "SIGTERM/SIGINT after the poll in flight.")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port")
+
+    p = command("check", cmd_check, "validate the config and the database; fetch and write nothing",
+                "Validate the config file and say whether the database is reachable and its schema "
+                "current. Nothing is fetched or written.")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = command("status", cmd_status, "per-feed state and the delivery backlog",
+                "One row per feed: last poll, result, documents, last change, next due, consecutive "
+                "errors; then pending, failing and dead deliveries.")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = command("history", cmd_history, "versions of documents with one-line change summaries",
+                "List documents (of FEED, or all) and their versions with time and a one-line summary.")
+    p.add_argument("feed", nargs="?", metavar="FEED", help="only documents of this feed")
+    p.add_argument("--document", metavar="DOC", help="only this document (id, guid or URL)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = command("show", cmd_show, "print the canonical text of a version",
+                "Print the canonical text of a document version (default: the latest).")
+    p.add_argument("doc", metavar="DOC", help="document id, guid or URL")
+    p.add_argument("--version", dest="number", type=_positive, metavar="N", help="version number")
+
+    p = command("diff", cmd_diff, "diff two versions of a document",
+                "Show what changed between two versions of a document (default: the last two), grouped by "
+                "section, with moves.")
+    p.add_argument("doc", metavar="DOC", help="document id, guid or URL")
+    p.add_argument("--from", dest="from_", type=_positive, metavar="N", help="older version (default: M-1)")
+    p.add_argument("--to", type=_positive, metavar="M", help="newer version (default: the latest)")
+    p.add_argument("--format", choices=("text", "markdown", "html", "json"), default="text")
+    return parser
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a version number (1, 2, ...)")
+    return int(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _setup_logging(args)
+        code: int = args.func(args)
+        return code
+    except (UsageError, ConfigError) as exc:
+        print(f"feedwatch: {exc}" if not str(exc).startswith("feedwatch") else str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except StorageError as exc:
+        print(f"feedwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FeedwatchError as exc:
+        print(f"feedwatch: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("feedwatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if getattr(args, "verbose", False) else (
+        logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else \
+        "%(asctime)s %(levelname)s %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    for noisy in ("httpx", "httpcore", "apprise", "alembic", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+# ------------------------------------------------------------------------------------------ config, store
+
+
+def _settings(args: argparse.Namespace, *, required: bool = True) -> Any:
+    from monitor import config
+
+    path = config.find_config(args.config)
+    if path is None:
+        if required:
+            raise ConfigError("no configuration file found: pass --config PATH, set $FEEDWATCH_CONFIG, or "
+                              "create ./feedwatch.yaml (see config/feedwatch.example.yaml)")
+        return None
+    return config.load(path)
+
+
+def _database_url(args: argparse.Namespace, settings: Any) -> str:
+    from monitor.config import default_database_url
+
+    url = args.database
+    if url:
+        return url if "://" in url else f"sqlite:///{Path(url).resolve()}"
+    return settings.database_url if settings is not None else default_database_url()
+
+
+def _open_store(args: argparse.Namespace, settings: Any, *, readonly: bool = False) -> Any:
+    from storage.db import sqlite_path
+    from storage.store import Store
+
+    url = _database_url(args, settings)
+    store = Store.open(url, readonly=readonly)
+    path = sqlite_path(store.engine)
+    if readonly and path is not None and not path.exists():
+        raise UsageError(f"no database at {path} yet: run 'feedwatch run' first (or pass --database)")
+    return store
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.models import RunReport
+    from monitor.poll import poll_due
+
+    settings = _settings(args)
+    names = _feed_names(settings, args.feed)
+    if not settings.feeds:
+        raise ConfigError("no feeds configured", source=str(settings.source))
+    store = _open_store(args, settings)
+    try:
+        outcomes = asyncio.run(poll_due(store, settings, names=names, force=args.force))
+        deliveries = _deliver(store, settings, send=not args.no_notify)
+    finally:
+        store.close()
+    report = RunReport(tuple(outcomes), deliveries)
+    _log_run(report)
+    if args.json:
+        _print_json(run_json(report))
+    else:
+        for c in report.changes:
+            print(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}")
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _deliver(store: Any, settings: Any, *, send: bool) -> Any:
+    from monitor import notify
+
+    return notify.deliver_pending(store, settings) if send else notify.delivery_counts(store)
+
+
+def _feed_names(settings: Any, wanted: Sequence[str] | None) -> list[str] | None:
+    if not wanted:
+        return None
+    known = [f.name for f in settings.feeds]
+    for name in wanted:
+        if name not in known:
+            raise UsageError(f"--feed {name}: no such feed in {settings.source} (feeds: {', '.join(known)})")
+    return list(wanted)
+
+
+def run_json(report: Any) -> dict[str, Any]:
+    """The `run --json` contract (DESIGN §3)."""
+    from monitor.render import sections_of
+
+    changes = []
+    for c in report.changes:
+        entry: dict[str, Any] = {
+            "feed": c.feed, "document": c.guid or c.link or str(c.document_id), "title": c.title,
+            "kind": c.kind.value, "version": c.version, "sections": sections_of(c.diff),
+            "inserted": list(c.diff.inserted) if c.diff else [],
+            "deleted": list(c.diff.deleted) if c.diff else [],
+            "summary": c.summary,
+        }
+        if c.revert_of is not None:
+            entry["revert_of"] = c.revert_of
+        if c.baseline:
+            entry["baseline"] = True
+        changes.append(entry)
+    return {
+        "feeds": [{"name": o.name, "status": o.status.value, "error": o.error, "documents": o.documents}
+                  for o in report.feeds],
+        "changes": changes,
+        "deliveries": {"sent": report.deliveries.sent, "failed": report.deliveries.failed,
+                       "pending": report.deliveries.pending},
+    }
+
+
+def _log_run(report: Any) -> None:
+    by_status: dict[str, int] = {}
+    for o in report.feeds:
+        by_status[o.status.value] = by_status.get(o.status.value, 0) + 1
+    statuses = " ".join(f"{k}={v}" for k, v in sorted(by_status.items()))
+    d = report.deliveries
+    log.info("run feeds=%d %s changes=%d sent=%d failed=%d pending=%d", len(report.feeds), statuses,
+             len(report.changes), d.sent, d.failed, d.pending)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from monitor.schedule import watch
+
+    settings = _settings(args)
+    store = _open_store(args, settings)
+    try:
+        return watch(store, settings, metrics_port=args.metrics_port)
+    finally:
+        store.close()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from storage.db import open_engine, redact, schema_state, sqlite_path
+
+    settings = _settings(args)
+    url = _database_url(args, settings)
+    problems: list[str] = []
+    schema = "unknown"
+    engine = open_engine(url, readonly=True)
+    try:
+        path = sqlite_path(engine)
+        if path is not None and not path.exists():
+            schema = "absent (created by the first run)"
+            if not _writable_dir(path.parent):
+                problems.append(f"database directory {path.parent} is not writable")
+        else:
+            schema = schema_state(engine)
+    except StorageError as exc:
+        problems.append(str(exc))
+    finally:
+        engine.dispose()
+    problems.extend(_check_targets(settings))
+    result = {"config": str(settings.source), "feeds": len(settings.feeds), "targets": len(settings.targets),
+              "database": redact(url), "schema": schema, "ok": not problems, "problems": problems}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"config {settings.source}: OK ({len(settings.feeds)} feeds, {len(settings.targets)} targets)")
+        print(f"database {redact(url)}: schema {schema}")
+        for p in problems:
+            print(f"problem: {p}")
+    return EXIT_OK if not problems else EXIT_FAILED
+
+
+def _writable_dir(path: Path) -> bool:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK)
+
+
+def _check_targets(settings: Any) -> list[str]:
+    if not settings.targets:
+        return []
+    from monitor import notify
+
+    return notify.check_targets(settings)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from monitor.urls import mask
+
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        names = [f.name for f in settings.feeds] if settings is not None else None
+        rows = store.feed_statuses(names)
+        deliveries = store.delivery_counts()
+    finally:
+        store.close()
+    if args.json:
+        _print_json({"feeds": [{
+            "name": r.name, "url": mask(r.url), "last_poll": _iso(r.last_polled_at), "status": r.last_status,
+            "error": r.last_error, "documents": r.documents, "last_change": _iso(r.last_change_at),
+            "next_due": _iso(r.next_due_at), "consecutive_errors": r.consecutive_errors, "polls": r.polls,
+            "polling_now": r.leased_by is not None} for r in rows],
+            "deliveries": {"pending": deliveries["pending"], "failing": deliveries["failing"],
+                           "dead": deliveries["dead"], "sent": deliveries["sent"]}})
+        return EXIT_OK
+    table = [("FEED", "LAST POLL", "RESULT", "DOCS", "LAST CHANGE", "NEXT DUE", "ERRORS")]
+    for r in rows:
+        table.append((r.name, _when(r.last_polled_at), r.last_status or "never", str(r.documents),
+                      _when(r.last_change_at), _when(r.next_due_at), str(r.consecutive_errors)))
+    _print_table(table)
+    for r in rows:
+        if r.last_error:
+            print(f"  {r.name}: {r.last_error}")
+    print(f"deliveries: {deliveries['pending']} pending ({deliveries['failing']} failing), "
+          f"{deliveries['dead']} dead, {deliveries['sent']} sent")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        if args.document:
+            docs = [store.find_document(args.document)]
+            if args.feed and docs[0].feed != args.feed:
+                raise UsageError(f"document {args.document} is not in feed {args.feed}")
+        else:
+            docs = store.documents(args.feed)
+            if args.feed and not docs and args.feed not in [r.name for r in store.feed_statuses()]:
+                raise UsageError(f"no feed named '{args.feed}' in the database")
+        entries = [(d, store.changes(d.id)) for d in docs]
+    finally:
+        store.close()
+    if args.json:
+        _print_json({"documents": [{
+            "id": d.id, "feed": d.feed, "document": d.ref, "guid": d.guid, "link": d.link, "title": d.title,
+            "removed": d.removed, "versions": [{
+                "version": c.version, "time": _iso(c.detected_at), "kind": c.kind.value, "summary": c.summary,
+                **({"revert_of": c.revert_of} if c.revert_of is not None else {})} for c in changes]}
+            for d, changes in entries]})
+        return EXIT_OK
+    for d, changes in entries:
+        flag = " (removed)" if d.removed else ""
+        print(f"{d.feed} #{d.id} {d.title}{flag}\n  {d.ref}")
+        for c in changes:
+            print(f"  v{c.version:<3} {_when(c.detected_at)}  {c.kind.value:<8} {c.summary}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        doc = store.find_document(args.doc)
+        version = store.version(doc.id, args.number or doc.latest_version)
+    finally:
+        store.close()
+    sys.stdout.write((version.text or "") + "\n")
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from monitor import render
+    from monitor.diff import Version, diff_versions
+
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        doc = store.find_document(args.doc)
+        to = args.to or doc.latest_version
+        start = args.from_ or to - 1
+        if start < 1:
+            raise UsageError(f"document {doc.id} has only version {to}: nothing to compare (use --from/--to)")
+        if start == to:
+            raise UsageError("--from and --to are the same version")
+        old, new = store.version(doc.id, start), store.version(doc.id, to)
+    finally:
+        store.close()
+    diff = diff_versions(Version(old.title, old.link, old.text or ""), Version(new.title, new.link, new.text or ""))
+    heading = f"{doc.title} (v{start} {render.ARROW} v{to})"
+    if args.format == "json":
+        _print_json(render.render_json(diff, document=doc.ref, from_version=start, to_version=to))
+    elif args.format == "markdown":
+        print(render.render_markdown(diff, title=heading, max_length=1 << 30))
+    elif args.format == "html":
+        print(render.render_html(diff, title=heading))
+    else:
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        sys.stdout.write(render.render_text(diff, color=color, title=heading))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ printing
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z") if t else None
+
+
+def _when(t: datetime | None) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M") if t else "-"
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

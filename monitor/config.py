@@ -1,0 +1,516 @@
+"""YAML config -> frozen, typed settings, loaded once and passed explicitly (DESIGN §2).
+
+Loading has three steps, each with errors that name the file, line and key path:
+
+1. YAML is composed into nodes (so every key keeps its line) and ``${VAR}`` / ``${VAR:-default}`` are
+   replaced from the environment in string values.
+2. The node tree is checked against the schema below: unknown and duplicate keys are rejected, with a
+   "did you mean" suggestion. msgspec converts the values to the typed structs.
+3. The structs are resolved into :class:`Settings`: defaults inherited by each feed, durations and sizes
+   parsed, regexes compiled, target names checked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import msgspec
+import yaml
+
+from monitor.errors import ConfigError
+
+# Bumped whenever normalisation changes the canonical text of unchanged input: stored documents are then
+# silently re-baselined instead of being reported as changed (see monitor.poll).
+NORMALIZER_VERSION = 1
+
+FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_ENV = re.compile(r"\$(\$)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?i?b?)$", re.I)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+Duration = str | int | float
+T = TypeVar("T")
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class RetentionConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    versions: Positive | None = None   # keep at most this many versions per document
+    age: Duration | None = None        # ... and none older than this (the latest is always kept)
+    keep_changes: bool = True          # keep change records (summary + diff) of pruned versions
+
+
+class DefaultsConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    interval: Duration = "1h"
+    notify: tuple[str, ...] = ()
+    error_notify: tuple[str, ...] | None = None
+    removal_grace: Positive = 3
+    max_errors: Positive = 3
+    notify_baseline: bool = False
+    ignore: tuple[str, ...] = ()
+    links: bool = False
+    timeout: Duration = "30s"
+    max_bytes: str | int = "10MiB"
+    lenient: bool = False
+    retention: RetentionConfig | None = None
+
+
+class FeedConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    url: str
+    interval: Duration | None = None
+    notify: tuple[str, ...] | None = None
+    error_notify: tuple[str, ...] | None = None
+    removal_grace: Positive | None = None
+    max_errors: Positive | None = None
+    notify_baseline: bool | None = None
+    ignore: tuple[str, ...] = ()
+    links: bool | None = None
+    timeout: Duration | None = None
+    max_bytes: str | int | None = None
+    lenient: bool | None = None
+    retention: RetentionConfig | None = None
+
+
+class TargetConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    urls: tuple[str, ...] = ()
+    config: str | None = None          # an Apprise config file (YAML or TEXT)
+    format: Literal["text", "markdown", "html"] = "markdown"
+    mode: Literal["immediate", "digest"] = "immediate"
+    digest_period: Duration | None = None
+    title: str | None = None           # Jinja2 template
+    body: str | None = None            # Jinja2 template
+    max_attempts: Positive = 8
+    max_length: Positive = 4000        # characters of rendered diff in a message
+
+
+class PollingConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    concurrency: Positive = 8          # fetches in flight in one process
+    per_host: Positive = 2             # fetches in flight per host
+    user_agent: str | None = None
+
+
+class RawConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    database: str | None = None
+    report_url: str | None = None      # where published reports live; linked from notifications
+    polling: PollingConfig = PollingConfig()
+    defaults: DefaultsConfig = DefaultsConfig()
+    targets: dict[str, dict[str, Any]] = {}   # converted one by one, for precise errors
+    feeds: tuple[FeedConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    versions: int | None = None
+    age: float | None = None
+    keep_changes: bool = True
+
+    @property
+    def keeps_everything(self) -> bool:
+        return self.versions is None and self.age is None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    name: str
+    url: str
+    interval: float = 3600.0
+    notify: tuple[str, ...] = ()
+    error_notify: tuple[str, ...] = ()
+    removal_grace: int = 3
+    max_errors: int = 3
+    notify_baseline: bool = False
+    ignore: tuple[re.Pattern[str], ...] = ()
+    links: bool = False
+    timeout: float = 30.0
+    max_bytes: int = 10 << 20
+    lenient: bool = False
+    retention: Retention = field(default_factory=Retention)
+
+    @property
+    def settings_hash(self) -> bytes:
+        """Hash of everything that shapes canonical text; a change re-baselines the feed silently."""
+        spec = [NORMALIZER_VERSION, self.links, *(p.pattern for p in self.ignore)]
+        return hashlib.sha256(repr(spec).encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSettings:
+    name: str
+    urls: tuple[str, ...]
+    config_file: Path | None = None
+    format: str = "markdown"
+    mode: str = "immediate"
+    digest_period: float | None = None
+    title: str | None = None
+    body: str | None = None
+    max_attempts: int = 8
+    max_length: int = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class PollingSettings:
+    concurrency: int = 8
+    per_host: int = 2
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: Path | None
+    database_url: str
+    feeds: tuple[FeedSettings, ...] = ()
+    targets: Mapping[str, TargetSettings] = field(default_factory=dict)
+    polling: PollingSettings = field(default_factory=PollingSettings)
+    report_url: str | None = None
+
+    def feed(self, name: str) -> FeedSettings:
+        for f in self.feeds:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------- locating
+
+
+def find_config(explicit: str | None, env: Mapping[str, str] = os.environ) -> Path | None:
+    """The config file to use: --config, $FEEDWATCH_CONFIG, ./feedwatch.yaml, $XDG_CONFIG_HOME/..."""
+    if explicit:
+        return Path(explicit)
+    if env.get("FEEDWATCH_CONFIG"):
+        return Path(env["FEEDWATCH_CONFIG"])
+    local = Path("feedwatch.yaml")
+    if local.is_file():
+        return local
+    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "feedwatch" / "config.yaml"
+    return xdg if xdg.is_file() else None
+
+
+def default_database_url(env: Mapping[str, str] = os.environ) -> str:
+    """SQLite in the state directory: $STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/feedwatch."""
+    if env.get("STATE_DIRECTORY"):
+        base = Path(env["STATE_DIRECTORY"].split(":")[0])
+    else:
+        base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "feedwatch"
+    return f"sqlite:///{base / 'feedwatch.db'}"
+
+
+def resolve_database_url(url: str, relative_to: Path) -> str:
+    """Make a relative SQLite path relative to `relative_to` (the config file's directory)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((relative_to / url[len(prefix):]).resolve())
+    return url
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
+    """Read, check and resolve a config file. Raises ConfigError naming file, line and key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", source=str(path)) from None
+    return loads(text, source=str(path), base_dir=path.resolve().parent, env=env)
+
+
+def loads(text: str, *, source: str = "<config>", base_dir: Path | None = None,
+          env: Mapping[str, str] = os.environ) -> Settings:
+    doc = _Document(source, env)
+    data = doc.parse(text)
+    raw = doc.convert(data, RawConfig, "")
+    return _Resolver(doc, base_dir or Path.cwd()).settings(raw)
+
+
+class _Document:
+    """One YAML document with the line of every key path ("feeds[2].interval" -> 14)."""
+
+    def __init__(self, source: str, env: Mapping[str, str]) -> None:
+        self.source = source
+        self.env = env
+        self.lines: dict[str, int] = {}
+        self._constructor = yaml.SafeLoader("")
+
+    def error(self, path: str, message: str) -> ConfigError:
+        line = self.lines.get(path)
+        while line is None and path:
+            path_up = re.sub(r"(\.[^.\[]+|\[[^\]]*\])$", "", path)
+            if path_up == path:
+                break
+            path, line = path_up, self.lines.get(path_up)
+        return ConfigError(message, source=self.source, line=line, key=None)
+
+    def parse(self, text: str) -> Any:
+        loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            node = yaml.compose(text, Loader=loader_cls)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            line = mark.line + 1 if mark is not None else None
+            raise ConfigError(f"invalid YAML: {exc.problem}", source=self.source, line=line) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"invalid YAML: {exc}", source=self.source) from None
+        if node is None:
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError("the top level must be a mapping of keys", source=self.source,
+                              line=node.start_mark.line + 1)
+        return self._value(node, "")
+
+    def _value(self, node: yaml.Node, path: str) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                sub = f"{path}.{key}" if path else key
+                if key in out:
+                    raise ConfigError("duplicate key", source=self.source, line=key_node.start_mark.line + 1,
+                                      key=sub)
+                self.lines[sub] = key_node.start_mark.line + 1
+                out[key] = self._value(value_node, sub)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+        value = self._constructor.construct_object(node)
+        if isinstance(value, str) and "$" in value:
+            value = self._interpolate(value, path)
+        return value
+
+    def _interpolate(self, value: str, path: str) -> str:
+        def repl(m: re.Match[str]) -> str:
+            if m.group(1):
+                return "$"
+            name, default = m.group(2), m.group(3)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (use ${{{name}:-default}} for a "
+                              "default)", source=self.source, line=self.lines.get(path), key=path)
+        return _ENV.sub(repl, value)
+
+    def convert(self, data: Any, typ: type[T], path: str) -> T:
+        """Check keys against `typ` (with suggestions), then let msgspec convert the values."""
+        self._check_keys(data, typ, path)
+        try:
+            return msgspec.convert(data, typ)
+        except msgspec.ValidationError as exc:
+            message, _, where = str(exc).partition(" - at `$")
+            sub = where.rstrip("`").lstrip(".")
+            full = f"{path}.{sub}" if path and sub else (path or sub)
+            raise ConfigError(_friendly(message), source=self.source, line=self._line(full),
+                              key=full or None) from None
+
+    def _line(self, path: str) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = re.sub(r"(\.[^.\[]+|\[[^\]]*\])$", "", path)
+        return None
+
+    def _check_keys(self, data: Any, typ: Any, path: str) -> None:
+        for sub, value, struct in _walk_structs(data, typ, path):
+            fields = set(struct.__struct_fields__)
+            for key in value:
+                if key not in fields:
+                    close = difflib.get_close_matches(key, sorted(fields), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    key_path = f"{sub}.{key}" if sub else key
+                    raise ConfigError(f"unknown key{hint}", source=self.source,
+                                      line=self.lines.get(key_path), key=key_path)
+
+
+def _walk_structs(data: Any, typ: Any, path: str) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """Yield (path, mapping, struct type) for every mapping in `data` that the schema types as a struct."""
+    origin = get_origin(typ)
+    if origin is Annotated:
+        yield from _walk_structs(data, get_args(typ)[0], path)
+    elif isinstance(typ, type) and issubclass(typ, msgspec.Struct):
+        if isinstance(data, dict):
+            yield path, data, typ
+            hints = get_type_hints(typ, include_extras=True)
+            for key, value in data.items():
+                if key in hints:
+                    yield from _walk_structs(value, hints[key], f"{path}.{key}" if path else key)
+    elif origin in (tuple, list) and isinstance(data, list):
+        inner = get_args(typ)[0]
+        for i, value in enumerate(data):
+            yield from _walk_structs(value, inner, f"{path}[{i}]")
+    elif origin is dict and isinstance(data, dict):
+        inner = get_args(typ)[1]
+        for key, value in data.items():
+            yield from _walk_structs(value, inner, f"{path}.{key}")
+    elif origin is not None:  # Union (X | None)
+        for arg in get_args(typ):
+            if arg is not type(None):
+                yield from _walk_structs(data, arg, path)
+
+
+def _friendly(message: str) -> str:
+    message = message.replace("`", "'")
+    return re.sub(r"^Object missing required field '(\w+)'", r"missing required key '\1'", message)
+
+
+# ---------------------------------------------------------------------------------------------- resolving
+
+
+class _Resolver:
+    def __init__(self, doc: _Document, base_dir: Path) -> None:
+        self.doc = doc
+        self.base_dir = base_dir
+
+    def settings(self, raw: RawConfig) -> Settings:
+        targets = {name: self.target(name, t) for name, t in raw.targets.items()}
+        self.check_target_refs(raw.defaults.notify, "defaults.notify", targets)
+        self.check_target_refs(raw.defaults.error_notify or (), "defaults.error_notify", targets)
+        feeds: list[FeedSettings] = []
+        seen: dict[str, int] = {}
+        for i, feed in enumerate(raw.feeds):
+            path = f"feeds[{i}]"
+            if not FEED_NAME.match(feed.name):
+                raise self.doc.error(f"{path}.name", f"feeds[{i}].name: '{feed.name}' is not a valid name "
+                                     "(letters, digits, '.', '_' and '-'; at most 100)")
+            if feed.name in seen:
+                raise self.doc.error(f"{path}.name", f"feeds[{i}].name: duplicate feed name '{feed.name}' "
+                                     f"(first used in feeds[{seen[feed.name]}])")
+            seen[feed.name] = i
+            feeds.append(self.feed(feed, raw.defaults, path, targets))
+        database = raw.database or default_database_url(self.doc.env)
+        return Settings(
+            source=Path(self.doc.source) if self.doc.source != "<config>" else None,
+            database_url=resolve_database_url(database, self.base_dir),
+            feeds=tuple(feeds), targets=targets, report_url=raw.report_url,
+            polling=PollingSettings(raw.polling.concurrency, raw.polling.per_host, raw.polling.user_agent),
+        )
+
+    def feed(self, f: FeedConfig, d: DefaultsConfig, path: str,
+             targets: Mapping[str, TargetSettings]) -> FeedSettings:
+        notify = f.notify if f.notify is not None else d.notify
+        error_notify = f.error_notify if f.error_notify is not None else d.error_notify
+        self.check_target_refs(f.notify or (), f"{path}.notify", targets)
+        self.check_target_refs(f.error_notify or (), f"{path}.error_notify", targets)
+        self.check_url(f.url, f"{path}.url")
+        pick: Callable[[Any, Any], Any] = lambda own, default: default if own is None else own  # noqa: E731
+        return FeedSettings(
+            name=f.name,
+            url=f.url,
+            interval=self.duration(pick(f.interval, d.interval), f"{path}.interval"),
+            notify=tuple(notify),
+            error_notify=tuple(error_notify if error_notify is not None else notify),
+            removal_grace=pick(f.removal_grace, d.removal_grace),
+            max_errors=pick(f.max_errors, d.max_errors),
+            notify_baseline=pick(f.notify_baseline, d.notify_baseline),
+            ignore=self.patterns(d.ignore, "defaults.ignore") + self.patterns(f.ignore, f"{path}.ignore"),
+            links=pick(f.links, d.links),
+            timeout=self.duration(pick(f.timeout, d.timeout), f"{path}.timeout"),
+            max_bytes=self.size(pick(f.max_bytes, d.max_bytes), f"{path}.max_bytes"),
+            lenient=pick(f.lenient, d.lenient),
+            retention=self.retention(f.retention or d.retention, f"{path}.retention"),
+        )
+
+    def target(self, name: str, data: Any) -> TargetSettings:
+        path = f"targets.{name}"
+        t = self.doc.convert(data, TargetConfig, path)
+        if not t.urls and not t.config:
+            raise self.doc.error(path, f"{path}: needs 'urls' or 'config'")
+        config_file = None
+        if t.config:
+            config_file = Path(t.config)
+            if not config_file.is_absolute():
+                config_file = (self.base_dir / config_file).resolve()
+        period = self.duration(t.digest_period, f"{path}.digest_period") if t.digest_period else None
+        return TargetSettings(name=name, urls=t.urls, config_file=config_file, format=t.format, mode=t.mode,
+                              digest_period=period, title=t.title, body=t.body,
+                              max_attempts=t.max_attempts, max_length=t.max_length)
+
+    def check_target_refs(self, names: tuple[str, ...], path: str, targets: Mapping[str, Any]) -> None:
+        for i, name in enumerate(names):
+            if name not in targets:
+                known = ", ".join(sorted(targets)) or "none are defined"
+                raise self.doc.error(f"{path}[{i}]", f"{path}: unknown target '{name}' (targets: {known})")
+
+    def check_url(self, url: str, path: str) -> None:
+        scheme = url.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url) else ""
+        if scheme and scheme not in ("http", "https", "file"):
+            raise self.doc.error(path, f"{path}: unsupported URL scheme '{scheme}' (http, https, file or a "
+                                 "local path)")
+        if not url.strip():
+            raise self.doc.error(path, f"{path}: empty URL")
+
+    def duration(self, value: Any, path: str) -> float:
+        seconds = parse_duration(value)
+        if seconds is None or seconds <= 0:
+            raise self.doc.error(path, f"{path}: '{value}' is not a duration (e.g. 90s, 30m, 6h, 1d)")
+        return seconds
+
+    def size(self, value: Any, path: str) -> int:
+        n = parse_size(value)
+        if n is None or n <= 0:
+            raise self.doc.error(path, f"{path}: '{value}' is not a size (e.g. 500KB, 10MiB)")
+        return n
+
+    def patterns(self, patterns: tuple[str, ...], path: str) -> tuple[re.Pattern[str], ...]:
+        out = []
+        for i, p in enumerate(patterns):
+            try:
+                out.append(re.compile(p))
+            except re.error as exc:
+                raise self.doc.error(f"{path}[{i}]", f"{path}[{i}]: invalid regex: {exc}") from None
+        return tuple(out)
+
+    def retention(self, r: RetentionConfig | None, path: str) -> Retention:
+        if r is None:
+            return Retention()
+        age = self.duration(r.age, f"{path}.age") if r.age is not None else None
+        return Retention(versions=r.versions, age=age, keep_changes=r.keep_changes)
+
+
+def parse_duration(value: Any) -> float | None:
+    """'90s', '30m', '6h', '1d', '1h30m', or a number of seconds."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().lower()
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+    return total if pos == len(text) else None
+
+
+def parse_size(value: Any) -> int | None:
+    """'10MiB', '500KB', '2M', or a number of bytes (K/M/G are powers of 1024)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str):
+        return None
+    m = _SIZE.match(value.strip())
+    if not m:
+        return None
+    unit = m.group(2).lower()[:1]
+    return int(float(m.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit])

@@ -1,0 +1,76 @@
+"""The one exception tree of feedwatch.
+
+    FeedwatchError                 base; str(e) is a complete one-line message for the user
+    ├── UsageError                 bad command-line input (exit code 2)
+    ├── ConfigError                bad config file: "config: FILE:LINE: KEY: what is wrong" (exit code 2)
+    ├── StorageError               the database cannot be used ("storage: ...")
+    │   └── SchemaTooNewError      the database was written by a newer feedwatch
+    └── FeedError                  one feed failed one poll; recorded per feed, never aborts a run
+        ├── FetchError             network, HTTP status, size or time limits ("fetch: NAME: ...")
+        └── ParseError             not a feed, malformed XML ("parse: NAME: ...")
+
+Feed errors are data: the orchestrator records them on the feed and goes on with the other feeds.
+Messages never contain secrets; callers pass masked URLs.
+"""
+
+from __future__ import annotations
+
+
+class FeedwatchError(Exception):
+    """Base class: the message is meant for the user, on one line."""
+
+
+class UsageError(FeedwatchError):
+    """The command line asks for something that cannot be done (exit code 2)."""
+
+
+class ConfigError(FeedwatchError):
+    """The configuration file is invalid (exit code 2)."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        where = source or "<config>"
+        if line is not None:
+            where = f"{where}:{line}"
+        parts = [f"config: {where}"]
+        if key:
+            parts.append(key)
+        parts.append(message)
+        super().__init__(": ".join(parts))
+        self.source = source
+        self.line = line
+        self.key = key
+
+
+class StorageError(FeedwatchError):
+    """The database cannot be opened, migrated or written."""
+
+
+class SchemaTooNewError(StorageError):
+    """The database schema is newer than this feedwatch knows."""
+
+
+class FeedError(FeedwatchError):
+    """One poll of one feed failed; carries the stage and feed name in its message."""
+
+    stage = "feed"
+
+    def __init__(self, feed: str, message: str, *, retry_after: float | None = None,
+                 http_status: int | None = None) -> None:
+        super().__init__(f"{self.stage}: {feed}: {message}")
+        self.feed = feed
+        self.detail = message
+        self.retry_after = retry_after
+        self.http_status = http_status
+
+
+class FetchError(FeedError):
+    """The feed could not be fetched: network error, HTTP status, too large, too slow."""
+
+    stage = "fetch"
+
+
+class ParseError(FeedError):
+    """The fetched body is not a usable RSS/Atom feed."""
+
+    stage = "parse"

@@ -1,0 +1,321 @@
+"""Typed, frozen values that cross stage boundaries.
+
+Data flows one way: fetch -> FetchResult; parse -> ParsedFeed of ParsedItem; normalize -> Item (canonical
+text + hashes); identity + compare -> Change decisions; the orchestrator stores them. Storage returns these
+types too (never ORM rows), so every stage can be tested with plain values.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class ChangeKind(enum.StrEnum):
+    ADDED = "added"
+    CHANGED = "changed"
+    REMOVED = "removed"
+
+
+class PollStatus(enum.StrEnum):
+    OK = "ok"                      # fetched and parsed; documents compared
+    NOT_MODIFIED = "not_modified"  # HTTP 304 to our conditional request
+    UNCHANGED = "unchanged"        # body byte-identical to the last one: not even parsed
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """HTTP cache validators echoed back verbatim in the next conditional request (RFC 9110 §13.1)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What one fetch produced. A 304 is a result (``not_modified``), not an exception."""
+
+    url: str                        # final URL after redirects (the base for relative links)
+    status: int                     # HTTP status, 200 for files
+    body: bytes                     # empty when not modified
+    content_type: str | None
+    validators: Validators
+    not_modified: bool = False
+    elapsed_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedItem:
+    """One feed entry, with library field names already translated."""
+
+    guid: str | None
+    link: str | None
+    title: str
+    content: str                    # the richest body the entry has (content, else summary)
+    raw: bytes                      # the entry as JSON (every field we read), kept with each version
+    title_is_html: bool = False     # Atom type="html"/"xhtml" titles carry markup
+    content_is_html: bool = True    # False for type="text" bodies
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    title: str
+    link: str | None
+    format: str                     # feedparser's version string, e.g. "rss20", "atom10"
+    items: tuple[ParsedItem, ...]
+    warnings: tuple[str, ...] = ()
+
+
+class BlockKind(enum.StrEnum):
+    HEADING = "heading"
+    PARAGRAPH = "paragraph"
+    ITEM = "item"                   # list item
+    ROW = "row"                     # table row, cells joined with " | "
+    CODE = "code"                   # one line of preformatted text
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One block of canonical text: a heading, paragraph, list item, table row or code line.
+
+    ``level`` is the heading level (1-6) for headings and the nesting depth for list items and for
+    paragraphs inside list items (0 outside lists). ``path`` is the heading path the block sits under,
+    including the block itself when it is a heading.
+    """
+
+    kind: BlockKind
+    text: str
+    level: int = 0
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A feed entry after normalisation: what is compared, stored and diffed."""
+
+    key: str                        # identity within the feed (DESIGN §4)
+    guid: str | None
+    link: str | None
+    title: str
+    text: str                       # canonical text, one block per line
+    raw: bytes
+    text_hash: bytes                # sha256 of the canonical text
+    state_hash: bytes               # sha256 of title, link and canonical text: equal means "no change"
+
+
+@dataclass(frozen=True, slots=True)
+class KnownDocument:
+    """A stored document as the compare stage needs it."""
+
+    id: int
+    key: str
+    guid: str | None
+    link: str | None
+    latest_version: int
+    state_hash: bytes
+    recent_states: tuple[tuple[int, bytes], ...]  # (version, state_hash), newest first, for reverts
+    absent_polls: int = 0
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What compare decided about one document in one poll."""
+
+    kind: ChangeKind | None         # None: no reportable change (e.g. guid update, reappearance)
+    item: Item | None               # the new state; None for removals and pure absence
+    document_id: int | None         # None for new documents
+    new_version: bool               # whether a version row is written
+    revert_of: int | None = None
+    absent_polls: int = 0           # the document's absence counter after this poll
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A feed row as the orchestrator needs it for one poll (claimed under a lease)."""
+
+    id: int
+    name: str
+    url: str
+    validators: Validators
+    body_hash: bytes | None
+    settings_hash: bytes | None
+    baseline_done: bool
+    consecutive_errors: int
+    error_alerted: bool
+    documents: int = 0              # documents currently in the feed (not removed)
+
+
+@dataclass(frozen=True, slots=True)
+class DiffOp:
+    op: str                         # "equal" | "delete" | "insert"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SectionDiff:
+    path: tuple[str, ...]
+    ops: tuple[DiffOp, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    text: str
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+    edits: tuple[DiffOp, ...] = ()  # word ops when the block changed a little on the way
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentDiff:
+    """A section-aware diff of two versions of one document (see monitor.diff)."""
+
+    sections: tuple[SectionDiff, ...]
+    moves: tuple[Move, ...] = ()
+    title: tuple[str, str] | None = None      # (old, new) when the title changed
+    link: tuple[str | None, str | None] | None = None
+    inserted: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    summary: str = ""
+    coarse: bool = False            # the word diff ran out of time: whole blocks are shown instead
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedChange:
+    """A change as stored: what `run --json`, history, notifications and reports show."""
+
+    id: int
+    feed: str
+    document_id: int
+    guid: str | None
+    link: str | None
+    title: str
+    kind: ChangeKind
+    version: int
+    from_version: int | None
+    revert_of: int | None
+    detected_at: datetime
+    summary: str
+    baseline: bool
+    diff: DocumentDiff | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedOutcome:
+    """The result of one poll of one feed, for logs and `run --json`."""
+
+    name: str
+    status: PollStatus
+    documents: int = 0
+    error: str | None = None
+    changes: tuple[RecordedChange, ...] = ()
+    elapsed_ms: int = 0
+    skipped: bool = False           # another process held the feed
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryCounts:
+    sent: int = 0
+    failed: int = 0
+    pending: int = 0
+    dead: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    feeds: tuple[FeedOutcome, ...]
+    deliveries: DeliveryCounts = field(default_factory=DeliveryCounts)
+
+    @property
+    def changes(self) -> tuple[RecordedChange, ...]:
+        return tuple(c for f in self.feeds for c in f.changes)
+
+    @property
+    def failed(self) -> bool:
+        return any(f.status is PollStatus.ERROR for f in self.feeds) or self.deliveries.failed > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An error/recovery/dead-delivery notice to send through the outbox."""
+
+    kind: str                       # "error" | "recovery" | "dead"
+    targets: tuple[str, ...]
+    payload: str                    # JSON: feed, error, count...
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentUpdate:
+    """One compare decision plus what the orchestrator computed for it (the diff)."""
+
+    decision: Decision
+    diff: DocumentDiff | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """Everything one poll writes, in one transaction (DESIGN §5)."""
+
+    feed_id: int
+    feed: str
+    owner: str
+    now: datetime
+    status: PollStatus
+    next_due_at: datetime
+    validators: Validators = Validators()
+    body_hash: bytes | None = None
+    settings_hash: bytes | None = None
+    updates: tuple[DocumentUpdate, ...] = ()
+    baseline: bool = False          # changes are recorded but not notified (first poll, re-baseline)
+    notify: tuple[str, ...] = ()    # targets that get one outbox row per reportable change
+    alerts: tuple[Alert, ...] = ()
+    error: str | None = None        # set for failed polls (status ERROR)
+    error_alerted: bool = False     # the feed's error-alert state after this poll
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    id: int
+    feed: str
+    key: str
+    guid: str | None
+    link: str | None
+    title: str
+    latest_version: int
+    first_seen_at: datetime
+    removed: bool = False
+
+    @property
+    def ref(self) -> str:
+        """How `run --json` and reports name the document: guid, else link, else the identity key."""
+        return self.guid or self.link or self.key
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    document_id: int
+    number: int
+    created_at: datetime
+    title: str
+    link: str | None
+    kind: str | None = None         # the change that produced this version
+    summary: str | None = None
+    revert_of: int | None = None
+    text: str | None = None         # filled when asked for (show, diff)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatusInfo:
+    name: str
+    url: str
+    last_polled_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    documents: int
+    last_change_at: datetime | None
+    next_due_at: datetime | None
+    consecutive_errors: int
+    polls: int
+    leased_by: str | None = None

@@ -1,0 +1,225 @@
+"""The one orchestrator of a feed poll: fetch -> parse -> normalize -> identity -> compare -> diff -> store.
+
+Stages never call each other and never touch the database; this module does, in this order:
+
+1. Claim due feeds under a lease (so overlapping runs and several workers never poll a feed twice).
+2. Fetch with the stored validators. A 304, or a body byte-identical to the last one, skips parsing.
+3. Parse, normalise and key the items (pure, CPU-bound; see :func:`process_body`).
+4. Match them to stored documents, decide what changed, diff the changed ones against their last version.
+5. Record everything in one transaction (versions, changes, validators, outbox rows), which commits only
+   while the lease is still ours. A crash anywhere before the commit leaves the previous state intact,
+   and the next run simply polls again.
+
+Failures are data: a failing feed records its error and the run goes on with the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from monitor import compare, identity, parse
+from monitor.config import FeedSettings, Settings
+from monitor.diff import Version, diff_versions
+from monitor.errors import FeedError
+from monitor.fetch import Fetcher
+from monitor.models import (
+    Alert,
+    ChangeKind,
+    Decision,
+    DocumentUpdate,
+    FeedOutcome,
+    FeedState,
+    FetchResult,
+    Item,
+    PollRecord,
+    PollStatus,
+)
+from monitor.normalize import normalize_item
+from monitor.urls import host_of
+from storage.db import owner_id
+from storage.store import LeaseLost, Store, utcnow
+
+log = logging.getLogger("feedwatch.poll")
+
+LEASE_SECONDS = 600.0     # a claimed feed is ours this long; far beyond any bounded poll
+JITTER = 0.1              # next due time = interval +-10%, so feeds spread out
+ERROR_BACKOFF = 60.0      # first retry after a failure; doubles per failure, capped at the interval
+
+
+def process_body(feed: FeedSettings, fetched: FetchResult) -> list[Item]:
+    """Parse, normalise and key a fetched body: the CPU-bound part of a poll, free of I/O."""
+    parsed = parse.parse(feed.name, fetched, lenient=feed.lenient)
+    for warning in parsed.warnings:
+        log.info("feed=%s warning=%s", feed.name, json.dumps(warning))
+    items = [normalize_item(p, links=feed.links, base=fetched.url, ignore=feed.ignore) for p in parsed.items]
+    return identity.assign_keys(items)
+
+
+def next_due(feed: FeedSettings, now: datetime, *, errors: int = 0, retry_after: float | None = None) -> datetime:
+    """When the feed is due again: its interval with jitter, or a back-off after errors."""
+    if errors:
+        delay = min(feed.interval, ERROR_BACKOFF * 2 ** (errors - 1))
+    else:
+        delay = feed.interval * random.uniform(1 - JITTER, 1 + JITTER)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return now + timedelta(seconds=delay)
+
+
+@dataclass
+class Poller:
+    """Polls claimed feeds; one per run (or per `watch` loop iteration)."""
+
+    store: Store
+    settings: Settings
+    fetcher: Fetcher
+    owner: str
+    process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None
+
+    async def poll(self, state: FeedState) -> FeedOutcome:
+        feed = self.settings.feed(state.name)
+        started = time.monotonic()
+        now = utcnow()
+        try:
+            record = await self._poll(state, feed, now)
+        except FeedError as err:
+            record = self._failure(state, feed, now, err)
+        except Exception as exc:
+            log.exception("feed=%s internal error", feed.name)
+            record = self._failure(state, feed, now, FeedError(feed.name, f"internal error: {exc!r}"))
+        try:
+            changes = self.store.record_poll(record)
+        except LeaseLost:
+            log.warning("feed=%s lease lost: another process polled it; this poll was discarded", feed.name)
+            return FeedOutcome(feed.name, record.status, skipped=True)
+        elapsed = int((time.monotonic() - started) * 1000)
+        outcome = FeedOutcome(feed.name, record.status, documents=self._documents(state, record),
+                              error=record.error, changes=tuple(changes), elapsed_ms=elapsed)
+        _log_poll(outcome)
+        return outcome
+
+    async def _poll(self, state: FeedState, feed: FeedSettings, now: datetime) -> PollRecord:
+        same_settings = state.settings_hash == feed.settings_hash
+        fetched = await self.fetcher.fetch(feed.name, feed.url, state.validators if same_settings else None,
+                                           timeout=feed.timeout, max_bytes=feed.max_bytes)
+        body_hash = hashlib.sha256(fetched.body).digest() if not fetched.not_modified else state.body_hash
+        if fetched.not_modified or (same_settings and body_hash == state.body_hash):
+            status = PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED
+            absent = self.store.known_documents(state.id, absent_only=True)
+            decisions = compare.absences(absent, removal_grace=feed.removal_grace)
+            return self._success(state, feed, now, status, fetched, body_hash, decisions)
+        items = await self._process(feed, fetched)
+        known = self.store.known_documents(state.id)
+        decisions = compare.compare(identity.match(items, known), known, removal_grace=feed.removal_grace)
+        return self._success(state, feed, now, PollStatus.OK, fetched, body_hash, decisions,
+                             documents=len(items))
+
+    async def _process(self, feed: FeedSettings, fetched: FetchResult) -> list[Item]:
+        if self.process is not None:
+            return await self.process(feed, fetched)
+        return process_body(feed, fetched)
+
+    def _success(self, state: FeedState, feed: FeedSettings, now: datetime, status: PollStatus,
+                 fetched: FetchResult, body_hash: bytes | None, decisions: Sequence[Decision],
+                 documents: int | None = None) -> PollRecord:
+        rebaseline = state.baseline_done and state.settings_hash not in (None, feed.settings_hash)
+        first = not state.baseline_done
+        alerts: tuple[Alert, ...] = ()
+        if state.error_alerted:
+            alerts = (Alert("recovery", feed.error_notify, json.dumps({"feed": feed.name})),)
+        return PollRecord(
+            feed_id=state.id, feed=feed.name, owner=self.owner, now=now, status=status,
+            next_due_at=next_due(feed, now), validators=fetched.validators, body_hash=body_hash,
+            settings_hash=feed.settings_hash, updates=tuple(self._with_diffs(decisions)),
+            baseline=rebaseline or (first and not feed.notify_baseline), notify=feed.notify, alerts=alerts,
+            error_alerted=False,
+        )
+
+    def _with_diffs(self, decisions: Sequence[Decision]) -> list[DocumentUpdate]:
+        changed = [d.document_id for d in decisions if d.kind is ChangeKind.CHANGED and d.document_id]
+        previous = self.store.latest_versions(changed) if changed else {}
+        updates = []
+        for d in decisions:
+            diff = None
+            if d.kind is ChangeKind.CHANGED and d.item is not None and d.document_id in previous:
+                old = previous[d.document_id]
+                diff = diff_versions(Version(old.title, old.link, old.text or ""),
+                                     Version(d.item.title, d.item.link, d.item.text))
+            updates.append(DocumentUpdate(d, diff))
+        return updates
+
+    def _failure(self, state: FeedState, feed: FeedSettings, now: datetime, err: FeedError) -> PollRecord:
+        errors = state.consecutive_errors + 1
+        alerts: tuple[Alert, ...] = ()
+        alerted = state.error_alerted
+        if errors >= feed.max_errors and not alerted:
+            payload = json.dumps({"feed": feed.name, "error": str(err), "count": errors})
+            alerts, alerted = (Alert("error", feed.error_notify, payload),), True
+        if err.retry_after is not None and err.http_status in (429, 503):
+            host = host_of(feed.url)
+            self.store.back_off_host(host, now + timedelta(seconds=err.retry_after), str(err))
+        return PollRecord(feed_id=state.id, feed=feed.name, owner=self.owner, now=now, status=PollStatus.ERROR,
+                          next_due_at=next_due(feed, now, errors=errors, retry_after=err.retry_after),
+                          error=str(err), alerts=alerts, error_alerted=alerted)
+
+    @staticmethod
+    def _documents(state: FeedState, record: PollRecord) -> int:
+        if record.status is PollStatus.ERROR:
+            return state.documents
+        added = sum(1 for u in record.updates if u.decision.kind is ChangeKind.ADDED)
+        removed = sum(1 for u in record.updates if u.decision.kind is ChangeKind.REMOVED)
+        return state.documents + added - removed
+
+
+async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
+                   force: bool = False, owner: str | None = None,
+                   process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None,
+                   stop: asyncio.Event | None = None) -> list[FeedOutcome]:
+    """One cycle: poll every due feed (all selected feeds with `force`), each exactly once."""
+    owner = owner or owner_id()
+    feeds = [f for f in settings.feeds if names is None or f.name in names]
+    ids = store.sync_feeds([(f.name, f.url) for f in feeds])
+    if force:
+        store.make_due(list(ids.values()))
+    capacity = settings.polling.concurrency * 4
+    outcomes: list[FeedOutcome] = []
+    polled: set[int] = set()
+    async with Fetcher(concurrency=settings.polling.concurrency, per_host=settings.polling.per_host,
+                       user_agent=settings.polling.user_agent) as fetcher:
+        poller = Poller(store, settings, fetcher, owner, process)
+        tasks: set[asyncio.Task[FeedOutcome]] = set()
+        try:
+            while True:
+                if len(tasks) <= capacity // 2 and not (stop and stop.is_set()):
+                    claimed = store.claim_due_feeds(list(ids.values()), owner, limit=capacity - len(tasks),
+                                                    lease=LEASE_SECONDS, exclude=polled)
+                    polled.update(s.id for s in claimed)
+                    tasks.update(asyncio.create_task(poller.poll(s)) for s in claimed)
+                if not tasks:
+                    break
+                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                outcomes.extend(t.result() for t in done)
+        finally:
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            store.release_feeds(owner)
+    return sorted(outcomes, key=lambda o: o.name)
+
+
+def _log_poll(o: FeedOutcome) -> None:
+    level = logging.WARNING if o.status is PollStatus.ERROR else logging.INFO
+    fields = f"feed={o.name} status={o.status.value} documents={o.documents} changes={len(o.changes)} ms={o.elapsed_ms}"
+    if o.error:
+        fields += f" error={json.dumps(o.error)}"
+    log.log(level, fields)
+

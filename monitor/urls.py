@@ -1,0 +1,38 @@
+"""Small URL helpers shared by stages and storage (no network libraries imported here)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|key|apikey|api_key|access_token|secret|password|pass|sig|"
+                           r"signature|auth)=)[^&#]*")
+
+
+def is_local(url: str) -> bool:
+    """True for file:// URLs and plain paths."""
+    return url.startswith("file:") or "://" not in url
+
+
+def host_of(url: str) -> str:
+    """The host a URL points at, for per-host limits and messages ("localhost" for files)."""
+    if is_local(url):
+        return "localhost"
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def mask(url: str) -> str:
+    """A URL safe to print: user info and secret-looking query values are replaced by ****."""
+    if is_local(url):
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "****@" + netloc.rsplit("@", 1)[1]
+    return _SECRET_QUERY.sub(r"\1****", urlunsplit(parts._replace(netloc=netloc)))

@@ -1,0 +1,1 @@
+"""Persistence for feedwatch: SQLAlchemy schema, engine setup, intent-named queries, migrations."""
