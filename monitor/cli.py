@@ -105,6 +105,11 @@ def build_parser() -> _Parser:
     p.add_argument("--from", dest="from_", type=_positive, metavar="N", help="older version (default: M-1)")
     p.add_argument("--to", type=_positive, metavar="M", help="newer version (default: the latest)")
     p.add_argument("--format", choices=("text", "markdown", "html", "json"), default="text")
+
+    p = command("notify-test", cmd_notify_test, "send a test message to a target",
+                "Send a test message to TARGET (default: every target) and say what each URL answered. "
+                "URLs are shown with secrets masked.")
+    p.add_argument("target", nargs="?", metavar="TARGET", help="a target name from the config")
     return parser
 
 
@@ -200,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = _open_store(args, settings)
     try:
         outcomes = asyncio.run(poll_due(store, settings, names=names, force=args.force))
-        deliveries = _deliver(store, settings, send=not args.no_notify)
+        deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
     finally:
         store.close()
     report = RunReport(tuple(outcomes), deliveries)
@@ -213,10 +218,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
-def _deliver(store: Any, settings: Any, *, send: bool) -> Any:
+def _deliver(store: Any, settings: Any, *, send: bool, force: bool = False) -> Any:
     from monitor import notify
 
-    return notify.deliver_pending(store, settings) if send else notify.delivery_counts(store)
+    return notify.deliver_pending(store, settings, force=force) if send else notify.delivery_counts(store)
 
 
 def _feed_names(settings: Any, wanted: Sequence[str] | None) -> list[str] | None:
@@ -332,7 +337,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         names = [f.name for f in settings.feeds] if settings is not None else None
         rows = store.feed_statuses(names)
-        deliveries = store.delivery_counts()
+        deliveries = store.outbox.counts()
+        problems = store.outbox.problems()
     finally:
         store.close()
     if args.json:
@@ -342,7 +348,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             "next_due": _iso(r.next_due_at), "consecutive_errors": r.consecutive_errors, "polls": r.polls,
             "polling_now": r.leased_by is not None} for r in rows],
             "deliveries": {"pending": deliveries["pending"], "failing": deliveries["failing"],
-                           "dead": deliveries["dead"], "sent": deliveries["sent"]}})
+                           "dead": deliveries["dead"], "sent": deliveries["sent"],
+                           "problems": [{**p, "next_attempt_at": _iso(p["next_attempt_at"])} for p in problems]}})
         return EXIT_OK
     table = [("FEED", "LAST POLL", "RESULT", "DOCS", "LAST CHANGE", "NEXT DUE", "ERRORS")]
     for r in rows:
@@ -354,6 +361,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  {r.name}: {r.last_error}")
     print(f"deliveries: {deliveries['pending']} pending ({deliveries['failing']} failing), "
           f"{deliveries['dead']} dead, {deliveries['sent']} sent")
+    for p in problems:
+        what = f"\u201c{p['title']}\u201d" if p["title"] else p["kind"]
+        print(f"  #{p['id']} {p['status']} to {p['target']} ({what}, {p['attempts']} attempts): {p['last_error']}")
     return EXIT_OK
 
 
@@ -429,6 +439,24 @@ def cmd_diff(args: argparse.Namespace) -> int:
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         sys.stdout.write(render.render_text(diff, color=color, title=heading))
     return EXIT_OK
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from monitor import notify
+
+    settings = _settings(args)
+    if args.target and args.target not in settings.targets:
+        known = ", ".join(sorted(settings.targets)) or "none are defined"
+        raise UsageError(f"notify-test: no target named '{args.target}' (targets: {known})")
+    names = [args.target] if args.target else sorted(settings.targets)
+    if not names:
+        raise UsageError(f"notify-test: {settings.source} defines no targets")
+    failed = False
+    for name, outcomes in notify.test_message(settings, names).items():
+        for o in outcomes:
+            failed |= not o.ok
+            print(f"{name}: {o.masked}: {'OK' if o.ok else 'FAILED: ' + (o.detail or 'no answer')}")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # ------------------------------------------------------------------------------------------ printing

@@ -47,7 +47,9 @@ def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFe
     body = strip_doctype(fetched.body)
     if not body.strip():
         raise ParseError(name, "empty response (no feed)")
-    headers = {"content-location": fetched.url}
+    # No Content-Location: feedparser would resolve guids against it, and a guid is an opaque identifier.
+    # Relative links are resolved by normalize, against the final URL.
+    headers = {}
     if fetched.content_type:
         headers["content-type"] = fetched.content_type
     d = feedparser.parse(io.BytesIO(body), response_headers=headers,

@@ -24,6 +24,18 @@ def host_of(url: str) -> str:
         return ""
 
 
+_TOKENISH = re.compile(r"(?<=/)(?=[^/?#]*\d)(?=[^/?#]*[A-Za-z])[^/?#@]{12,}")
+
+
+def mask_tokens(url: str) -> str:
+    """Mask path segments that look like tokens (12+ characters mixing letters and digits)."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    return f"{head}://{host}{slash}{_TOKENISH.sub('****', '/' + path)[1:]}" if slash else url
+
+
 def mask(url: str) -> str:
     """A URL safe to print: user info and secret-looking query values are replaced by ****."""
     if is_local(url):
@@ -35,4 +47,4 @@ def mask(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "****@" + netloc.rsplit("@", 1)[1]
-    return _SECRET_QUERY.sub(r"\1****", urlunsplit(parts._replace(netloc=netloc)))
+    return mask_tokens(_SECRET_QUERY.sub(r"\1****", urlunsplit(parts._replace(netloc=netloc))))

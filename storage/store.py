@@ -36,6 +36,7 @@ from monitor.models import (
 from monitor.urls import host_of
 from storage import blobs
 from storage.db import ensure_schema, open_engine
+from storage.outbox import Outbox
 from storage.schema import Change, Delivery, Document, Feed, Host, Version
 
 REVERT_DEPTH = 5          # recent version states loaded per document for revert detection
@@ -65,6 +66,10 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(self.engine)
 
     # ------------------------------------------------------------------------------------ feeds, leases
 
@@ -108,7 +113,7 @@ class Store:
         if not candidates or limit <= 0:
             return []
         with self.engine.begin() as conn:
-            self._expire_dead_leases(conn, Feed, now)
+            expire_dead_leases(conn, Feed, now)
             blocked_hosts = {r.name for r in conn.execute(select(Host.name).where(Host.backoff_until > now))}
             query = (select(Feed.__table__).where(Feed.id.in_(candidates), Feed.next_due_at <= now,
                                         or_(Feed.lease_until.is_(None), Feed.lease_until < now))
@@ -130,14 +135,6 @@ class Store:
                     Document.feed_id.in_(ids), Document.removed_at.is_(None)).group_by(Document.feed_id)).all())
                 claimed = [dataclasses.replace(f, documents=counts.get(f.id, 0)) for f in claimed]
         return claimed
-
-    def _expire_dead_leases(self, conn: Connection, table: Any, now: datetime) -> None:
-        host = os.uname().nodename
-        rows = conn.execute(select(table.id, table.lease_owner).where(
-            table.lease_owner.like(f"{host}:%"), table.lease_until > now)).all()
-        dead = [r.id for r in rows if not _pid_alive(r.lease_owner)]
-        for chunk in _chunks(dead):
-            conn.execute(update(table).where(table.id.in_(chunk)).values(lease_owner=None, lease_until=None))
 
     def release_feeds(self, owner: str, feed_ids: Sequence[int] | None = None) -> None:
         with self.engine.begin() as conn:
@@ -293,17 +290,6 @@ class Store:
                                 .where(Change.document_id == doc_id).order_by(Change.id)).all()
             return [_recorded(r) for r in rows]
 
-    def delivery_counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
-            failing = conn.execute(select(func.count()).where(Delivery.status == "pending",
-                                                              Delivery.attempts > 0)).scalar_one()
-        counts = {"pending": 0, "sent": 0, "dead": 0}
-        counts.update({status: n for status, n in rows})
-        counts["failing"] = failing
-        return counts
-
-
 class _PollWriter:
     """Writes one poll's documents, versions, changes and outbox rows inside the caller's transaction."""
 
@@ -430,6 +416,16 @@ def _recorded(c: Any, diff: DocumentDiff | None = None) -> RecordedChange:
                           kind=ChangeKind(c.kind), version=c.version, from_version=c.from_version,
                           revert_of=c.revert_of, detected_at=c.detected_at, summary=c.summary,
                           baseline=c.baseline, diff=diff)
+
+
+def expire_dead_leases(conn: Connection, table: Any, now: datetime) -> None:
+    """Free leases held by processes of this host that no longer exist (a `run` killed with -9)."""
+    host = os.uname().nodename
+    rows = conn.execute(select(table.id, table.lease_owner).where(
+        table.lease_owner.like(f"{host}:%"), table.lease_until > now)).all()
+    dead = [r.id for r in rows if not _pid_alive(r.lease_owner)]
+    for chunk in _chunks(dead):
+        conn.execute(update(table).where(table.id.in_(chunk)).values(lease_owner=None, lease_until=None))
 
 
 def _pid_alive(owner: str | None) -> bool:

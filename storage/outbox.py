@@ -1,0 +1,177 @@
+"""The outbox: deliveries claimed under leases, attempts recorded per URL, never sent twice once done.
+
+A delivery row is written in the same transaction as its change (storage.store). Here it is claimed
+(``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL; one ``BEGIN IMMEDIATE`` transaction on SQLite), sent
+outside any transaction, and its outcome recorded while the lease still holds. A crash between sending
+and recording can repeat one message at most; it can never lose one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+
+from monitor import codec
+from monitor.models import ChangeKind, RecordedChange
+from storage import blobs
+from storage.schema import Change, Delivery, DeliveryAttempt, Document, Feed, Version
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    id: int
+    target: str
+    kind: str                       # change | error | recovery | dead | test
+    change_id: int | None
+    feed: str | None
+    payload: dict[str, Any]
+    attempts: int
+    done_urls: frozenset[str]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOutcome:
+    url_id: str                     # a hash of the URL (the URL itself holds secrets)
+    masked: str                     # the URL in Apprise's privacy form
+    ok: bool
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeContext:
+    """Everything a message about one change needs: the change with its diff, and an excerpt if new."""
+
+    change: RecordedChange
+    excerpt: str | None = None
+
+
+class Outbox:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim(self, owner: str, *, now: datetime, lease: float, limit: int = 200,
+              due_only: bool = True) -> list[PendingDelivery]:
+        """Lease pending deliveries (due ones, or all with `due_only=False`) for this process."""
+        from storage.store import expire_dead_leases
+
+        with self.engine.begin() as conn:
+            expire_dead_leases(conn, Delivery, now)
+            query = (select(Delivery.__table__, Feed.name.label("feed_name"))
+                     .outerjoin(Feed, Feed.id == Delivery.feed_id)
+                     .where(Delivery.status == "pending",
+                            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
+                     .order_by(Delivery.id).limit(limit))
+            if due_only:
+                query = query.where(Delivery.next_attempt_at <= now)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True, of=Delivery)
+            rows = conn.execute(query).all()
+            if rows:
+                conn.execute(update(Delivery).where(Delivery.id.in_([r.id for r in rows]))
+                             .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease)))
+        return [PendingDelivery(
+            id=r.id, target=r.target, kind=r.kind, change_id=r.change_id, feed=r.feed_name,
+            payload=json.loads(r.payload) if r.payload else {}, attempts=r.attempts,
+            done_urls=frozenset(json.loads(r.done_urls or "[]")), created_at=r.created_at) for r in rows]
+
+    def contexts(self, change_ids: Sequence[int]) -> dict[int, ChangeContext]:
+        """The changes (with stored diffs) the claimed deliveries are about."""
+        out: dict[int, ChangeContext] = {}
+        if not change_ids:
+            return out
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Change.__table__, Document.guid, Document.link, Feed.name.label("feed_name"))
+                .join(Document, Document.id == Change.document_id).join(Feed, Feed.id == Change.feed_id)
+                .where(Change.id.in_(list(change_ids)))).all()
+            for r in rows:
+                diff = codec.diff_from_json(blobs.get(conn, r.diff_hash)) if r.diff_hash else None
+                change = RecordedChange(
+                    id=r.id, feed=r.feed_name, document_id=r.document_id, guid=r.guid, link=r.link,
+                    title=r.title, kind=ChangeKind(r.kind), version=r.version, from_version=r.from_version,
+                    revert_of=r.revert_of, detected_at=r.detected_at, summary=r.summary, baseline=r.baseline,
+                    diff=diff)
+                out[r.id] = ChangeContext(change, self._excerpt(conn, r) if r.kind == "added" else None)
+        return out
+
+    @staticmethod
+    def _excerpt(conn: Any, change: Any, limit: int = 1200) -> str | None:
+        text_hash = conn.execute(select(Version.text_hash).where(
+            Version.document_id == change.document_id, Version.number == change.version)).scalar()
+        if text_hash is None:
+            return None
+        text = blobs.get_text(conn, text_hash)
+        return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " \u2026"
+
+    def record(self, delivery: PendingDelivery, owner: str, *, now: datetime, outcomes: Sequence[UrlOutcome],
+               urls: Sequence[str], max_attempts: int, backoff: float) -> str:
+        """Store one attempt's per-URL outcomes; returns the row's new status (sent, pending or dead)."""
+        done = set(delivery.done_urls) | {o.url_id for o in outcomes if o.ok}
+        attempts = delivery.attempts + 1
+        errors = [f"{o.masked}: {o.detail or 'failed'}" for o in outcomes if not o.ok]
+        if set(urls) <= done:
+            status, next_at = "sent", now
+        elif attempts >= max_attempts:
+            status, next_at = "dead", now
+        else:
+            status, next_at = "pending", now + timedelta(seconds=backoff)
+        with self.engine.begin() as conn:
+            conn.execute(update(Delivery).where(Delivery.id == delivery.id, Delivery.lease_owner == owner).values(
+                status=status, attempts=attempts, next_attempt_at=next_at, done_urls=json.dumps(sorted(done)),
+                last_error="; ".join(errors) or None, sent_at=now if status == "sent" else None,
+                lease_owner=None, lease_until=None))
+            if outcomes:
+                conn.execute(insert(DeliveryAttempt), [
+                    dict(delivery_id=delivery.id, at=now, url=o.masked, ok=o.ok, detail=o.detail)
+                    for o in outcomes])
+        return status
+
+    def release(self, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Delivery).where(Delivery.lease_owner == owner)
+                         .values(lease_owner=None, lease_until=None))
+
+    def add_alert(self, *, kind: str, targets: Sequence[str], payload: dict[str, Any], now: datetime,
+                  feed_id: int | None = None) -> None:
+        if not targets:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(insert(Delivery), [dict(
+                change_id=None, feed_id=feed_id, target=t, kind=kind, payload=json.dumps(payload),
+                status="pending", attempts=0, created_at=now, next_attempt_at=now) for t in targets])
+
+    def feed_id(self, name: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(Feed.id).where(Feed.name == name)).scalar()
+
+    def last_sent(self, target: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(Delivery.sent_at)).where(
+                Delivery.target == target, Delivery.status == "sent")).scalar()
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+            failing = conn.execute(select(func.count()).where(
+                and_(Delivery.status == "pending", Delivery.attempts > 0))).scalar_one()
+        counts = {"pending": 0, "sent": 0, "dead": 0}
+        counts.update({status: n for status, n in rows})
+        counts["failing"] = failing
+        return counts
+
+    def problems(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Failing and dead deliveries, newest first, for `status` (errors hold masked URLs only)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Delivery.id, Delivery.target, Delivery.kind, Delivery.status, Delivery.attempts,
+                       Delivery.last_error, Delivery.next_attempt_at, Change.title)
+                .outerjoin(Change, Change.id == Delivery.change_id)
+                .where(or_(Delivery.status == "dead", and_(Delivery.status == "pending", Delivery.attempts > 0)))
+                .order_by(Delivery.id.desc()).limit(limit)).all()
+        return [dict(r._mapping) for r in rows]

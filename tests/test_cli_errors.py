@@ -1,0 +1,126 @@
+"""Bad config and bad command-line input: one clear line naming file/line/key or argument, exit 2, no writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli, run_process, write_config
+
+GOOD_FEED = "feeds:\n  - name: k8s\n    url: feed.xml\n"
+
+CONFIG_ERRORS = {
+    "unknown-key": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    intreval: 6h\n",
+        "config: {path}:5: feeds[0].intreval: unknown key (did you mean 'interval'?)"),
+    "unknown-top-level-key": (
+        "database: sqlite:///fw.db\nfeed:\n  - name: k8s\n",
+        "config: {path}:2: feed: unknown key (did you mean 'feeds'?)"),
+    "bad-yaml": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n   url: [unclosed\n",
+        "config: {path}:4: invalid YAML"),
+    "missing-url": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n",
+        "config: {path}:3: feeds[0]: missing required key 'url'"),
+    "bad-interval": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    interval: 1x\n",
+        "config: {path}:5: feeds[0].interval: '1x' is not a duration (e.g. 90s, 30m, 6h, 1d)"),
+    "wrong-type": (
+        "database: sqlite:///fw.db\ndefaults:\n  removal_grace: three\nfeeds:\n  - name: k8s\n    url: f.xml\n",
+        "config: {path}:3: defaults.removal_grace: Expected 'int', got 'str'"),
+    "unknown-target": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    notify: [chat]\n",
+        "config: {path}:5: feeds[0].notify: unknown target 'chat' (targets: none are defined)"),
+    "unset-env-var": (
+        "database: sqlite:///fw.db\ntargets:\n  chat:\n    urls: [\"json://${FW_TEST_UNSET_TOKEN}@x\"]\n"
+        + GOOD_FEED,
+        "config: {path}:4: targets.chat.urls[0]: environment variable FW_TEST_UNSET_TOKEN is not set"),
+    "duplicate-feed": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: a.xml\n  - name: k8s\n    url: b.xml\n",
+        "config: {path}:5: feeds[1].name: duplicate feed name 'k8s' (first used in feeds[0])"),
+    "duplicate-key": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: a.xml\n    url: b.xml\n",
+        "config: {path}:5: feeds[0].url: duplicate key"),
+    "bad-regex": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: a.xml\n    ignore: ['(unclosed']\n",
+        "config: {path}:5: feeds[0].ignore[0]: invalid regex"),
+    "bad-format": (
+        "database: sqlite:///fw.db\ntargets:\n  chat:\n    urls: [json://localhost]\n    format: pdf\n"
+        + GOOD_FEED,
+        "config: {path}:5: targets.chat.format: Invalid enum value 'pdf'"),
+    "bad-scheme": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: ftp://example.org/feed\n",
+        "config: {path}:4: feeds[0].url: unsupported URL scheme 'ftp'"),
+    "not-a-mapping": ("- just\n- a list\n", "config: {path}:1: the top level must be a mapping of keys"),
+}
+
+
+@pytest.mark.parametrize("name", CONFIG_ERRORS)
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_bad_config_is_one_line_exit_2_and_writes_nothing(name: str, command: str, tmp_path: Path) -> None:
+    text, expected = CONFIG_ERRORS[name]
+    path = write_config(tmp_path / "feedwatch.yaml", text)
+    result = run_cli("--config", str(path), command)
+    assert result.code == 2
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("feedwatch: " + expected.format(path=path)), lines[0]
+    assert not (tmp_path / "fw.db").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("xdg")) == ["feedwatch.yaml"]
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = run_cli("--config", str(tmp_path / "nope.yaml"), "run")
+    assert result.code == 2
+    assert result.err.strip() == f"feedwatch: config: {tmp_path / 'nope.yaml'}: file not found"
+
+
+def test_no_config_anywhere(tmp_path: Path) -> None:
+    result = run_cli("run")
+    assert result.code == 2
+    assert "no configuration file found" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+CLI_ERRORS = {
+    "unknown-command": (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+    "bad-format": (["diff", "1", "--format", "pdf"], "argument --format: invalid choice: 'pdf'"),
+    "bad-version": (["show", "1", "--version", "abc"], "argument --version: 'abc' is not a version number"),
+    "missing-doc": (["diff"], "the following arguments are required: DOC"),
+    "unknown-option": (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    "unknown-feed": (["run", "--feed", "nope"], "--feed nope: no such feed"),
+}
+
+
+@pytest.mark.parametrize("name", CLI_ERRORS)
+def test_bad_cli_input_is_one_line_exit_2(name: str, tmp_path: Path) -> None:
+    args, expected = CLI_ERRORS[name]
+    config = write_config(tmp_path / "feedwatch.yaml", "database: sqlite:///fw.db\n" + GOOD_FEED)
+    result = run_cli("--config", str(config), *args)
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.err
+    assert not (tmp_path / "fw.db").exists()
+
+
+def test_unknown_document_after_a_run(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_text("<rss version='2.0'><channel><title>t</title><item><guid>a</guid><title>A</title>"
+                    "<description>hello</description></item></channel></rss>")
+    config = write_config(tmp_path / "feedwatch.yaml", "database: sqlite:///fw.db\n" + GOOD_FEED)
+    assert run_cli("--config", str(config), "run").code == 0
+    for args in (["show", "99"], ["diff", "nope"], ["history", "--document", "zzz"]):
+        result = run_cli("--config", str(config), *args)
+        assert result.code == 2 and "no document matches" in result.err
+        assert len(result.err.strip().splitlines()) == 1
+    one_version = run_cli("--config", str(config), "diff", "a")
+    assert one_version.code == 2 and "has only version 1" in one_version.err
+
+
+def test_help_lists_the_commands() -> None:
+    result = run_process("--help")
+    assert result.code == 0
+    for command in ("run", "watch", "check", "status", "history", "show", "diff", "report", "notify-test"):
+        assert command in result.out
+    assert "Exit codes" in result.out
