@@ -143,9 +143,19 @@ class Store:
                 query = query.where(Feed.id.in_(list(feed_ids)))
             conn.execute(query.values(lease_owner=None, lease_until=None))
 
-    def next_due_at(self, feed_ids: Sequence[int]) -> datetime | None:
+    def next_wakeup(self, names: Sequence[str]) -> datetime | None:
+        """When something is next due: a feed (not before its host's back-off ends) or a delivery retry."""
         with self.engine.connect() as conn:
-            return conn.execute(select(func.min(Feed.next_due_at)).where(Feed.id.in_(list(feed_ids)))).scalar()
+            hosts = dict(conn.execute(select(Host.name, Host.backoff_until)).all())
+            times = []
+            for url, due in conn.execute(select(Feed.url, Feed.next_due_at).where(Feed.name.in_(list(names)))):
+                blocked = hosts.get(host_of(url))
+                times.append(max(due, blocked) if blocked else due)
+            retry = conn.execute(select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.status == "pending")).scalar()
+        if retry is not None:
+            times.append(retry)
+        return min(times) if times else None
 
     def back_off_host(self, host: str, until: datetime, reason: str) -> None:
         """No feed on `host` is claimed before `until` (Retry-After, 429, 503)."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
-from tests.helpers import CORPUS, FeedServer
+from tests.helpers import CORPUS, FeedServer, empty_postgres
 
 # Tests must never read the developer's own config or state.
 for var in ("FEEDWATCH_CONFIG", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "STATE_DIRECTORY"):
@@ -33,3 +35,75 @@ def server() -> Iterator[FeedServer]:
     s = FeedServer()
     yield s
     s.close()
+
+
+# ---------------------------------------------------------------------------------------------- resources
+# Tests that need PostgreSQL or Chromium skip *loudly* when those are missing, and fail instead in CI
+# (FEEDWATCH_REQUIRE_ALL=1, set by .ci/run): nothing passes vacuously.
+
+REQUIRE_ALL = os.environ.get("FEEDWATCH_REQUIRE_ALL") == "1"
+_MISSING: dict[str, str] = {}
+POSTGRES_URL = os.environ.get("FEEDWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def require(resource: str, reason: str) -> NoReturn:
+    """Skip (loudly) or, in CI, fail: `resource` is needed and unavailable for `reason`."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{resource} is required (FEEDWATCH_REQUIRE_ALL=1) but unavailable: {reason}")
+    _MISSING[resource] = reason
+    pytest.skip(f"{resource} unavailable: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _MISSING:
+        return
+    terminalreporter.write_sep("!", "SOME TESTS DID NOT RUN", red=True, bold=True)
+    for resource, reason in _MISSING.items():
+        terminalreporter.write_line(f"  {resource}: {reason}", red=True, bold=True)
+    terminalreporter.write_line("  (see README, 'Running the tests'; CI sets FEEDWATCH_REQUIRE_ALL=1 and runs all)",
+                                red=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server for this test session; dropped at the end."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        require("PostgreSQL", "psycopg is not installed (pip install -e '.[test]')")
+    base = make_url(POSTGRES_URL)
+    name = f"feedwatch_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        require("PostgreSQL", f"cannot reach {base.render_as_string(hide_password=True)} "
+                f"({str(exc.orig).strip().splitlines()[0]}); set FEEDWATCH_TEST_POSTGRES_URL")
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """The session's PostgreSQL database, emptied for this test."""
+    empty_postgres(postgres_server)
+    yield postgres_server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage test runs on a fresh SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedwatch.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

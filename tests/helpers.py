@@ -198,3 +198,13 @@ def corpus_steps() -> list[Path]:
 def manifest() -> dict[str, Any]:
     data: dict[str, Any] = json.loads((CORPUS / "k8s-community" / "manifest.json").read_text(encoding="utf-8"))
     return data
+
+
+def empty_postgres(url: str) -> None:
+    """Drop everything in a PostgreSQL test database."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()

@@ -16,7 +16,7 @@ import lxml.etree
 import lxml.html
 import pytest
 
-from tests.helpers import FeedServer, corpus_steps, manifest, run_cli, write_config
+from tests.helpers import FeedServer, corpus_steps, empty_postgres, manifest, run_cli, write_config
 
 WORD = re.compile(r"\w+")
 
@@ -50,15 +50,20 @@ def visible_text(step: int, guid: str) -> str:
     return ""
 
 
-@pytest.fixture(scope="module")
-def replay(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Run all 60 steps once; yield (manifest step, run --json output) pairs."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def replay(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Run all 60 steps once per database; yield (manifest step, run --json output) pairs."""
     tmp = tmp_path_factory.mktemp("replay")
+    database = f"sqlite:///{tmp / 'feedwatch.db'}"
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres_server")
+        empty_postgres(database)
     server = FeedServer()
     try:
         url = server.set("/community/index.xml", corpus_steps()[0].read_bytes())
         config = write_config(tmp / "feedwatch.yaml", f"""
-database: sqlite:///{tmp / 'feedwatch.db'}
+database: {database}
 feeds:
   - name: k8s-community
     url: {url}

@@ -1,0 +1,214 @@
+"""`watch`: the long-running scheduler. The database is the scheduler; this is its loop.
+
+Each feed's ``next_due_at`` lives in the database (with jitter, set after every poll), so `run` from cron
+and any number of `watch` processes share one schedule; leases make sure each due feed is polled by one
+of them. The loop:
+
+1. poll what is due (monitor.poll), 2. deliver the outbox, 3. sleep until the next feed or delivery is
+due (at most a minute, and at most half the systemd watchdog interval), waking at once on a signal.
+
+SIGTERM/SIGINT: stop claiming, let the polls in flight finish (cancelled after a grace period; a cancelled
+poll commits nothing and is simply due again), release leases, exit 0. SIGHUP re-reads the config; nothing
+is reloaded behind the user's back. Under systemd (``Type=notify``) it reports READY, STATUS, WATCHDOG and
+STOPPING on ``$NOTIFY_SOCKET``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from monitor import config as config_mod
+from monitor.config import Settings
+from monitor.errors import ConfigError
+from monitor.models import FeedOutcome, PollStatus
+from monitor.poll import poll_due
+from storage.db import owner_id
+from storage.store import Store, utcnow
+
+log = logging.getLogger("feedwatch.watch")
+
+MAX_SLEEP = 60.0
+STOP_GRACE = 10.0
+
+
+def sd_notify(message: str) -> bool:
+    """Send one sd_notify(3) datagram to $NOTIFY_SOCKET; a no-op outside systemd. (The protocol is one
+    AF_UNIX datagram; '@' names an abstract socket.)"""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        return True
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)
+        return False
+
+
+def watchdog_interval() -> float | None:
+    """Half the systemd watchdog timeout, when the watchdog is on for this process."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or not usec.isdigit() or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2e6
+
+
+@dataclass
+class Metrics:
+    """Counters for the optional Prometheus endpoint (prometheus_client is imported only when asked for)."""
+
+    port: int | None = None
+    _m: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> None:
+        if self.port is None:
+            return
+        import prometheus_client as prom
+
+        self._m = {
+            "polls": prom.Counter("feedwatch_polls_total", "Feed polls by result", ["status"]),
+            "changes": prom.Counter("feedwatch_changes_total", "Recorded changes by kind", ["kind"]),
+            "pending": prom.Gauge("feedwatch_deliveries_pending", "Deliveries waiting to be sent"),
+            "dead": prom.Gauge("feedwatch_deliveries_dead", "Deliveries given up"),
+            "last": prom.Gauge("feedwatch_last_cycle_timestamp_seconds", "End of the last watch cycle"),
+        }
+        prom.start_http_server(self.port, addr="0.0.0.0")
+        log.info("metrics on :%d/metrics", self.port)
+
+    def record(self, outcomes: list[FeedOutcome], pending: int, dead: int) -> None:
+        if not self._m:
+            return
+        for o in outcomes:
+            self._m["polls"].labels(o.status.value).inc()
+            for c in o.changes:
+                self._m["changes"].labels(c.kind.value).inc()
+        self._m["pending"].set(pending)
+        self._m["dead"].set(dead)
+        self._m["last"].set(time.time())
+
+
+class Watcher:
+    def __init__(self, store: Store, settings: Settings, metrics: Metrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.owner = owner_id()
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.reload = False
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, sig: signal.Signals) -> None:
+        if not self.stop.is_set():
+            log.info("%s: finishing the polls in flight, then stopping", sig.name)
+            sd_notify("STOPPING=1")
+        self.stop.set()
+        self.wake.set()
+
+    def _on_reload(self) -> None:
+        self.reload = True
+        self.wake.set()
+
+    async def run(self) -> int:
+        self.install_signals()
+        self.metrics.start()
+        sd_notify("READY=1")
+        log.info("watching %d feeds (pid %d)", len(self.settings.feeds), os.getpid())
+        failures = 0
+        while not self.stop.is_set():
+            if self.reload:
+                self._reload()
+            try:
+                outcomes = await self._cycle()
+                counts = await asyncio.to_thread(self._deliver)
+            except DBAPIError as exc:   # the database went away (restart, failover): back off, resume
+                failures += 1
+                delay = min(MAX_SLEEP, 2.0 ** failures)
+                log.error("database unavailable (%s); retrying in %.0f s", _first_line(exc), delay)
+                sd_notify(f"WATCHDOG=1\nSTATUS=database unavailable, retrying in {delay:.0f} s")
+                await self._sleep(delay)
+                continue
+            failures = 0
+            self.metrics.record(outcomes, counts.pending, counts.dead)
+            errors = sum(1 for o in outcomes if o.status is PollStatus.ERROR)
+            sd_notify(f"WATCHDOG=1\nSTATUS=polled {len(outcomes)} feeds ({errors} errors), "
+                      f"{counts.pending} deliveries pending")
+            await self._sleep()
+        log.info("stopped")
+        return 0
+
+    async def _cycle(self) -> list[FeedOutcome]:
+        task = asyncio.create_task(poll_due(self.store, self.settings, owner=self.owner, stop=self.stop))
+        stop_wait = asyncio.create_task(self.stop.wait())
+        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:   # stopping: give the polls in flight a grace period, then cancel them
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STOP_GRACE)
+            except TimeoutError:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return []
+        stop_wait.cancel()
+        return task.result()
+
+    def _deliver(self) -> Any:
+        from monitor.notify import deliver_pending
+
+        return deliver_pending(self.store, self.settings, owner=self.owner, digest_due=False)
+
+    async def _sleep(self, delay: float = MAX_SLEEP) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            next_due = self.store.next_wakeup([f.name for f in self.settings.feeds])
+        except DBAPIError:
+            next_due = None
+        if next_due is not None:
+            delay = min(delay, max(0.0, (next_due - utcnow()).total_seconds()) + 0.05)
+        watchdog = watchdog_interval()
+        if watchdog is not None:
+            delay = min(delay, watchdog)
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=delay)
+
+    def _reload(self) -> None:
+        self.reload = False
+        source = self.settings.source
+        if source is None:
+            return
+        try:
+            self.settings = config_mod.load(Path(source))
+            log.info("reloaded %s: %d feeds", source, len(self.settings.feeds))
+        except ConfigError as exc:
+            log.error("reload failed, keeping the previous config: %s", exc)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def watch(store: Store, settings: Settings, *, metrics_port: int | None = None) -> int:
+    """Run the scheduler until SIGTERM/SIGINT; returns the exit code."""
+    return asyncio.run(Watcher(store, settings, Metrics(metrics_port)).run())
