@@ -68,6 +68,9 @@ def _sqlite_engine(url: str, database: str | None, *, readonly: bool, create_dir
         dbapi_conn.isolation_level = None        # the sqlite3 module must not emit its own BEGIN
         cur = dbapi_conn.cursor()
         if not readonly:
+            # Takes effect when the file is new (before the first table): lets `prune` give space back
+            # with incremental vacuum instead of rewriting the whole file.
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
         cur.execute("PRAGMA synchronous=NORMAL")   # durable at checkpoints; safe with WAL
