@@ -492,8 +492,8 @@ def parse_duration(value: Any) -> float | None:
     text = value.strip().lower()
     pos, total = 0, 0.0
     for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            return None
+        if m.start() != pos or (not m.group(2) and (pos or m.end() != len(text))):
+            return None     # a bare number is seconds only when it is the whole value
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
         while pos < len(text) and text[pos] == " ":

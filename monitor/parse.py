@@ -65,7 +65,7 @@ def _check(name: str, d: Any, body: bytes, lenient: bool) -> tuple[str, ...]:
     exc = d.get("bozo_exception") if d.get("bozo") else None
     if not d.get("version"):
         if exc is not None and not isinstance(exc, feedparser.exceptions.ThingsNobodyCaresAboutButMe):
-            raise ParseError(name, f"not a feed: malformed XML{_where(exc)}: {_message(exc)}")
+            raise ParseError(name, f"not an RSS or Atom feed: malformed XML ({_message(exc)})")
         looks_html = re.search(rb"<html|<!doctype html|<body", body[:4096], re.I) is not None
         raise ParseError(name, "not an RSS or Atom feed" + (" (got an HTML page)" if looks_html else ""))
     if exc is None or isinstance(exc, feedparser.exceptions.ThingsNobodyCaresAboutButMe):

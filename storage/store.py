@@ -61,7 +61,11 @@ class Store:
     def open(cls, url: str, *, readonly: bool = False) -> Store:
         engine = open_engine(url, readonly=readonly)
         if not readonly:
-            ensure_schema(engine)
+            try:
+                ensure_schema(engine)
+            except BaseException:
+                engine.dispose()
+                raise
         return cls(engine)
 
     def close(self) -> None:

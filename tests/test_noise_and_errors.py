@@ -143,7 +143,7 @@ BROKEN = {
     "mismatched-tags": (SEED.replace(b"</title>", b"</titel>", 1), "malformed XML"),
     "html-page": (b"<!doctype html><html><body><h1>Moved</h1><p>see elsewhere</p></body></html>",
                   "not an RSS or Atom feed (got an HTML page)"),
-    "garbage": (bytes(range(256)) * 20, "not a feed"),
+    "garbage": (bytes(range(256)) * 20, "not an RSS or Atom feed"),
     "empty": (b"", "empty response"),
 }
 

@@ -1,0 +1,113 @@
+"""parse: every RSS/Atom flavour and encoding we claim, and the errors we promise."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from monitor.errors import ParseError
+from monitor.models import FetchResult, Validators
+from monitor.normalize import normalize_item
+from monitor.parse import parse, strip_doctype
+from tests.helpers import FIXTURES
+
+
+def fetched(body: bytes, content_type: str | None = "application/xml", url: str = "https://example.org/feed") -> FetchResult:
+    return FetchResult(url, 200, body, content_type, Validators())
+
+
+def items(name: str, content_type: str | None = "application/xml"):  # type: ignore[no-untyped-def]
+    feed = parse("t", fetched((FIXTURES / name).read_bytes(), content_type))
+    return feed, [normalize_item(i, base="https://example.org/feed") for i in feed.items]
+
+
+def test_rss091_in_iso_8859_1() -> None:
+    feed, [item] = items("rss091.xml")
+    assert feed.format == "rss091u" and feed.title == "Café news"
+    assert item.title == "Résumé du jour"
+    assert item.text == "Le café est ouvert, déjà & toujours."
+    assert item.guid is None and item.link == "http://example.org/2026/resume"
+
+
+def test_rss10_prefers_content_encoded() -> None:
+    feed, [item] = items("rss10.xml")
+    assert feed.format == "rss10"
+    assert item.text == "## Full text\nThe complete body wins over the summary."
+
+
+def test_rss20_relative_links_resolve_and_guids_stay_opaque() -> None:
+    feed, [first, second] = items("rss20.xml")
+    assert feed.format == "rss20"
+    assert first.guid == "urn:example:1"
+    assert first.link == "https://example.org/posts/relative.html"
+    assert second.guid is None and second.text == "Plain text description."
+
+
+def test_atom10_xhtml_content_html_title_and_text_content() -> None:
+    feed, [xhtml, text] = items("atom10.xml")
+    assert feed.format == "atom10"
+    assert xhtml.title == "Markup in the title"
+    assert xhtml.text == "# XHTML content\nInline markup."
+    assert xhtml.link == "https://example.org/blog/first.html"          # xml:base honoured
+    assert text.text == "First paragraph <not a tag>.\nSecond paragraph."
+
+
+def test_utf16_with_bom() -> None:
+    _, [item] = items("utf16.xml", None)
+    assert item.title == "Ünïcödé ✓" and item.text == "Grüße aus Köln"
+
+
+def test_undeclared_cp1252_is_detected() -> None:
+    feed, [item] = items("cp1252.xml", "text/xml")
+    assert item.title == "\u201cSmart quotes\u201d \u2013 dashes" and item.text == "café"
+    assert feed.warnings                                                 # recorded, not fatal
+
+
+def test_http_charset_wins_over_a_wrong_prolog() -> None:
+    body = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>x</title>'
+            '<item><guid>a</guid><title>déjà vu</title></item></channel></rss>').encode("iso-8859-1")
+    feed = parse("t", fetched(body, "application/rss+xml; charset=iso-8859-1"))
+    assert feed.items[0].title == "déjà vu"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"<html><head><title>x</title></head><body>Hello</body></html>", "not an RSS or Atom feed (got an HTML page)"),
+    (b"   \n", "empty response"),
+    (b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title><item><title>a</ti', "malformed XML"),
+    (b'{"json": "is not a feed"}', "not an RSS or Atom feed"),
+])
+def test_errors_name_the_feed_and_the_problem(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError) as err:
+        parse("my-feed", fetched(body))
+    assert str(err.value).startswith("parse: my-feed: ") and message in str(err.value)
+
+
+def test_lenient_accepts_a_truncated_feed() -> None:
+    body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title><item><guid>a</guid>'
+            b'<title>kept</title></item><item><title>cut')
+    with pytest.raises(ParseError):
+        parse("t", fetched(body))
+    feed = parse("t", fetched(body), lenient=True)
+    assert feed.items[0].title == "kept" and "parsed leniently" in feed.warnings[0]
+
+
+def test_entity_bomb_is_defused_before_parsing() -> None:
+    entity = "x" * 10_000
+    bomb = (f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY big "{entity}">]><rss version="2.0"><channel>'
+            f'<title>t</title><item><guid>a</guid><title>t</title><description>{"&big;" * 2000}</description>'
+            "</item></channel></rss>").encode()
+    assert b"<!ENTITY" not in strip_doctype(bomb)
+    started = time.monotonic()
+    feed = parse("t", fetched(bomb))
+    assert time.monotonic() - started < 5                       # a guard, not a benchmark: no expansion
+    assert len(feed.items[0].content) < 50_000                 # 20 MB if the entity had been expanded
+
+
+def test_billion_laughs_is_harmless() -> None:
+    lol = '<!ENTITY lol "lol">' + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10))
+    body = (f'<?xml version="1.0"?><!DOCTYPE rss [{lol}]><rss version="2.0"><channel><title>t</title>'
+            '<item><guid>a</guid><title>&lol9;</title></item></channel></rss>').encode()
+    feed = parse("t", fetched(body), lenient=True)
+    assert len(feed.items[0].title) < 1000

@@ -1,0 +1,110 @@
+"""storage on SQLite and PostgreSQL: schema upgrades, content addressing, leases, one transaction per poll."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from monitor.errors import SchemaTooNewError
+from monitor.models import ChangeKind, Decision, DocumentUpdate, Item, PollRecord, PollStatus
+from monitor.normalize import state_hash
+from storage.db import HEAD, REVISIONS, open_engine, schema_state
+from storage.schema import Blob, Change, Delivery, Version
+from storage.store import LeaseLost, Store, utcnow
+
+
+def new_item(key: str, text_: str, title: str = "T") -> Item:
+    th = hashlib.sha256(text_.encode()).digest()
+    return Item(key=f"guid:{key}", guid=key, link=None, title=title, text=text_, raw=b'{"r":1}',
+                text_hash=th, state_hash=state_hash(title, None, th))
+
+
+def poll(store: Store, feed_id: int, owner: str, items: list[Item], *, notify: tuple[str, ...] = ()) -> PollRecord:
+    now = utcnow()
+    return PollRecord(feed_id=feed_id, feed="f", owner=owner, now=now, status=PollStatus.OK,
+                      next_due_at=now + timedelta(hours=1), settings_hash=b"s" * 32, notify=notify,
+                      updates=tuple(DocumentUpdate(Decision(ChangeKind.ADDED, i, None, True)) for i in items))
+
+
+def test_a_new_database_gets_the_current_schema(database_url: str) -> None:
+    store = Store.open(database_url)
+    assert schema_state(store.engine) == "current"
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+    store.close()
+    Store.open(database_url).close()                        # opening again changes nothing
+
+
+def test_a_newer_schema_is_refused_clearly(database_url: str) -> None:
+    Store.open(database_url).close()
+    engine = open_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(SchemaTooNewError, match=r"database schema 0099 is newer than this feedwatch knows "
+                                                rf"\(up to {HEAD}\); upgrade feedwatch"):
+        Store.open(database_url)
+    engine.dispose()
+
+
+def test_revisions_match_the_migration_files() -> None:
+    from pathlib import Path
+
+    files = sorted(p.name.split("_", 1)[0] for p in (Path(__file__).parent.parent / "storage" / "migrations"
+                                                        / "versions").glob("*.py"))
+    assert tuple(files) == REVISIONS
+
+
+def test_identical_content_is_stored_once_across_feeds(database_url: str) -> None:
+    store = Store.open(database_url)
+    ids = store.sync_feeds([("a", "u1"), ("b", "u2")])
+    for name in ("a", "b"):
+        [state] = store.claim_due_feeds([ids[name]], "me:1", limit=1, lease=60)
+        store.record_poll(poll(store, state.id, "me:1", [new_item("x", "same text"), new_item("y", "same text")]))
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Version)).scalar() == 4
+        # one canonical text + one raw item, whoever stores them
+        assert conn.execute(select(func.count()).select_from(Blob)).scalar() == 2
+    store.close()
+
+
+def test_a_leased_feed_is_not_claimed_twice_and_a_lost_lease_writes_nothing(database_url: str) -> None:
+    store = Store.open(database_url)
+    ids = store.sync_feeds([("a", "u1")])
+    [state] = store.claim_due_feeds(list(ids.values()), "host-a:1", limit=5, lease=600)
+    assert store.claim_due_feeds(list(ids.values()), "host-b:1", limit=5, lease=600) == []
+    with pytest.raises(LeaseLost):
+        store.record_poll(poll(store, state.id, "host-b:1", [new_item("x", "text")]))
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Version)).scalar() == 0
+    changes = store.record_poll(poll(store, state.id, "host-a:1", [new_item("x", "text")], notify=("chat",)))
+    assert [c.kind for c in changes] == [ChangeKind.ADDED]
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Change)).scalar() == 1
+        assert conn.execute(select(func.count()).select_from(Delivery)).scalar() == 1   # same transaction
+    store.close()
+
+
+def test_an_expired_lease_can_be_taken_over(database_url: str) -> None:
+    store = Store.open(database_url)
+    ids = store.sync_feeds([("a", "u1")])
+    assert store.claim_due_feeds(list(ids.values()), "other-host:1", limit=1, lease=0.01)
+    import time
+    time.sleep(0.05)
+    assert store.claim_due_feeds(list(ids.values()), "host-b:1", limit=1, lease=60)
+    store.close()
+
+
+def test_a_dead_process_lease_on_this_host_is_freed_at_once(database_url: str) -> None:
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store = Store.open(database_url)
+    ids = store.sync_feeds([("a", "u1")])
+    assert store.claim_due_feeds(list(ids.values()), f"{os.uname().nodename}:{dead.pid}", limit=1, lease=600)
+    assert store.claim_due_feeds(list(ids.values()), "host-b:1", limit=1, lease=600)
+    store.close()
