@@ -25,7 +25,8 @@ def item(guid: str | None = None, link: str | None = None, title: str = "t", tex
 
 def known(doc_id: int, it: Item, *, versions: int = 1, absent: int = 0, removed: bool = False,
           history: tuple[Item, ...] = ()) -> KnownDocument:
-    states = ((versions, it.state_hash),) + tuple((versions - 1 - i, h.state_hash) for i, h in enumerate(history))
+    older = tuple((versions - 1 - i, h.state_hash) for i, h in enumerate(history))
+    states = ((versions, it.state_hash), *older)
     return KnownDocument(id=doc_id, key=it.key, guid=it.guid, link=it.link, latest_version=versions,
                          state_hash=it.state_hash, recent_states=states, absent_polls=absent, removed=removed)
 

@@ -13,7 +13,8 @@ from monitor.parse import parse, strip_doctype
 from tests.helpers import FIXTURES
 
 
-def fetched(body: bytes, content_type: str | None = "application/xml", url: str = "https://example.org/feed") -> FetchResult:
+def fetched(body: bytes, content_type: str | None = "application/xml",
+            url: str = "https://example.org/feed") -> FetchResult:
     return FetchResult(url, 200, body, content_type, Validators())
 
 
