@@ -193,10 +193,7 @@ def _open_store(args: argparse.Namespace, settings: Any, *, readonly: bool = Fal
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
-
     from monitor.models import RunReport
-    from monitor.poll import poll_due
 
     settings = _settings(args)
     names = _feed_names(settings, args.feed)
@@ -204,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("no feeds configured", source=str(settings.source))
     store = _open_store(args, settings)
     try:
-        outcomes = asyncio.run(poll_due(store, settings, names=names, force=args.force))
+        outcomes = _poll(store, settings, names, force=args.force)
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
     finally:
         store.close()
@@ -218,10 +215,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool) -> list[Any]:
+    """Poll what is due. With nothing due, the fetch/parse/diff machinery is not even imported."""
+    ids = store.sync_feeds([(f.name, f.url) for f in settings.feeds if names is None or f.name in names])
+    if not force and not store.due_feeds(list(ids.values())):
+        return []
+    import asyncio
+
+    from monitor.poll import poll_due
+
+    return asyncio.run(poll_due(store, settings, names=names, force=force))
+
+
 def _deliver(store: Any, settings: Any, *, send: bool, force: bool = False) -> Any:
+    from monitor.models import DeliveryCounts
+
+    if not send or not store.outbox.due(force=force):
+        counts = store.outbox.counts()
+        return DeliveryCounts(pending=counts["pending"], dead=counts["dead"])
     from monitor import notify
 
-    return notify.deliver_pending(store, settings, force=force) if send else notify.delivery_counts(store)
+    return notify.deliver_pending(store, settings, force=force)
 
 
 def _feed_names(settings: Any, wanted: Sequence[str] | None) -> list[str] | None:

@@ -146,6 +146,16 @@ class Outbox:
                 change_id=None, feed_id=feed_id, target=t, kind=kind, payload=json.dumps(payload),
                 status="pending", attempts=0, created_at=now, next_attempt_at=now) for t in targets])
 
+    def due(self, *, force: bool = False, now: datetime | None = None) -> int:
+        """How many pending deliveries are due (all pending ones with `force`)."""
+        from storage.store import utcnow  # store imports this module: import at call time
+
+        query = select(func.count()).where(Delivery.status == "pending")
+        if not force:
+            query = query.where(Delivery.next_attempt_at <= (now or utcnow()))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def feed_id(self, name: str) -> int | None:
         with self.engine.connect() as conn:
             return conn.execute(select(Feed.id).where(Feed.name == name)).scalar()

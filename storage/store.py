@@ -147,6 +147,13 @@ class Store:
                 query = query.where(Feed.id.in_(list(feed_ids)))
             conn.execute(query.values(lease_owner=None, lease_until=None))
 
+    def due_feeds(self, feed_ids: Sequence[int], now: datetime | None = None) -> int:
+        """How many of these feeds are due now (leased or not): a cheap check before a cycle."""
+        now = now or utcnow()
+        with self.engine.connect() as conn:
+            return sum(conn.execute(select(func.count()).where(Feed.id.in_(chunk), Feed.next_due_at <= now))
+                       .scalar_one() for chunk in _chunks(feed_ids))
+
     def next_wakeup(self, names: Sequence[str]) -> datetime | None:
         """When something is next due: a feed (not before its host's back-off ends) or a delivery retry."""
         with self.engine.connect() as conn:
