@@ -99,6 +99,7 @@ class PollingConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     concurrency: Positive = 8          # fetches in flight in one process
     per_host: Positive = 2             # fetches in flight per host
     user_agent: str | None = None
+    lease: Duration = "60s"            # how long a claimed feed stays ours without renewal
 
 
 class RawConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -164,6 +165,7 @@ class PollingSettings:
     concurrency: int = 8
     per_host: int = 2
     user_agent: str | None = None
+    lease: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +398,8 @@ class _Resolver:
             source=Path(self.doc.source) if self.doc.source != "<config>" else None,
             database_url=resolve_database_url(database, self.base_dir),
             feeds=tuple(feeds), targets=targets, report_url=raw.report_url,
-            polling=PollingSettings(raw.polling.concurrency, raw.polling.per_host, raw.polling.user_agent),
+            polling=PollingSettings(raw.polling.concurrency, raw.polling.per_host, raw.polling.user_agent,
+                                    self.duration(raw.polling.lease, "polling.lease")),
         )
 
     def feed(self, f: FeedConfig, d: DefaultsConfig, path: str,

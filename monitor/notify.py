@@ -40,7 +40,7 @@ from storage.store import Store, utcnow
 
 log = logging.getLogger("feedwatch.notify")
 
-LEASE_SECONDS = 300.0
+MIN_LEASE = 30.0             # a delivery lease never shorter than this (one send can take seconds)
 BACKOFF_BASE = 30.0          # first retry after 30 s, doubling per attempt ...
 BACKOFF_MAX = 6 * 3600.0     # ... up to 6 h
 FORMATS = {"text": apprise.NotifyFormat.TEXT, "markdown": apprise.NotifyFormat.MARKDOWN,
@@ -248,18 +248,23 @@ def deliver_pending(store: Store, settings: Settings, *, owner: str | None = Non
     now = now or utcnow()
     tally = _Tally()
     renderer = Renderer(settings)
+    lease = max(MIN_LEASE, settings.polling.lease)
+    last_id = 0
     try:
-        for _ in range(2):   # a second round sends the alerts about deliveries that just died
-            claimed = outbox.claim(owner, now=now, lease=LEASE_SECONDS, due_only=not force)
+        while True:   # batches in id order until nothing is due; each row at most once per dispatch
+            claimed = outbox.claim(owner, now=now, lease=lease, due_only=not force, after_id=last_id)
+            if not claimed:
+                break
+            last_id = max(d.id for d in claimed)
             contexts = outbox.contexts([d.change_id for d in claimed if d.change_id is not None])
             by_target: dict[str, list[PendingDelivery]] = {}
             for d in claimed:
                 by_target.setdefault(d.target, []).append(d)
             for name, deliveries in by_target.items():
+                outbox.renew(owner, [d.id for d in deliveries], lease)
                 _deliver_target(outbox, settings, renderer, owner, now, name, deliveries, contexts, tally,
                                 digest_due)
-            if not _alert_dead(outbox, settings, tally.dead, now):
-                break
+            _alert_dead(outbox, settings, tally.dead, now)   # sent by the next batch
             tally.dead = []
     finally:
         outbox.release(owner)

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from monitor import compare, identity, parse
 from monitor.config import FeedSettings, Settings
 from monitor.diff import Version, diff_versions
@@ -49,7 +51,6 @@ from storage.store import LeaseLost, Store, utcnow
 
 log = logging.getLogger("feedwatch.poll")
 
-LEASE_SECONDS = 600.0     # a claimed feed is ours this long; far beyond any bounded poll
 JITTER = 0.1              # next due time = interval +-10%, so feeds spread out
 ERROR_BACKOFF = 60.0      # first retry after a failure; doubles per failure, capped at the interval
 
@@ -92,7 +93,9 @@ class Poller:
             record = await self._poll(state, feed, now)
         except FeedError as err:
             record = self._failure(state, feed, now, err)
-        except Exception as exc:
+        except DBAPIError:
+            raise   # the database, not the feed: the caller backs off (watch) or fails (run)
+        except Exception as exc:   # a bug on one feed's data must not abort the run
             log.exception("feed=%s internal error", feed.name)
             record = self._failure(state, feed, now, FeedError(feed.name, f"internal error: {exc!r}"))
         try:
@@ -195,18 +198,25 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     async with Fetcher(concurrency=settings.polling.concurrency, per_host=settings.polling.per_host,
                        user_agent=settings.polling.user_agent) as fetcher:
         poller = Poller(store, settings, fetcher, owner, process)
-        tasks: set[asyncio.Task[FeedOutcome]] = set()
+        tasks: dict[asyncio.Task[FeedOutcome], int] = {}
+        lease = settings.polling.lease
+        renewed = time.monotonic()
         try:
             while True:
                 if len(tasks) <= capacity // 2 and not (stop and stop.is_set()):
                     claimed = store.claim_due_feeds(list(ids.values()), owner, limit=capacity - len(tasks),
-                                                    lease=LEASE_SECONDS, exclude=polled)
+                                                    lease=lease, exclude=polled)
                     polled.update(s.id for s in claimed)
-                    tasks.update(asyncio.create_task(poller.poll(s)) for s in claimed)
+                    tasks.update({asyncio.create_task(poller.poll(s)): s.id for s in claimed})
                 if not tasks:
                     break
-                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                outcomes.extend(t.result() for t in done)
+                done, _ = await asyncio.wait(tasks, timeout=lease / 3, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    del tasks[t]
+                    outcomes.append(t.result())
+                if time.monotonic() - renewed >= lease / 3:   # the polls in flight keep their leases
+                    store.renew_leases(owner, list(tasks.values()), lease)
+                    renewed = time.monotonic()
         finally:
             for t in tasks:
                 t.cancel()

@@ -146,6 +146,12 @@ def _reason(exc: OperationalError) -> str:
     return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
 
 
+def worker_host() -> str:
+    """The host part of lease owners: $FEEDWATCH_WORKER_ID, else the host name (a pod's name in Kubernetes)."""
+    return os.environ.get("FEEDWATCH_WORKER_ID") or os.uname().nodename
+
+
 def owner_id() -> str:
-    """This process, as a lease owner: host:pid (the pid lets SQLite users reclaim a dead run's leases)."""
-    return f"{os.uname().nodename}:{os.getpid()}"
+    """This process as a lease owner, "host:pid". Leases of dead pids of this host are freed at once; other
+    hosts' leases are trusted until they expire."""
+    return f"{worker_host()}:{os.getpid()}"

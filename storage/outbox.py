@@ -55,9 +55,9 @@ class Outbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def claim(self, owner: str, *, now: datetime, lease: float, limit: int = 200,
-              due_only: bool = True) -> list[PendingDelivery]:
-        """Lease pending deliveries (due ones, or all with `due_only=False`) for this process."""
+    def claim(self, owner: str, *, now: datetime, lease: float, limit: int = 100, due_only: bool = True,
+              after_id: int = 0) -> list[PendingDelivery]:
+        """Lease pending deliveries (due ones, or all with `due_only=False`) with ids above `after_id`."""
         from storage.store import expire_dead_leases
 
         with self.engine.begin() as conn:
@@ -69,6 +69,8 @@ class Outbox:
                      .order_by(Delivery.id).limit(limit))
             if due_only:
                 query = query.where(Delivery.next_attempt_at <= now)
+            if after_id:
+                query = query.where(Delivery.id > after_id)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=Delivery)
             rows = conn.execute(query).all()
@@ -131,6 +133,14 @@ class Outbox:
                     dict(delivery_id=delivery.id, at=now, url=o.masked, ok=o.ok, detail=o.detail)
                     for o in outcomes])
         return status
+
+    def renew(self, owner: str, ids: Sequence[int], lease: float) -> None:
+        """Extend this owner's leases on deliveries it is about to send."""
+        from storage.store import utcnow  # store imports this module: import at call time
+
+        with self.engine.begin() as conn:
+            conn.execute(update(Delivery).where(Delivery.id.in_(list(ids)), Delivery.lease_owner == owner)
+                         .values(lease_until=utcnow() + timedelta(seconds=lease)))
 
     def release(self, owner: str) -> None:
         with self.engine.begin() as conn:

@@ -35,7 +35,7 @@ from monitor.models import (
 )
 from monitor.urls import host_of
 from storage import blobs
-from storage.db import ensure_schema, open_engine
+from storage.db import ensure_schema, open_engine, worker_host
 from storage.outbox import Outbox
 from storage.schema import Change, Delivery, Document, Feed, Host, Version
 
@@ -139,6 +139,16 @@ class Store:
                     Document.feed_id.in_(ids), Document.removed_at.is_(None)).group_by(Document.feed_id)).all())
                 claimed = [dataclasses.replace(f, documents=counts.get(f.id, 0)) for f in claimed]
         return claimed
+
+    def renew_leases(self, owner: str, feed_ids: Sequence[int], lease: float) -> int:
+        """Extend this owner's leases on feeds still being polled; returns how many it still holds."""
+        until = utcnow() + timedelta(seconds=lease)
+        held = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(feed_ids):
+                held += conn.execute(update(Feed).where(Feed.id.in_(chunk), Feed.lease_owner == owner)
+                                     .values(lease_until=until)).rowcount
+        return held
 
     def release_feeds(self, owner: str, feed_ids: Sequence[int] | None = None) -> None:
         with self.engine.begin() as conn:
@@ -441,7 +451,7 @@ def _recorded(c: Any, diff: DocumentDiff | None = None) -> RecordedChange:
 
 def expire_dead_leases(conn: Connection, table: Any, now: datetime) -> None:
     """Free leases held by processes of this host that no longer exist (a `run` killed with -9)."""
-    host = os.uname().nodename
+    host = worker_host()
     rows = conn.execute(select(table.id, table.lease_owner).where(
         table.lease_owner.like(f"{host}:%"), table.lease_until > now)).all()
     dead = [r.id for r in rows if not _pid_alive(r.lease_owner)]
