@@ -106,6 +106,15 @@ def build_parser() -> _Parser:
     p.add_argument("--to", type=_positive, metavar="M", help="newer version (default: the latest)")
     p.add_argument("--format", choices=("text", "markdown", "html", "json"), default="text")
 
+    p = command("db", cmd_db, "database maintenance: copy a history to another database",
+                "Database maintenance. 'db copy --to URL' copies the whole history (versions, changes, "
+                "deliveries, fetch validators) into an empty database, e.g. from SQLite to PostgreSQL.")
+    db_sub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
+    copy = db_sub.add_parser("copy", help="copy every table into an empty database", parents=[common],
+                             description="Copy the database (from --database or the config) into the empty "
+                                         "database at --to, ids preserved, in one transaction.")
+    copy.add_argument("--to", required=True, metavar="URL", help="target database URL or SQLite file path")
+
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "
                 "URLs are shown with secrets masked.")
@@ -452,6 +461,24 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         sys.stdout.write(render.render_text(diff, color=color, title=heading))
+    return EXIT_OK
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from storage.copy import copy_database
+    from storage.db import redact
+
+    settings = _settings(args, required=False)
+    source = _open_store(args, settings, readonly=True)
+    target = args.to if "://" in args.to else f"sqlite:///{Path(args.to).resolve()}"
+    if target == _database_url(args, settings):
+        raise UsageError("db copy: --to is the source database")
+    try:
+        counts = copy_database(source.engine, target)
+    finally:
+        source.close()
+    summary = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
+    print(f"copied {redact(str(source.engine.url))} to {redact(target)}: {summary or 'nothing (empty)'}")
     return EXIT_OK
 
 

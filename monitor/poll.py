@@ -65,7 +65,8 @@ def process_body(feed: FeedSettings, fetched: FetchResult) -> list[Item]:
 
 
 def next_due(feed: FeedSettings, now: datetime, *, errors: int = 0, retry_after: float | None = None) -> datetime:
-    """When the feed is due again: its interval with jitter, or a back-off after errors."""
+    """When the feed is due again: its interval with jitter, or a back-off after errors. Counted from the end
+    of the poll (`now`), so a poll that waited for a free connection does not shorten the next interval."""
     if errors:
         delay = min(feed.interval, ERROR_BACKOFF * 2 ** (errors - 1))
     else:
@@ -140,7 +141,7 @@ class Poller:
             alerts = (Alert("recovery", feed.error_notify, json.dumps({"feed": feed.name})),)
         return PollRecord(
             feed_id=state.id, feed=feed.name, owner=self.owner, now=now, status=status,
-            next_due_at=next_due(feed, now), validators=fetched.validators, body_hash=body_hash,
+            next_due_at=next_due(feed, utcnow()), validators=fetched.validators, body_hash=body_hash,
             settings_hash=feed.settings_hash, updates=tuple(self._with_diffs(decisions)),
             baseline=rebaseline or (first and not feed.notify_baseline), notify=feed.notify, alerts=alerts,
             error_alerted=False,
@@ -170,7 +171,7 @@ class Poller:
             host = host_of(feed.url)
             self.store.back_off_host(host, now + timedelta(seconds=err.retry_after), str(err))
         return PollRecord(feed_id=state.id, feed=feed.name, owner=self.owner, now=now, status=PollStatus.ERROR,
-                          next_due_at=next_due(feed, now, errors=errors, retry_after=err.retry_after),
+                          next_due_at=next_due(feed, utcnow(), errors=errors, retry_after=err.retry_after),
                           error=str(err), alerts=alerts, error_alerted=alerted)
 
     @staticmethod
