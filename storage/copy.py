@@ -73,7 +73,7 @@ def _copy_table(src: Any, dst: Any, table: Table, progress: Callable[[str, int],
 
 def _copy_blobs(src: Any, dst: Any, progress: Callable[[str, int], None] | None) -> int:
     """Blobs without a base first: a dictionary-compressed blob refers to its base."""
-    table = Blob.__table__
+    table: Table = Blob.__table__  # type: ignore[assignment]
     copied = 0
     for condition in (table.c.base.is_(None), table.c.base.is_not(None)):
         for rows in _batches(src, select(table).where(condition).order_by(table.c.hash)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def outputs(config: Path, database: str) -> dict[str, Any]:
     out["deliveries"] = {k: v for k, v in status["deliveries"].items() if k != "problems"}
     for doc in history["documents"]:
         versions = [v["version"] for v in doc["versions"] if v["kind"] != "removed"]
-        for a, b in zip(versions, versions[1:], strict=False):
+        for a, b in itertools.pairwise(versions):
             out[f"diff {doc['id']} {a} {b}"] = cli("diff", str(doc["id"]), "--from", str(a), "--to", str(b),
                                                    "--format", "json")
         out[f"diff {doc['id']} text"] = cli("diff", str(doc["id"]), "--from", "1", "--format", "text") \
