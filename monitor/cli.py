@@ -187,14 +187,21 @@ def _database_url(args: argparse.Namespace, settings: Any) -> str:
 
 
 def _open_store(args: argparse.Namespace, settings: Any, *, readonly: bool = False) -> Any:
-    from storage.db import sqlite_path
+    from storage.db import redact, schema_state, sqlite_path
     from storage.store import Store
 
     url = _database_url(args, settings)
     store = Store.open(url, readonly=readonly)
-    path = sqlite_path(store.engine)
-    if readonly and path is not None and not path.exists():
-        raise UsageError(f"no database at {path} yet: run 'feedwatch run' first (or pass --database)")
+    if readonly:
+        path = sqlite_path(store.engine)
+        if path is not None and not path.exists():
+            store.close()
+            raise UsageError(f"no database at {path} yet: run 'feedwatch run' first (or pass --database)")
+        state = schema_state(store.engine)
+        if state != "current":
+            store.close()
+            what = "no feedwatch schema" if state == "empty" else "an older schema"
+            raise UsageError(f"the database {redact(url)} has {what} yet: run 'feedwatch run' first")
     return store
 
 
@@ -219,9 +226,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(run_json(report))
     else:
-        for c in report.changes:
-            print(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}")
+        _print_changes(report.changes)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _print_changes(changes: Sequence[Any]) -> None:
+    """One line per change; a feed's first poll (its silent baseline) is one line for the whole feed."""
+    baselines: dict[str, int] = {}
+    for c in changes:
+        if c.baseline and c.kind.value == "added":
+            baselines[c.feed] = baselines.get(c.feed, 0) + 1
+        else:
+            print(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}")
+    for feed, n in baselines.items():
+        print(f"{feed}: first poll: {n} document{'s' if n != 1 else ''} recorded (not notified)")
 
 
 def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool) -> list[Any]:

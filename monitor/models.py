@@ -269,6 +269,7 @@ class PollRecord:
     settings_hash: bytes | None = None
     updates: tuple[DocumentUpdate, ...] = ()
     baseline: bool = False          # changes are recorded but not notified (first poll, re-baseline)
+    rebaseline: bool = False        # the feed's normalisation settings changed since its last poll
     notify: tuple[str, ...] = ()    # targets that get one outbox row per reportable change
     alerts: tuple[Alert, ...] = ()
     error: str | None = None        # set for failed polls (status ERROR)

@@ -143,7 +143,8 @@ class Poller:
             feed_id=state.id, feed=feed.name, owner=self.owner, now=now, status=status,
             next_due_at=next_due(feed, utcnow()), validators=fetched.validators, body_hash=body_hash,
             settings_hash=feed.settings_hash, updates=tuple(self._with_diffs(decisions)),
-            baseline=rebaseline or (first and not feed.notify_baseline), notify=feed.notify, alerts=alerts,
+            baseline=rebaseline or (first and not feed.notify_baseline), rebaseline=rebaseline,
+            notify=feed.notify, alerts=alerts,
             error_alerted=False,
         )
 

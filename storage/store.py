@@ -8,17 +8,15 @@ still holds the feed's lease. Reads used by the CLI can run on a read-only engin
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from monitor import codec
 from monitor.errors import UsageError
 from monitor.models import (
     ChangeKind,
@@ -38,6 +36,7 @@ from storage import blobs
 from storage.db import ensure_schema, open_engine, worker_host
 from storage.outbox import Outbox
 from storage.schema import Change, Delivery, Document, Feed, Host, Version
+from storage.writer import PollWriter
 
 REVERT_DEPTH = 5          # recent version states loaded per document for revert detection
 _CHUNK = 500              # parameters per IN (...) list
@@ -78,19 +77,24 @@ class Store:
     # ------------------------------------------------------------------------------------ feeds, leases
 
     def sync_feeds(self, feeds: Iterable[tuple[str, str]], now: datetime | None = None) -> dict[str, int]:
-        """Make sure every configured (name, url) has a row; new feeds are due at once. Name -> id."""
+        """Make sure every configured (name, url) has a row; new feeds are due at once. Name -> id.
+
+        Safe when several workers start together: a feed inserted by another one meanwhile is kept.
+        """
         now = now or utcnow()
         wanted = dict(feeds)
         with self.engine.begin() as conn:
-            rows = {r.name: (r.id, r.url) for r in conn.execute(
-                select(Feed.id, Feed.name, Feed.url).where(Feed.name.in_(list(wanted))))}
+            rows = {r.name: (r.id, r.url) for chunk in _chunks(list(wanted)) for r in conn.execute(
+                select(Feed.id, Feed.name, Feed.url).where(Feed.name.in_(chunk)))}
+            new = [dict(name=name, url=url, created_at=now, next_due_at=now, baseline_done=False, polls=0,
+                        consecutive_errors=0, error_alerted=False) for name, url in wanted.items() if name not in rows]
+            if new:
+                dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+                conn.execute(dialect.insert(Feed).on_conflict_do_nothing(index_elements=["name"]), new)
+                rows.update({r.name: (r.id, r.url) for chunk in _chunks([n["name"] for n in new]) for r in
+                             conn.execute(select(Feed.id, Feed.name, Feed.url).where(Feed.name.in_(chunk)))})
             for name, url in wanted.items():
-                if name not in rows:
-                    new_id = conn.execute(insert(Feed).values(
-                        name=name, url=url, created_at=now, next_due_at=now, baseline_done=False, polls=0,
-                        consecutive_errors=0, error_alerted=False).returning(Feed.id)).scalar_one()
-                    rows[name] = (new_id, url)
-                elif rows[name][1] != url:
+                if rows[name][1] != url:
                     # A new URL: forget the old server's validators and body, keep the history.
                     conn.execute(update(Feed).where(Feed.id == rows[name][0]).values(
                         url=url, etag=None, last_modified=None, body_hash=None))
@@ -230,11 +234,11 @@ class Store:
     def record_poll(self, rec: PollRecord) -> list[RecordedChange]:
         """Write one poll in one transaction; raises LeaseLost (and writes nothing) without the lease."""
         with self.engine.begin() as conn:
-            feed = self._take_lease(conn, rec)
-            changes = _PollWriter(conn, rec, feed).write()
+            self._take_lease(conn, rec)
+            changes = PollWriter(conn, rec).write()
         return changes
 
-    def _take_lease(self, conn: Connection, rec: PollRecord) -> Any:
+    def _take_lease(self, conn: Connection, rec: PollRecord) -> None:
         ok = rec.status is not PollStatus.ERROR
         values: dict[str, Any] = dict(
             lease_owner=None, lease_until=None, next_due_at=rec.next_due_at, last_polled_at=rec.now,
@@ -249,7 +253,6 @@ class Store:
                               .values(**values))
         if result.rowcount != 1:
             raise LeaseLost(rec.feed)
-        return conn.execute(select(Feed.__table__).where(Feed.id == rec.feed_id)).one()
 
     # ------------------------------------------------------------------------------------ reading
 
@@ -320,108 +323,6 @@ class Store:
                                 .join(Feed, Change.feed_id == Feed.id)
                                 .where(Change.document_id == doc_id).order_by(Change.id)).all()
             return [_recorded(r) for r in rows]
-
-class _PollWriter:
-    """Writes one poll's documents, versions, changes and outbox rows inside the caller's transaction."""
-
-    def __init__(self, conn: Connection, rec: PollRecord, feed: Any) -> None:
-        self.conn, self.rec, self.feed = conn, rec, feed
-        self.now = rec.now
-
-    def write(self) -> list[RecordedChange]:
-        self.store_blobs()
-        changes = [c for u in self.rec.updates if (c := self.apply(u)) is not None]
-        if changes:
-            self.conn.execute(update(Feed).where(Feed.id == self.rec.feed_id).values(last_change_at=self.now))
-        self.outbox(changes)
-        return changes
-
-    def store_blobs(self) -> None:
-        wanted: dict[bytes, bytes] = {}
-        for u in self.rec.updates:
-            item = u.decision.item
-            if item is not None and u.decision.new_version:
-                wanted[item.text_hash] = item.text.encode()
-                wanted[hashlib.sha256(item.raw).digest()] = item.raw
-            if u.diff is not None:
-                data = codec.diff_to_json(u.diff)
-                wanted[hashlib.sha256(data).digest()] = data
-        blobs.put(self.conn, wanted)
-
-    def apply(self, u: Any) -> RecordedChange | None:
-        d = u.decision
-        item = d.item
-        doc_id = d.document_id
-        version: int | None = None
-        if item is not None and doc_id is None:
-            doc_id = self.conn.execute(insert(Document).values(
-                feed_id=self.rec.feed_id, key=item.key, guid=item.guid, link=item.link, title=item.title,
-                first_seen_at=self.now, latest_version=1, state_hash=item.state_hash, absent_polls=0,
-            ).returning(Document.id)).scalar_one()
-            version = 1
-        elif item is not None:
-            values: dict[str, Any] = dict(key=item.key, guid=item.guid, link=item.link, absent_polls=0,
-                                          removed_at=None)
-            if d.new_version:
-                values.update(title=item.title, state_hash=item.state_hash,
-                              latest_version=Document.latest_version + 1)
-            version = self.conn.execute(update(Document).where(Document.id == doc_id).values(**values)
-                                        .returning(Document.latest_version)).scalar_one()
-        else:
-            values = {"absent_polls": d.absent_polls}
-            if d.kind is ChangeKind.REMOVED:
-                values["removed_at"] = self.now
-            version = self.conn.execute(update(Document).where(Document.id == doc_id).values(**values)
-                                        .returning(Document.latest_version)).scalar_one()
-        assert doc_id is not None and version is not None
-        if item is not None and d.new_version:
-            self.conn.execute(insert(Version).values(
-                document_id=doc_id, number=version, created_at=self.now, title=item.title, link=item.link,
-                text_hash=item.text_hash, raw_hash=hashlib.sha256(item.raw).digest(),
-                state_hash=item.state_hash))
-        if d.kind is None:
-            return None
-        return self.change(u, doc_id, version)
-
-    def change(self, u: Any, doc_id: int, version: int) -> RecordedChange:
-        d = u.decision
-        diff: DocumentDiff | None = u.diff
-        doc = self.conn.execute(select(Document.__table__).where(Document.id == doc_id)).one()
-        summary = _change_summary(d.kind, diff, d.revert_of, self.rec.baseline and self.feed.polls > 1)
-        from_version = version - 1 if d.kind is ChangeKind.CHANGED else None
-        change_id = self.conn.execute(insert(Change).values(
-            feed_id=self.rec.feed_id, document_id=doc_id, kind=d.kind.value, version=version,
-            from_version=from_version, revert_of=d.revert_of, detected_at=self.now, title=doc.title,
-            summary=summary, diff_hash=hashlib.sha256(codec.diff_to_json(diff)).digest() if diff else None,
-            baseline=self.rec.baseline,
-        ).returning(Change.id)).scalar_one()
-        return RecordedChange(id=change_id, feed=self.rec.feed, document_id=doc_id, guid=doc.guid,
-                              link=doc.link, title=doc.title, kind=d.kind, version=version,
-                              from_version=from_version, revert_of=d.revert_of, detected_at=self.now,
-                              summary=summary, baseline=self.rec.baseline, diff=diff)
-
-    def outbox(self, changes: list[RecordedChange]) -> None:
-        rows = [dict(change_id=c.id, feed_id=self.rec.feed_id, target=t, kind="change", status="pending",
-                     attempts=0, created_at=self.now, next_attempt_at=self.now)
-                for c in changes if not c.baseline for t in self.rec.notify]
-        rows += [dict(change_id=None, feed_id=self.rec.feed_id, target=t, kind=a.kind, payload=a.payload,
-                      status="pending", attempts=0, created_at=self.now, next_attempt_at=self.now)
-                 for a in self.rec.alerts for t in a.targets]
-        if rows:
-            self.conn.execute(insert(Delivery), rows)
-
-
-def _change_summary(kind: ChangeKind, diff: DocumentDiff | None, revert_of: int | None, rebaseline: bool) -> str:
-    if kind is ChangeKind.ADDED:
-        text = "new document"
-    elif kind is ChangeKind.REMOVED:
-        text = "removed from the feed"
-    else:
-        text = diff.summary if diff else "changed"
-        if revert_of is not None:
-            text = f"reverted to version {revert_of}: {text}"
-    return f"re-baselined after a configuration change: {text}" if rebaseline else text
-
 
 def _feed_state(f: Any) -> FeedState:
     return FeedState(id=f.id, name=f.name, url=f.url, validators=Validators(f.etag, f.last_modified),
