@@ -174,3 +174,24 @@ def test_a_killed_workers_feeds_are_taken_over_after_its_lease(
     assert db.scalar("SELECT count(*) FROM changes WHERE kind = 'changed'") == feeds   # nothing lost, nothing twice
     got = delivered(hook)
     assert len(got) == feeds and set(got.values()) == {1}
+
+
+@pytest.mark.slow
+def test_watch_survives_the_database_dropping_its_connections(
+        tmp_path: Path, server: FeedServer, hook: Webhook, postgres_url: str, db: Db) -> None:
+    config = setup_farm(tmp_path, server, hook, postgres_url, feeds=3)
+    [proc] = start_workers(config, 1, tmp_path)
+    try:
+        wait_until(lambda: db.scalar("SELECT count(*) FROM feeds WHERE polls > 0") == 3, 60, "the baseline")
+        # What a server restart does to a client: every connection of feedwatch's is cut.
+        killed = db.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE application_name = 'feedwatch'")
+        assert killed >= 1
+        for i in range(3):
+            server.set(f"/f{i}.xml", feed_body(i, [1, 0, 0]))
+        wait_until(lambda: db.scalar("SELECT count(*) FROM changes WHERE kind = 'changed'") == 3, 60,
+                   "the changes after the connections were cut")
+        assert proc.poll() is None
+    finally:
+        stop([proc])
+    assert proc.returncode == 0
