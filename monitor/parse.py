@@ -6,9 +6,10 @@ Content-Type. Its field names stop here. Two decisions:
 - feedparser's HTML sanitiser and relative-URI resolution are switched off: they cost about three
   quarters of its time, and feedwatch never emits item HTML (normalize extracts text; every renderer
   escapes). Relative links are resolved by normalize, against the final URL, when a feed wants links.
-- A DOCTYPE internal subset is removed before parsing. Real feeds do not need one, and feedparser's
-  lenient fallback would otherwise expand a quadratic entity bomb itself (8.9 s and 890 MB for a
-  110 KB feed, notes/libraries.md §3.7).
+- A feed whose DOCTYPE declares entities is refused, and any other DOCTYPE is removed before parsing.
+  Real feeds do not need entity declarations, and feedparser's lenient fallback would otherwise expand a
+  quadratic entity bomb itself (8.9 s and 890 MB for a 110 KB feed, notes/libraries.md §3.7). UTF-16 and
+  UTF-32 bodies are re-encoded as UTF-8 first, so the check sees their markup too.
 
 What counts as an error: no RSS/Atom root at all, or XML that is broken (truncated, mismatched tags) —
 unless the feed is configured ``lenient: true``. Undefined HTML entities such as ``&rsquo;`` in the XML
@@ -17,6 +18,7 @@ are common and harmless: the lenient parser decodes them, and the feed is accept
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import re
@@ -29,7 +31,10 @@ from monitor.errors import ParseError
 from monitor.models import FetchResult, ParsedFeed, ParsedItem
 
 _DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S | re.I)
+_SUBSET_START = re.compile(rb"<!DOCTYPE[^\[>]*\[", re.I)
+_ENTITY_DECL = re.compile(rb"<!ENTITY", re.I)
 _HEAD = 64 * 1024
+_ENCODING_DECL = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)["'][^"']*["']""")
 _HARMLESS = ("undefined entity",)
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -37,16 +42,44 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 def strip_doctype(body: bytes) -> bytes:
     """Remove a DOCTYPE (and its internal subset, where entity bombs live) from the start of a body."""
     head = body[:_HEAD]
-    if b"<!DOCTYPE" not in head.upper() and b"<!doctype" not in head:
+    if b"<!DOCTYPE" not in head.upper():
         return body
     return _DOCTYPE.sub(b"", head, count=1) + body[_HEAD:]
 
 
+def declares_entities(body: bytes) -> bool:
+    """True when a DOCTYPE opens an internal subset and entities are declared (what entity bombs need).
+
+    The subset can be longer than the head we inspect (a 100 KB entity value), so once one opens, the
+    whole body is searched."""
+    return _SUBSET_START.search(body[:_HEAD]) is not None and _ENTITY_DECL.search(body) is not None
+
+
+def as_utf8(body: bytes) -> bytes:
+    """UTF-16/32 bodies re-encoded as UTF-8, so the DOCTYPE guard above can see their markup."""
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if body.startswith(bom):
+            break
+    else:
+        wide = {b"<\0?\0": "utf-16-le", b"\0<\0?": "utf-16-be"}.get(body[:4])
+        if wide is None:
+            return body
+        codec = wide
+    text = body.decode(codec, errors="replace").lstrip("\ufeff")
+    text = _ENCODING_DECL.sub(r'\1"utf-8"', text, count=1)
+    return text.encode("utf-8")
+
+
 def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFeed:
     """Parse a fetched body. Raises ParseError naming the feed when it is not a usable feed."""
-    body = strip_doctype(fetched.body)
+    body = as_utf8(fetched.body)
     if not body.strip():
         raise ParseError(name, "empty response (no feed)")
+    if declares_entities(body):
+        raise ParseError(name, "refused: the feed declares XML entities in its DOCTYPE (entity expansion can "
+                               "exhaust memory; real feeds do not need them)")
+    body = strip_doctype(body)
     # No Content-Location: feedparser would resolve guids against it, and a guid is an opaque identifier.
     # Relative links are resolved by normalize, against the final URL.
     headers = {}
