@@ -55,20 +55,24 @@ def declares_entities(body: bytes) -> bool:
     return _SUBSET_START.search(body[:_HEAD]) is not None and _ENTITY_DECL.search(body) is not None
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _wide_codec(body: bytes) -> str | None:
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return codec
+    return {b"<\0?\0": "utf-16-le", b"\0<\0?": "utf-16-be"}.get(body[:4])
+
+
 def as_utf8(body: bytes) -> bytes:
     """UTF-16/32 bodies re-encoded as UTF-8, so the DOCTYPE guard above can see their markup."""
-    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
-        if body.startswith(bom):
-            break
-    else:
-        wide = {b"<\0?\0": "utf-16-le", b"\0<\0?": "utf-16-be"}.get(body[:4])
-        if wide is None:
-            return body
-        codec = wide
+    codec = _wide_codec(body)
+    if codec is None:
+        return body
     text = body.decode(codec, errors="replace").lstrip("\ufeff")
-    text = _ENCODING_DECL.sub(r'\1"utf-8"', text, count=1)
-    return text.encode("utf-8")
+    return _ENCODING_DECL.sub(r'\1"utf-8"', text, count=1).encode("utf-8")
 
 
 def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFeed:

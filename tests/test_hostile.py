@@ -90,7 +90,8 @@ HOSTILE: dict[str, tuple[Callable[[FeedServer], None], str]] = {
                                  s.set("/loop", b"", status=302, headers={"Location": s.url(PATH)})),
                       "fetch: hostile: too many redirects (more than 5)"),
     "html-page": (lambda s: s.set(PATH, b"<!doctype html><html><body><p>Welcome!</p></body></html>",
-                                  content_type="text/html"), "parse: hostile: not an RSS or Atom feed (got an HTML page)"),
+                                  content_type="text/html"),
+                  "parse: hostile: not an RSS or Atom feed (got an HTML page)"),
     "binary-garbage": (lambda s: s.set(PATH, bytes(range(256)) * 4096), "parse: hostile: not an RSS or Atom feed"),
 }
 
@@ -141,7 +142,8 @@ def test_wrong_or_missing_charset_still_reads_right(charset: str, declared: str 
 def test_a_2_mb_item_is_handled_within_bounds(server: FeedServer, feed: Path) -> None:
     paragraph = "<p>" + "word " * 200 + "</p>"
     big = "<h1>Huge</h1>" + paragraph * 2000 + "<p>The one sentence that changes.</p>" + paragraph * 2000
-    item = f"<item><guid>huge</guid><title>Huge page</title><description>{big.replace('<', '&lt;')}</description></item>"
+    escaped = big.replace("<", "&lt;")
+    item = f"<item><guid>huge</guid><title>Huge page</title><description>{escaped}</description></item>"
     server.set(PATH, SEED.replace(b"</channel>", item.encode() + b"</channel>"))
     code, out, _ = poll_in_subprocess(feed)
     assert code == 0 and [c["kind"] for c in out["changes"]] == ["added"]

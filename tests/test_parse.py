@@ -115,5 +115,5 @@ def test_billion_laughs_is_refused() -> None:
 
 
 def test_an_external_dtd_without_entities_is_fine() -> None:
-    feed, [item] = items("rss091.xml")          # the Netscape RSS 0.91 DTD reference
+    _, [item] = items("rss091.xml")             # the Netscape RSS 0.91 DTD reference
     assert item.title == "Résumé du jour"
