@@ -20,6 +20,7 @@ says so (``coarse``). Renderers live in monitor.render; they never import diff-m
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections import Counter
@@ -66,7 +67,11 @@ def diff_versions(old: Version, new: Version, *, budget: float = TIME_BUDGET) ->
     deleted = tuple(_fragments(sections, moves, DELETE, title_ops))
     diff = DocumentDiff(sections=tuple(sections), moves=tuple(moves), title=title, link=link,
                         inserted=inserted, deleted=deleted, coarse=engine.coarse)
-    return _with_summary(diff, engine.stats)
+    diff = _with_summary(diff, engine.stats)
+    if diff.summary == "no visible change" and old.text != new.text:
+        # Same words, other blocks: a heading became a paragraph, a list item a line of code...
+        diff = dataclasses.replace(diff, summary="formatting changed (same words)")
+    return diff
 
 
 def added_diff(new: Version) -> DocumentDiff:

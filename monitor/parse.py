@@ -36,6 +36,7 @@ _ENTITY_DECL = re.compile(rb"<!ENTITY", re.I)
 _HEAD = 64 * 1024
 _ENCODING_DECL = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)["'][^"']*["']""")
 _HARMLESS = ("undefined entity",)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -89,8 +90,11 @@ def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFe
     headers = {}
     if fetched.content_type:
         headers["content-type"] = fetched.content_type
-    d = feedparser.parse(io.BytesIO(body), response_headers=headers,
-                         sanitize_html=False, resolve_relative_uris=False)
+    try:
+        d = feedparser.parse(io.BytesIO(body), response_headers=headers,
+                             sanitize_html=False, resolve_relative_uris=False)
+    except (ValueError, UnicodeError, LookupError, RecursionError) as exc:   # feedparser bugs on hostile bytes
+        raise ParseError(name, f"unreadable feed ({type(exc).__name__}: {_first_line(exc)})") from None
     warnings = _check(name, d, body, lenient)
     items = tuple(_item(e) for e in d.get("entries", ()))
     feed = d.get("feed", {})
@@ -144,9 +148,9 @@ def _item(entry: Any) -> ParsedItem:
     return ParsedItem(
         guid=_clean(entry.get("id")) or None,
         link=_clean(entry.get("link")) or None,
-        title=title,
-        content=content_html,
-        raw=json.dumps(raw, ensure_ascii=False, sort_keys=True).encode(),
+        title=_text(title),
+        content=_text(content_html),
+        raw=json.dumps(raw, ensure_ascii=False, sort_keys=True).encode("utf-8", "replace"),
         title_is_html=title_detail.get("type") in _HTML_TYPES,
         content_is_html=content_type != "text/plain",
     )
@@ -162,4 +166,14 @@ def _content(entry: Any) -> tuple[str, str]:
 
 
 def _clean(value: Any) -> str:
-    return " ".join(str(value).split()) if value else ""
+    return " ".join(_text(value).split()) if value else ""
+
+
+def _text(value: Any) -> str:
+    """A string without lone surrogates (a feed's "&#xD800;" survives parsing but cannot be stored)."""
+    text = str(value)
+    return text.encode("utf-8", "replace").decode("utf-8") if _SURROGATE.search(text) else text
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
