@@ -67,7 +67,8 @@ def to_html(nodes: list[Node] | tuple[Node, ...], rng: random.Random | None = No
     def text(t: str) -> str:
         escaped = html.escape(t, quote=False)
         if rng:
-            escaped = escaped.replace("’", rng.choice(["’", "&rsquo;", "&#8217;"])).replace(" ", rng.choice([" ", "  ", "\n"]))
+            escaped = escaped.replace("’", rng.choice(["’", "&rsquo;", "&#8217;"]))
+            escaped = escaped.replace(" ", rng.choice([" ", "  ", "\n"]))
             if rng.random() < 0.3:
                 escaped = f"<span>{escaped}</span>"
         return escaped
