@@ -80,9 +80,11 @@ def unit_environment(unit: Unit) -> dict[str, str]:
     return env
 
 
-def watchdog_seconds(unit: Unit) -> float:
-    text = unit.value("Service", "WatchdogSec")
-    return float(text[:-1]) * (60 if text.endswith("min") else 1) if not text.isdigit() else float(text)
+def seconds(span: str) -> float:
+    """A systemd time span with one unit (120, 30s, 5min, 1h; systemd.time(7)) in seconds."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|sec|min|h)?", span)
+    assert m, f"unsupported time span {span!r}"
+    return float(m.group(1)) * {None: 1, "s": 1, "sec": 1, "min": 60, "h": 3600}[m.group(2)]
 
 
 def systemd_problems(unit_dir: Path, executable: Path, work: Path) -> list[str]:

@@ -75,7 +75,7 @@ def test_units_keep_the_contract_with_feedwatch() -> None:
     assert watch.value("Service", "ExecStart").split()[1:] == ["watch"]
     assert watch.value("Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
     assert watch.value("Service", "Restart") == "on-failure"
-    assert d.watchdog_seconds(watch) == 120
+    assert d.seconds(watch.value("Service", "WatchdogSec")) == 120
     assert run.value("Service", "Type") == "oneshot"
     assert run.value("Service", "ExecStart").split()[1:] == ["run", "-q"]
     assert timer.value("Timer", "Persistent") == "true"
