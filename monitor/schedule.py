@@ -161,7 +161,12 @@ class Watcher:
     async def _cycle(self) -> list[FeedOutcome]:
         task = asyncio.create_task(poll_due(self.store, self.settings, owner=self.owner, stop=self.stop))
         stop_wait = asyncio.create_task(self.stop.wait())
-        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        ping = watchdog_interval()
+        while True:   # a long cycle keeps the watchdog fed, from this loop (a hung loop stops feeding it)
+            done, _ = await asyncio.wait({task, stop_wait}, timeout=ping, return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                break
+            sd_notify("WATCHDOG=1")
         if task not in done:   # stopping: give the polls in flight a grace period, then cancel them
             try:
                 await asyncio.wait_for(asyncio.shield(task), STOP_GRACE)

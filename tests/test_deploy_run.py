@@ -165,7 +165,7 @@ def test_timer_service_runs_one_quiet_cycle(tmp_path: Path, server: FeedServer) 
                             timeout=WAIT)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""                        # -q: nothing for the journal when all went well
-    assert "alpha: added" in result.stdout            # the changes of the run, one line each
+    assert "alpha: first poll: 4 documents recorded" in result.stdout   # the run's news, on stdout
     assert server.count("/alpha.xml") == 1 and (install.state / "feedwatch.db").exists()
 
 
