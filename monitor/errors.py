@@ -63,6 +63,15 @@ class FeedError(FeedwatchError):
         self.retry_after = retry_after
         self.http_status = http_status
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Picklable (parse errors travel back from the worker processes that parse feeds)."""
+        return (_rebuild, (type(self), self.feed, self.detail, self.retry_after, self.http_status))
+
+
+def _rebuild(cls: type[FeedError], feed: str, detail: str, retry_after: float | None,
+             http_status: int | None) -> FeedError:
+    return cls(feed, detail, retry_after=retry_after, http_status=http_status)
+
 
 class FetchError(FeedError):
     """The feed could not be fetched: network error, HTTP status, too large, too slow."""

@@ -146,6 +146,7 @@ class FeedState:
     consecutive_errors: int
     error_alerted: bool
     documents: int = 0              # documents currently in the feed (not removed)
+    absent: int = 0                 # of those, how many were missing from the last poll (grace period)
 
 
 @dataclass(frozen=True, slots=True)

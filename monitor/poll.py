@@ -16,13 +16,16 @@ Failures are data: a failing feed records its error and the run goes on with the
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
@@ -43,6 +46,7 @@ from monitor.models import (
     Item,
     PollRecord,
     PollStatus,
+    RecordedChange,
 )
 from monitor.normalize import normalize_item
 from monitor.urls import host_of
@@ -76,6 +80,36 @@ def next_due(feed: FeedSettings, now: datetime, *, errors: int = 0, retry_after:
     return now + timedelta(seconds=delay)
 
 
+class ParsePool:
+    """Parsing and normalising in worker processes, so a cold cycle uses every core.
+
+    feedparser and the block walker are pure Python and hold the GIL; a cycle that parses many bodies
+    (the first poll of many feeds) runs them in a process pool. Small cycles parse inline: starting the
+    pool would cost more than it saves. Workers are forked from this process, so they start warm.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ParsePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def __call__(self, feed: FeedSettings, fetched: FetchResult) -> list[Item]:
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("fork"))
+        return await asyncio.get_running_loop().run_in_executor(self._pool, process_body, feed, fetched)
+
+
+POOL_THRESHOLD = 16   # due feeds in a cycle from which parsing moves to worker processes
+QUIET_BATCH = 64      # quiet polls committed together
+
+
 @dataclass
 class Poller:
     """Polls claimed feeds; one per run (or per `watch` loop iteration)."""
@@ -85,6 +119,7 @@ class Poller:
     fetcher: Fetcher
     owner: str
     process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None
+    quiet: list[PollRecord] = field(default_factory=list)
 
     async def poll(self, state: FeedState) -> FeedOutcome:
         feed = self.settings.feed(state.name)
@@ -99,14 +134,28 @@ class Poller:
         except Exception as exc:   # a bug on one feed's data must not abort the run
             log.exception("feed=%s internal error", feed.name)
             record = self._failure(state, feed, now, FeedError(feed.name, f"internal error: {exc!r}"))
+        if _quiet(record):
+            self.quiet.append(record)       # committed in batches: nothing but the feed row changes
+            if len(self.quiet) >= QUIET_BATCH:
+                self.flush()
+            return self._outcome(state, record, (), started)
         try:
             changes = self.store.record_poll(record)
         except LeaseLost:
             log.warning("feed=%s lease lost: another process polled it; this poll was discarded", feed.name)
             return FeedOutcome(feed.name, record.status, skipped=True)
+        return self._outcome(state, record, tuple(changes), started)
+
+    def flush(self) -> None:
+        """Commit the quiet polls waiting in the batch."""
+        batch, self.quiet = self.quiet, []
+        self.store.record_quiet_polls(batch)
+
+    def _outcome(self, state: FeedState, record: PollRecord, changes: tuple[RecordedChange, ...],
+                 started: float) -> FeedOutcome:
         elapsed = int((time.monotonic() - started) * 1000)
-        outcome = FeedOutcome(feed.name, record.status, documents=self._documents(state, record),
-                              error=record.error, changes=tuple(changes), elapsed_ms=elapsed)
+        outcome = FeedOutcome(record.feed, record.status, documents=self._documents(state, record),
+                              error=record.error, changes=changes, elapsed_ms=elapsed)
         _log_poll(outcome)
         return outcome
 
@@ -117,7 +166,7 @@ class Poller:
         body_hash = hashlib.sha256(fetched.body).digest() if not fetched.not_modified else state.body_hash
         if fetched.not_modified or (same_settings and body_hash == state.body_hash):
             status = PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED
-            absent = self.store.known_documents(state.id, absent_only=True)
+            absent = self.store.known_documents(state.id, absent_only=True) if state.absent else []
             decisions = compare.absences(absent, removal_grace=feed.removal_grace)
             return self._success(state, feed, now, status, fetched, body_hash, decisions)
         items = await self._process(feed, fetched)
@@ -194,6 +243,16 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     ids = store.sync_feeds([(f.name, f.url) for f in feeds])
     if force:
         store.make_due(list(ids.values()))
+    workers = os.cpu_count() or 1
+    if process is None and workers > 1 and store.due_feeds(list(ids.values())) >= POOL_THRESHOLD:
+        with ParsePool(workers) as pool:
+            return await _poll_cycle(store, settings, ids, owner, pool, stop)
+    return await _poll_cycle(store, settings, ids, owner, process, stop)
+
+
+async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,
+                      process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None,
+                      stop: asyncio.Event | None) -> list[FeedOutcome]:
     capacity = settings.polling.concurrency * 4
     outcomes: list[FeedOutcome] = []
     polled: set[int] = set()
@@ -224,8 +283,15 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
                 t.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            poller.flush()
             store.release_feeds(owner)
     return sorted(outcomes, key=lambda o: o.name)
+
+
+def _quiet(record: PollRecord) -> bool:
+    """A poll that changes nothing but the feed's row (no documents, no alerts, no state to reset)."""
+    return (record.status in (PollStatus.NOT_MODIFIED, PollStatus.UNCHANGED) and not record.updates
+            and not record.alerts)
 
 
 def _log_poll(o: FeedOutcome) -> None:

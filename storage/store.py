@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -139,9 +139,12 @@ class Store:
                 ids = [f.id for f in claimed]
                 conn.execute(update(Feed).where(Feed.id.in_(ids))
                              .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease)))
-                counts = dict(conn.execute(select(Document.feed_id, func.count()).where(
-                    Document.feed_id.in_(ids), Document.removed_at.is_(None)).group_by(Document.feed_id)).all())
-                claimed = [dataclasses.replace(f, documents=counts.get(f.id, 0)) for f in claimed]
+                counts = {r.feed_id: r for r in conn.execute(
+                    select(Document.feed_id, func.count().label("n"),
+                           func.sum(case((Document.absent_polls > 0, 1), else_=0)).label("absent"))
+                    .where(Document.feed_id.in_(ids), Document.removed_at.is_(None)).group_by(Document.feed_id))}
+                claimed = [dataclasses.replace(f, documents=counts[f.id].n, absent=int(counts[f.id].absent or 0))
+                           if f.id in counts else f for f in claimed]
         return claimed
 
     def renew_leases(self, owner: str, feed_ids: Sequence[int], lease: float) -> int:
@@ -237,6 +240,26 @@ class Store:
             self._take_lease(conn, rec)
             changes = PollWriter(conn, rec).write()
         return changes
+
+    def record_quiet_polls(self, records: Sequence[PollRecord]) -> None:
+        """Polls that changed nothing but their feed's row (304s, identical bodies), in one transaction.
+
+        Each row is still updated only under its lease; one whose lease was lost is simply not updated
+        (another process polled that feed)."""
+        if not records:
+            return
+        params = [{"b_id": r.feed_id, "b_owner": r.owner, "b_due": r.next_due_at, "b_now": r.now,
+                   "b_status": r.status.value, "b_etag": r.validators.etag, "b_lm": r.validators.last_modified,
+                   "b_body": r.body_hash, "b_settings": r.settings_hash} for r in records]
+        statement = (update(Feed).where(Feed.id == bindparam("b_id"), Feed.lease_owner == bindparam("b_owner"))
+                     .values(lease_owner=None, lease_until=None, next_due_at=bindparam("b_due"),
+                             last_polled_at=bindparam("b_now"), last_ok_at=bindparam("b_now"),
+                             last_status=bindparam("b_status"), polls=Feed.polls + 1, last_error=None,
+                             consecutive_errors=0, baseline_done=True, error_alerted=False,
+                             etag=bindparam("b_etag"), last_modified=bindparam("b_lm"), body_hash=bindparam("b_body"),
+                             settings_hash=bindparam("b_settings")))
+        with self.engine.begin() as conn:
+            conn.execute(statement, params)
 
     def _take_lease(self, conn: Connection, rec: PollRecord) -> None:
         ok = rec.status is not PollStatus.ERROR
