@@ -458,8 +458,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from storage.store import utcnow
 
     now = utcnow()
-    since = report.parse_when(args.since, now=now, option="--since") if args.since else None
-    until = report.parse_when(args.until, now=now, option="--until", end=True) if args.until else None
+    since = report.parse_when(args.since, now=now, option="--since") if args.since is not None else None
+    until = report.parse_when(args.until, now=now, option="--until", end=True) if args.until is not None else None
     if since and until and since >= until:
         raise UsageError(f"report: --since {args.since} is not before --until {args.until}")
     settings = _settings(args, required=False)

@@ -42,9 +42,9 @@ from monitor.urls import web_link
 
 FORMATS = ("html", "markdown", "atom")
 _AGE = re.compile(r"(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+", re.I)
+_AGE_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.I)
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-WHEN_HELP = "an ISO date or date-time (local time unless it says Z or +HH:MM) or an age such as 30d, 12h, 2w"
 
 
 class HistorySource(Protocol):
@@ -124,12 +124,13 @@ def parse_when(value: str, *, now: datetime, option: str = "--since", end: bool 
     """
     text = value.strip()
     if _AGE.fullmatch(text):
-        seconds = sum(float(n) * _UNITS[u.lower()] for n, u in re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", text))
+        seconds = sum(float(n) * _UNITS[u.lower()] for n, u in _AGE_PART.findall(text))
         return now - timedelta(seconds=seconds)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"report: {option} {value!r}: not a date, date-time or age ({WHEN_HELP})") from None
+        raise UsageError(f"report: {option} {value!r}: not a date, date-time or age "
+                         "(e.g. 2024-01-31, 2024-01-31T09:00Z, 30d, 12h)") from None
     if end and _DATE_ONLY.fullmatch(text):
         parsed += timedelta(days=1)
     if parsed.tzinfo is None:

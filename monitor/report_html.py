@@ -21,7 +21,8 @@ from itertools import groupby
 from pathlib import Path
 
 from monitor import __version__, render
-from monitor.models import ChangeContext, DocumentActivity
+from monitor.models import BlockKind, ChangeContext, DocumentActivity
+from monitor.normalize import parse_canonical
 from monitor.report import (
     HistorySource,
     ReportMeta,
@@ -235,11 +236,23 @@ def change_body(ctx: ChangeContext) -> str:
     if text:
         parts.append(f'<p class="note">{e(text)}</p>\n')
     if ctx.excerpt:
-        lines = "".join(f"<p>{e(line)}</p>" for line in ctx.excerpt.split("\n") if line.strip())
-        parts.append(f'<blockquote class="opening">{lines}</blockquote>\n')
+        parts.append(f'<blockquote class="opening">{opening_html(ctx.excerpt)}</blockquote>\n')
     if ctx.change.diff is not None:
         parts.append(f'<div class="diff">{render.render_html(bare(ctx.change.diff))}</div>\n')
     return "".join(parts)
+
+
+def opening_html(text: str) -> str:
+    """The opening lines of a new document (canonical text) as headings, list items and paragraphs."""
+    out = []
+    for block in parse_canonical(text):
+        if block.kind is BlockKind.HEADING:
+            out.append(f'<p class="h">{e(block.text)}</p>')
+        elif block.kind is BlockKind.ITEM:
+            out.append(f'<p class="li" style="margin-left:{block.level - 1}em">\u2022 {e(block.text)}</p>')
+        else:
+            out.append(f"<p>{e(block.text)}</p>")
+    return "".join(out)
 
 
 def _foot(meta: ReportMeta) -> str:

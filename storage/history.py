@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, func, or_, select
+from sqlalchemy import Engine, Select, and_, func, or_, select, true
 from sqlalchemy.engine import Connection, Row
 
 from monitor import codec
@@ -61,7 +61,7 @@ class History:
         query = (select(Document.__table__, Feed.name.label("feed_name"), counts.c.n, counts.c.first_at,
                         counts.c.last_at)
                  .join(Feed, Feed.id == Document.feed_id).outerjoin(counts, counts.c.document_id == Document.id)
-                 .where(*self._document_filters(), or_(counts.c.n.is_not(None), and_(*existed)))
+                 .where(*self._document_filters(), or_(counts.c.n.is_not(None), and_(true(), *existed)))
                  .order_by(Feed.name, func.lower(Document.title), Document.id))
         return [DocumentActivity(_document_info(r), r.n or 0, r.first_at, r.last_at)
                 for r in self.conn.execute(query)]
