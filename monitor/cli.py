@@ -114,7 +114,8 @@ def build_parser() -> _Parser:
     p.add_argument("--document", metavar="DOC", help="only this document (id, guid or URL)")
     p.add_argument("--since", metavar="WHEN", help="changes detected at or after WHEN")
     p.add_argument("--until", metavar="WHEN", help="changes detected before WHEN (a date alone: up to its end)")
-    p.add_argument("--format", choices=("html", "markdown", "atom"), default="html")
+    p.add_argument("--format", choices=("html", "markdown", "atom"), default="html",
+                   help="html: a self-contained page (default); markdown; atom: a feed with an entry per change")
     p.add_argument("--output", metavar="FILE", help="write to FILE (replaced only once complete), not stdout")
 
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
