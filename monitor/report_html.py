@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 from pathlib import Path
@@ -49,6 +49,8 @@ e = html.escape
 
 
 def render_page(source: HistorySource, meta: ReportMeta) -> Iterator[str]:
+    """The page, chunk by chunk: the overview needs one light pass over the changes (for the timelines),
+    then each document's changes are read, with their diffs, only as they are written."""
     activity = source.activity()
     axis = Axis.of(meta, activity)
     timelines = bin_changes(source.changes(diffs=False), axis)
@@ -103,9 +105,7 @@ class Bin:
     kind: str
 
 
-@dataclass(slots=True)
-class Timeline:
-    bins: dict[int, Bin] = field(default_factory=dict)
+Timeline = dict[int, Bin]      # a document's changes by axis column (only columns with changes)
 
 
 def bin_changes(changes: Iterable[ChangeContext], axis: Axis) -> dict[int, Timeline]:
@@ -114,7 +114,7 @@ def bin_changes(changes: Iterable[ChangeContext], axis: Axis) -> dict[int, Timel
     out: dict[int, Timeline] = {}
     for ctx in changes:
         c = ctx.change
-        bins = out.setdefault(c.document_id, Timeline()).bins
+        bins = out.setdefault(c.document_id, {})
         col, kind = axis.column(c.detected_at), kind_label(c)
         b = bins.get(col)
         if b is None:
@@ -133,7 +133,7 @@ def timeline_svg(timeline: Timeline | None, title: str, changes: int) -> str:
     parts = [f'<svg class="timeline" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{e(label)}" '
              f'xmlns="http://www.w3.org/2000/svg">',
              f'<line class="axis" x1="0" y1="{BASE + 0.5}" x2="{WIDTH}" y2="{BASE + 0.5}"/>']
-    for col, b in sorted((timeline.bins if timeline else {}).items()):
+    for col, b in sorted((timeline or {}).items()):
         height = min(BASE - 2, 9 + 4 * (b.count - 1))
         tip = f"{b.kind}, {stamp(b.first)}" if b.count == 1 else \
             f"{b.count} changes, {stamp(b.first)} \u2013 {stamp(b.last)}"

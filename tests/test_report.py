@@ -415,6 +415,34 @@ def test_filters_apply_to_the_html_overview_and_body(dated: dict[str, Any]) -> N
     assert "Nothing changed in this period." in quiet.text_content() and not quiet.xpath("//article")
 
 
+def test_added_reverted_and_removed_changes_say_so(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'fw.db'}"
+    store = Store.open(database)
+    try:
+        versions = [page_text(5, 1), page_text(5, 2), page_text(5, 1)]      # the third returns to the first
+        for day, text in enumerate(versions):
+            record(store, "site", T0 + timedelta(days=day), [Page("p", "Policy", text, "https://example.org/p")])
+        record(store, "site", T0 + timedelta(days=3), [])                    # gone (removal_grace 1)
+    finally:
+        store.close()
+    config = str(write_config(tmp_path / "feedwatch.yaml", f"database: {database}\n"))
+    page = report_html(config)
+    articles = page.xpath("//article")
+    kinds = [a.xpath('.//span[contains(@class, "badge")]')[0].text for a in articles]
+    assert kinds == ["removed", "reverted", "changed", "added"]
+    removed, reverted, _, added = (squash(" ".join(a.itertext())) for a in articles)
+    assert "Removed from the feed (its last version was v3)." in removed
+    assert "Reverted to version 1" in reverted and "v2 \u2192 v3" in reverted
+    assert "New document when feedwatch first read the feed. It begins: Document 5 Section 0" in added
+    assert "item 0 of document 5" in added and "Section 3" not in added        # the first lines only
+    assert page.xpath('//td[@class="doc"]/span[@class="tag"]')[0].text == "removed"
+    markdown = run_cli("--config", config, "report", "--format", "markdown").out
+    assert "Removed from the feed (its last version was v3)." in markdown
+    assert "### Reverted to version 1" in markdown and "> # Document 5" in markdown
+    atom = feedparser.parse(run_cli("--config", config, "report", "--format", "atom").out)
+    assert [e.tags[0].term for e in atom.entries] == kinds
+
+
 REPORT_ERRORS = {
     "bad-since": (["--since", "yesterday"], "report: --since 'yesterday': not a date, date-time or age"),
     "bad-until": (["--until", "3x"], "report: --until '3x': not a date, date-time or age"),
