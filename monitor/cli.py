@@ -115,6 +115,18 @@ def build_parser() -> _Parser:
                                          "database at --to, ids preserved, in one transaction.")
     copy.add_argument("--to", required=True, metavar="URL", help="target database URL or SQLite file path")
 
+    p = command("report", cmd_report, "a history report: HTML page, markdown or Atom feed of changes",
+                "Write what changed in a period: one self-contained HTML page (default), markdown for an "
+                "issue, wiki or chat, or an Atom feed with one entry per change. WHEN is an ISO date or "
+                "date-time (local time unless it ends in Z or +HH:MM) or an age such as 30d or 12h.")
+    p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)")
+    p.add_argument("--document", metavar="DOC", help="only this document (id, guid or URL)")
+    p.add_argument("--since", metavar="WHEN", help="changes detected at or after WHEN")
+    p.add_argument("--until", metavar="WHEN", help="changes detected before WHEN (a date alone: up to its end)")
+    p.add_argument("--format", choices=("html", "markdown", "atom"), default="html",
+                   help="html: a self-contained page (default); markdown; atom: a feed with an entry per change")
+    p.add_argument("--output", metavar="FILE", help="write to FILE (replaced only once complete), not stdout")
+
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "
                 "URLs are shown with secrets masked.")
@@ -497,6 +509,31 @@ def cmd_db(args: argparse.Namespace) -> int:
         source.close()
     summary = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
     print(f"copied {redact(str(source.engine.url))} to {redact(target)}: {summary or 'nothing (empty)'}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from monitor import report
+    from monitor.models import ReportScope
+    from storage.store import utcnow
+
+    now = utcnow()
+    since = report.parse_when(args.since, now=now, option="--since") if args.since is not None else None
+    until = report.parse_when(args.until, now=now, option="--until", end=True) if args.until is not None else None
+    if since and until and since >= until:
+        raise UsageError(f"report: --since {args.since} is not before --until {args.until}")
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        doc = store.find_document(args.document) if args.document else None
+        scope = ReportScope(tuple(dict.fromkeys(args.feed or ())), doc.id if doc else None, since, until)
+        meta = report.ReportMeta(scope, now, settings.report_url if settings else None, doc.title if doc else None)
+        with store.history(scope) as history:
+            report.check_scope(scope, history.feed_names(), doc)
+            output = Path(args.output) if args.output else None
+            report.write_output(report.render_report(args.format, history, meta), output)
+    finally:
+        store.close()
     return EXIT_OK
 
 

@@ -204,6 +204,15 @@ class RecordedChange:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeContext:
+    """Everything a message or report about one change needs: the change with its diff, and an excerpt
+    (the opening lines of the text) when the change added the document."""
+
+    change: RecordedChange
+    excerpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FeedOutcome:
     """The result of one poll of one feed, for logs and `run --json`."""
 
@@ -321,3 +330,24 @@ class FeedStatusInfo:
     consecutive_errors: int
     polls: int
     leased_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportScope:
+    """Which changes a report covers: some feeds (all when empty), one document or all, and the period
+    ``since <= detected_at < until`` (open-ended where None)."""
+
+    feeds: tuple[str, ...] = ()
+    document_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentActivity:
+    """One document in a report's overview: how many changes it had in the period, and when."""
+
+    document: DocumentInfo
+    changes: int
+    first_at: datetime | None       # the first and last change in the period (None without changes)
+    last_at: datetime | None

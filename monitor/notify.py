@@ -31,11 +31,11 @@ from markupsafe import Markup
 
 from monitor import render
 from monitor.config import Settings, TargetSettings
-from monitor.models import DeliveryCounts
+from monitor.models import ChangeContext, DeliveryCounts
 from monitor.urls import mask as mask_url
 from monitor.urls import mask_tokens
 from storage.db import owner_id
-from storage.outbox import ChangeContext, Outbox, PendingDelivery, UrlOutcome
+from storage.outbox import Outbox, PendingDelivery, UrlOutcome
 from storage.store import Store, utcnow
 
 log = logging.getLogger("feedwatch.notify")

@@ -48,3 +48,21 @@ def mask(url: str) -> str:
     if "@" in netloc:
         netloc = "****@" + netloc.rsplit("@", 1)[1]
     return mask_tokens(_SECRET_QUERY.sub(r"\1****", urlunsplit(parts._replace(netloc=netloc))))
+
+
+_WEB = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.I)
+
+
+def web_link(url: str | None) -> str | None:
+    """`url` if it is an absolute http(s) URL a report may link to, else None.
+
+    Links come from feeds, which are untrusted: ``javascript:``, ``data:`` and relative URLs never
+    become links; neither do URLs with whitespace or control characters in them.
+    """
+    text = (url or "").strip()
+    if not _WEB.match(text) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return None
+    try:
+        return text if urlsplit(text).hostname else None
+    except ValueError:
+        return None

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from monitor import codec
-from monitor.models import ChangeKind, RecordedChange
+from monitor.models import ChangeContext, ChangeKind, RecordedChange
 from storage import blobs
 from storage.schema import Change, Delivery, DeliveryAttempt, Document, Feed, Version
 
@@ -41,14 +41,6 @@ class UrlOutcome:
     masked: str                     # the URL in Apprise's privacy form
     ok: bool
     detail: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeContext:
-    """Everything a message about one change needs: the change with its diff, and an excerpt if new."""
-
-    change: RecordedChange
-    excerpt: str | None = None
 
 
 class Outbox:

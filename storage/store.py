@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +29,7 @@ from monitor.models import (
     PollRecord,
     PollStatus,
     RecordedChange,
+    ReportScope,
     Validators,
     VersionInfo,
 )
@@ -37,6 +39,9 @@ from storage.db import ensure_schema, open_engine, worker_host
 from storage.outbox import Outbox
 from storage.schema import Change, Delivery, Document, Feed, Host, Version
 from storage.writer import PollWriter
+
+if TYPE_CHECKING:
+    from storage.history import History
 
 REVERT_DEPTH = 5          # recent version states loaded per document for revert detection
 _CHUNK = 500              # parameters per IN (...) list
@@ -73,6 +78,12 @@ class Store:
     @property
     def outbox(self) -> Outbox:
         return Outbox(self.engine)
+
+    def history(self, scope: ReportScope) -> AbstractContextManager[History]:
+        """The changes of a report's scope, streamed inside one read transaction (storage.history)."""
+        from storage.history import History
+
+        return History.open(self.engine, scope)
 
     # ------------------------------------------------------------------------------------ feeds, leases
 

@@ -1,0 +1,138 @@
+"""Reads for history reports: which documents changed in a period, and their changes, streamed.
+
+A report over 10,000+ changes must not hold the history in memory, whatever the database driver does
+with result sets: change rows are read in keyset-paginated pages (``ORDER BY detected_at DESC, id DESC``,
+``PAGE`` rows at a time, each page starting strictly after the last row of the one before) and yielded
+one by one, with their stored diffs decompressed and decoded only as they are yielded.
+
+Everything one report reads happens in one read transaction (REPEATABLE READ on PostgreSQL; one SQLite
+read transaction, which WAL keeps from blocking writers), so its overview and its body agree even while
+a ``run`` records new changes. Open the store read-only for reports (the CLI does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, Select, and_, func, or_, select, true
+from sqlalchemy.engine import Connection, Row
+
+from monitor import codec
+from monitor.models import ChangeContext, DocumentActivity, ReportScope
+from storage import blobs
+from storage.schema import Blob, Change, Document, Feed, Version
+from storage.store import _document_info, _recorded
+
+PAGE = 200               # change rows per keyset page
+OPENING_LINES = 8        # lines of an added document's text shown as its opening
+OPENING_CHARS = 800
+
+
+class History:
+    """The changes of one report scope, read inside one transaction on one connection."""
+
+    def __init__(self, conn: Connection, scope: ReportScope, *, page: int = PAGE) -> None:
+        self.conn, self.scope, self.page = conn, scope, page
+
+    @classmethod
+    @contextmanager
+    def open(cls, engine: Engine, scope: ReportScope, *, page: int = PAGE) -> Iterator[History]:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield cls(conn, scope, page=page)
+
+    def feed_names(self) -> list[str]:
+        """Every feed in the database (to tell a misspelt --feed from a feed without changes)."""
+        return list(self.conn.execute(select(Feed.name).order_by(Feed.name)).scalars())
+
+    def activity(self) -> list[DocumentActivity]:
+        """Per document of the scope: its changes in the period. Documents that existed during the period
+        without changing are listed with 0. Ordered by feed, then title."""
+        counts = (select(Change.document_id, func.count().label("n"),
+                         func.min(Change.detected_at).label("first_at"), func.max(Change.detected_at).label("last_at"))
+                  .where(*self._change_filters()).group_by(Change.document_id).subquery())
+        existed = [Document.first_seen_at < self.scope.until] if self.scope.until else []
+        if self.scope.since:
+            existed.append(or_(Document.removed_at.is_(None), Document.removed_at >= self.scope.since))
+        query = (select(Document.__table__, Feed.name.label("feed_name"), counts.c.n, counts.c.first_at,
+                        counts.c.last_at)
+                 .join(Feed, Feed.id == Document.feed_id).outerjoin(counts, counts.c.document_id == Document.id)
+                 .where(*self._document_filters(), or_(counts.c.n.is_not(None), and_(true(), *existed)))
+                 .order_by(Feed.name, func.lower(Document.title), Document.id))
+        return [DocumentActivity(_document_info(r), r.n or 0, r.first_at, r.last_at)
+                for r in self.conn.execute(query)]
+
+    def changes(self, document_id: int | None = None, *, diffs: bool = True) -> Iterator[ChangeContext]:
+        """The scope's changes (of one document, or all), newest first, one keyset page at a time.
+
+        With ``diffs=False`` neither diffs nor openings are read: enough for timelines and counts.
+        """
+        columns: list[Any] = [Change.__table__, Document.guid, Document.link, Feed.name.label("feed_name")]
+        query = (select(*columns).join(Document, Document.id == Change.document_id)
+                 .join(Feed, Feed.id == Change.feed_id).where(*self._change_filters()))
+        if diffs:
+            query = query.add_columns(Blob.codec, Blob.base, Blob.data).outerjoin(Blob, Blob.hash == Change.diff_hash)
+        if document_id is not None:
+            query = query.where(Change.document_id == document_id)
+        for row in self._pages(query):
+            if not diffs:
+                yield ChangeContext(_recorded(row))
+                continue
+            diff = codec.diff_from_json(blobs.decode(self.conn, row.codec, row.base, row.data)) \
+                if row.data is not None else None
+            yield ChangeContext(_recorded(row, diff), self._opening(row) if row.kind == "added" else None)
+
+    def _pages(self, query: Select[Any]) -> Iterator[Row[Any]]:
+        """Rows of `query`, newest first, fetched PAGE at a time by keyset: no cursor stays open while
+        the caller works on a row, and no page holds more than PAGE rows."""
+        query = query.order_by(Change.detected_at.desc(), Change.id.desc()).limit(self.page)
+        after: Row[Any] | None = None
+        while True:
+            page_query = query if after is None else query.where(or_(
+                Change.detected_at < after.detected_at,
+                and_(Change.detected_at == after.detected_at, Change.id < after.id)))
+            rows = self.conn.execute(page_query).all()
+            yield from rows
+            if len(rows) < self.page:
+                return
+            after = rows[-1]
+
+    def _opening(self, change: Row[Any]) -> str | None:
+        """The first lines of the version a change added (None when retention pruned it)."""
+        text_hash = self.conn.execute(select(Version.text_hash).where(
+            Version.document_id == change.document_id, Version.number == change.version)).scalar()
+        if text_hash is None:
+            return None
+        lines = blobs.get_text(self.conn, text_hash).split("\n")
+        opening = "\n".join(lines[:OPENING_LINES])
+        if len(opening) > OPENING_CHARS:
+            opening = opening[:OPENING_CHARS].rsplit(" ", 1)[0] + " \u2026"
+        elif len(lines) > OPENING_LINES:
+            opening += "\n\u2026"
+        return opening
+
+    def _change_filters(self) -> list[Any]:
+        s = self.scope
+        filters: list[Any] = []
+        if s.since is not None:
+            filters.append(Change.detected_at >= s.since)
+        if s.until is not None:
+            filters.append(Change.detected_at < s.until)
+        if s.document_id is not None:
+            filters.append(Change.document_id == s.document_id)
+        if s.feeds:
+            filters.append(Change.feed_id.in_(select(Feed.id).where(Feed.name.in_(s.feeds))))
+        return filters
+
+    def _document_filters(self) -> list[Any]:
+        s = self.scope
+        filters: list[Any] = []
+        if s.document_id is not None:
+            filters.append(Document.id == s.document_id)
+        if s.feeds:
+            filters.append(Feed.name.in_(s.feeds))
+        return filters
