@@ -70,7 +70,7 @@ class FarmContent:
         edit = self.edits.get(feed, {}).get(item)
         if edit:
             blocks.insert(count // 2, f"<p>Revised in round {edit}: this sentence was edited by the farm.</p>")
-        return f"<h1>Feed {feed} page {item}</h1>" + "".join(blocks)
+        return f"<h1>Feed {feed} page {item}</h1>\n" + "\n".join(blocks)
 
     def body(self, feed: int) -> tuple[bytes, str, str]:
         cached = self.cache.get(feed)
@@ -79,7 +79,7 @@ class FarmContent:
         items = "".join(
             f"<item><title>Feed {feed} page {j}</title><link>http://farm.invalid/{feed}/{j}</link>"
             f"<guid>farm-{feed}-{j}</guid><pubDate>{formatdate(self.started)}</pubDate>"
-            f"<description>{html.escape(self.item_html(feed, j))}</description></item>"
+            f"<description>{html.escape(self.item_html(feed, j))}</description></item>\n"
             for j in range(self.items))
         body = (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Farm feed {feed}'
                 f"</title><link>http://farm.invalid/{feed}/</link><description>benchmark</description>{items}"
@@ -128,9 +128,11 @@ def _serve(feeds: int, items: int, fraction: float, port: int, ready: Any) -> No
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 256
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 1024      # the default backlog (5) drops SYNs when clients open 50 connections
+
+    server = Server(("127.0.0.1", port), Handler)
     ready.put(server.server_address[1])
     server.serve_forever()
 
