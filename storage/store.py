@@ -316,16 +316,30 @@ class _PollWriter:
         return changes
 
     def store_blobs(self) -> None:
-        wanted: dict[bytes, bytes] = {}
+        """Raw items first, each compressed against its document's keyframe; then texts and diffs,
+        compressed against the keyframe of their version's raw item (storage.blobs)."""
+        raws: dict[bytes, bytes] = {}
+        rest: dict[bytes, bytes] = {}
+        similar: dict[bytes, bytes] = {}
+        changed = [u.decision.document_id for u in self.rec.updates
+                   if u.decision.new_version and u.decision.document_id is not None]
+        previous = latest_raw_hashes(self.conn, changed)
         for u in self.rec.updates:
             item = u.decision.item
-            if item is not None and u.decision.new_version:
-                wanted[item.text_hash] = item.text.encode()
-                wanted[hashlib.sha256(item.raw).digest()] = item.raw
+            raw_hash = hashlib.sha256(item.raw).digest() if item is not None else None
+            if item is not None and raw_hash is not None and u.decision.new_version:
+                raws[raw_hash] = item.raw
+                rest[item.text_hash] = item.text.encode()
+                similar[item.text_hash] = raw_hash
+                if (before := previous.get(u.decision.document_id or 0)) is not None:
+                    similar[raw_hash] = before
             if u.diff is not None:
                 data = codec.diff_to_json(u.diff)
-                wanted[hashlib.sha256(data).digest()] = data
-        blobs.put(self.conn, wanted)
+                rest[diff_hash := hashlib.sha256(data).digest()] = data
+                if raw_hash is not None:
+                    similar[diff_hash] = raw_hash
+        blobs.put(self.conn, raws, similar=similar, chain=True)
+        blobs.put(self.conn, rest, similar=similar)
 
     def apply(self, u: Any) -> RecordedChange | None:
         d = u.decision
@@ -388,6 +402,17 @@ class _PollWriter:
                  for a in self.rec.alerts for t in a.targets]
         if rows:
             self.conn.execute(insert(Delivery), rows)
+
+
+def latest_raw_hashes(conn: Connection, doc_ids: Sequence[int]) -> dict[int, bytes]:
+    """Document id -> raw item hash of its latest version: what a new version is compressed against."""
+    out: dict[int, bytes] = {}
+    for chunk in _chunks(doc_ids):
+        rows = conn.execute(select(Version.document_id, Version.raw_hash).join(Document, and_(
+            Document.id == Version.document_id, Document.latest_version == Version.number))
+            .where(Version.document_id.in_(chunk), Version.raw_hash.is_not(None)))
+        out.update({r.document_id: r.raw_hash for r in rows})
+    return out
 
 
 def _change_summary(kind: ChangeKind, diff: DocumentDiff | None, revert_of: int | None, rebaseline: bool) -> str:
