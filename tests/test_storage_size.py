@@ -152,9 +152,9 @@ feeds:
     assert counts(store) == rows                    # no row added anywhere: only the feed rows changed
     with store.engine.connect() as conn:
         assert set(conn.execute(select(Feed.polls)).scalars()) == {1001}
-    store.close()
     wal = db.with_name(db.name + "-wal")
     wal_size = wal.stat().st_size if wal.exists() else 0   # recycled, not grown, past 1,000 pages
+    store.close()
     after = file_size(db)
     print(f"\nafter the first poll: {first:,} B; after 1,000 more polls of each feed: {after:,} B "
           f"(+{after - first:,} B, {100 * (after - first) / first:.2f}%); WAL before the checkpoint: {wal_size:,} B")
