@@ -140,6 +140,8 @@ def export(engine: Engine, out: IO[str], feeds: Sequence[str] | None = None) -> 
     """Write the history of `feeds` (default: all) to `out`."""
     counts = ArchiveCounts()
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":   # one snapshot for the whole file, even while polls commit
+            conn.execution_options(isolation_level="REPEATABLE READ")
         rows = conn.execute(select(Feed.__table__).order_by(Feed.name)).all()
         if feeds:
             missing = sorted(set(feeds) - {r.name for r in rows})

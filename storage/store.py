@@ -309,7 +309,6 @@ class Store:
                                 .where(Change.document_id == doc_id).order_by(Change.id)).all()
             return [_recorded(r) for r in rows]
 
-
 class _PollWriter:
     """Writes one poll's documents, versions, changes and outbox rows inside the caller's transaction."""
 
@@ -336,8 +335,9 @@ class _PollWriter:
         previous = latest_raw_hashes(self.conn, changed)
         for u in self.rec.updates:
             item = u.decision.item
-            raw_hash = hashlib.sha256(item.raw).digest() if item is not None else None
-            if item is not None and raw_hash is not None and u.decision.new_version:
+            raw_hash = None
+            if item is not None and u.decision.new_version:
+                raw_hash = hashlib.sha256(item.raw).digest()
                 raws[raw_hash] = item.raw
                 rest[item.text_hash] = item.text.encode()
                 similar[item.text_hash] = raw_hash
