@@ -127,6 +127,24 @@ def build_parser() -> _Parser:
                    help="html: a self-contained page (default); markdown; atom: a feed with an entry per change")
     p.add_argument("--output", metavar="FILE", help="write to FILE (replaced only once complete), not stdout")
 
+    p = command("prune", cmd_prune, "apply the retention policies now",
+                "Delete the versions each feed's retention policy no longer keeps (never a document's latest "
+                "version, nor one a pending delivery needs) and the stored data nothing uses any more; say "
+                "what was removed and how much space the database gave back.")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = command("export", cmd_export, "write feeds' full history to a JSON Lines file",
+                "Write the history of every feed (or the --feed ones): documents, versions with their text "
+                "and raw item, and change records with their diffs, as a feedwatch-history JSON Lines file.")
+    p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+
+    p = command("import", cmd_import, "read a history file written by 'export'",
+                "Store the history in FILE ('-' for stdin) in this database, all or nothing. A feed that is "
+                "already here with the same history is left alone; one with a different history is refused.")
+    p.add_argument("file", metavar="FILE", help="a feedwatch-history file, or - for stdin")
+
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "
                 "URLs are shown with secrets masked.")
@@ -534,6 +552,53 @@ def cmd_report(args: argparse.Namespace) -> int:
             report.write_output(report.render_report(args.format, history, meta), output)
     finally:
         store.close()
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from monitor import retention
+
+    settings = _settings(args)
+    store = _open_store(args, settings)
+    try:
+        report = retention.prune(store, settings, dry_run=args.dry_run)
+    finally:
+        store.close()
+    if args.json:
+        _print_json(retention.report_json(report))
+    else:
+        print("\n".join(retention.report_lines(report)))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from storage import archive
+
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        counts = archive.export_to(store.engine, args.output, args.feed)
+    finally:
+        store.close()
+    log.info("exported %d feeds: %d documents, %d versions, %d change records", len(counts.feeds),
+             counts.documents, counts.versions, counts.changes)
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from storage import archive
+
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings)
+    try:
+        counts = archive.import_from(store.engine, args.file)
+    finally:
+        store.close()
+    for name in counts.feeds:
+        print(f"imported {name}")
+    for name in counts.unchanged:
+        print(f"{name}: already here with the same history; left unchanged")
+    print(f"{counts.documents} documents, {counts.versions} versions, {counts.changes} change records imported")
     return EXIT_OK
 
 

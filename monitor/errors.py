@@ -2,6 +2,7 @@
 
     FeedwatchError                 base; str(e) is a complete one-line message for the user
     ├── UsageError                 bad command-line input (exit code 2)
+    │   └── HistoryFileError       a history file cannot be imported: "import: FILE:LINE: ..." (nothing imported)
     ├── ConfigError                bad config file: "config: FILE:LINE: KEY: what is wrong" (exit code 2)
     ├── StorageError               the database cannot be used ("storage: ...")
     │   └── SchemaTooNewError      the database was written by a newer feedwatch
@@ -22,6 +23,18 @@ class FeedwatchError(Exception):
 
 class UsageError(FeedwatchError):
     """The command line asks for something that cannot be done (exit code 2)."""
+
+
+class HistoryFileError(UsageError):
+    """A history file (``feedwatch import``) is malformed or conflicts with the database (exit code 2).
+
+    The import runs in one transaction, so nothing of the file is stored when this is raised.
+    """
+
+    def __init__(self, source: str, line: int | None, message: str) -> None:
+        super().__init__(f"import: {source}{f':{line}' if line is not None else ''}: {message}")
+        self.source = source
+        self.line = line
 
 
 class ConfigError(FeedwatchError):

@@ -351,3 +351,32 @@ class DocumentActivity:
     changes: int
     first_at: datetime | None       # the first and last change in the period (None without changes)
     last_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPruneStats:
+    """What `prune` removed from one feed."""
+
+    feed: str
+    versions: int                   # version rows deleted
+    changes: int                    # change records deleted (retention keep_changes: false)
+    kept_for_deliveries: int        # versions past the policy kept because a pending delivery needs them
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    feeds: tuple[FeedPruneStats, ...]
+    blobs: int                      # blobs deleted
+    blob_bytes: int                 # their stored (compressed) bytes
+    reencoded: int                  # stored diffs recompressed on their own (their keyframe went)
+    dry_run: bool
+    file_before: int | None = None  # SQLite file size before and after (None on PostgreSQL)
+    file_after: int | None = None
+
+    @property
+    def versions(self) -> int:
+        return sum(f.versions for f in self.feeds)
+
+    @property
+    def changes(self) -> int:
+        return sum(f.changes for f in self.feeds)

@@ -4,8 +4,9 @@ Each feed's ``next_due_at`` lives in the database (with jitter, set after every 
 and any number of `watch` processes share one schedule; leases make sure each due feed is polled by one
 of them. The loop:
 
-1. poll what is due (monitor.poll), 2. deliver the outbox, 3. sleep until the next feed or delivery is
-due (at most a minute, and at most half the systemd watchdog interval), waking at once on a signal.
+1. poll what is due (monitor.poll), 2. deliver the outbox, 3. once an hour, apply the feeds' retention
+policies (monitor.retention; only when a feed has one), 4. sleep until the next feed or delivery is due
+(at most a minute, and at most half the systemd watchdog interval), waking at once on a signal.
 
 SIGTERM/SIGINT: stop claiming, let the polls in flight finish (cancelled after a grace period; a cancelled
 poll commits nothing and is simply due again), release leases, exit 0. SIGHUP re-reads the config; nothing
@@ -29,8 +30,9 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from monitor import config as config_mod
+from monitor import retention
 from monitor.config import Settings
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, FeedwatchError
 from monitor.models import FeedOutcome, PollStatus
 from monitor.poll import poll_due
 from storage.db import owner_id
@@ -40,6 +42,7 @@ log = logging.getLogger("feedwatch.watch")
 
 MAX_SLEEP = 60.0
 STOP_GRACE = 10.0
+PRUNE_EVERY = 3600.0
 
 
 def sd_notify(message: str) -> bool:
@@ -112,6 +115,7 @@ class Watcher:
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.reload = False
+        self.next_prune = 0.0           # monotonic; the first prune follows the first cycle
 
     def install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -142,6 +146,7 @@ class Watcher:
             try:
                 outcomes = await self._cycle()
                 counts = await asyncio.to_thread(self._deliver)
+                await asyncio.to_thread(self._prune_if_due)
             except DBAPIError as exc:   # the database went away (restart, failover): back off, resume
                 failures += 1
                 delay = min(MAX_SLEEP, 2.0 ** failures)
@@ -184,6 +189,15 @@ class Watcher:
         from monitor.notify import deliver_pending
 
         return deliver_pending(self.store, self.settings, owner=self.owner, digest_due=False)
+
+    def _prune_if_due(self) -> None:
+        if time.monotonic() < self.next_prune or not retention.policies(self.settings):
+            return
+        self.next_prune = time.monotonic() + PRUNE_EVERY
+        try:
+            retention.prune(self.store, self.settings)
+        except FeedwatchError as exc:
+            log.error("prune failed (retrying in an hour): %s", exc)
 
     async def _sleep(self, delay: float = MAX_SLEEP) -> None:
         if self.stop.is_set():

@@ -1,43 +1,99 @@
 """Content-addressed, compressed blobs: identical content is stored once, whoever stores it.
 
-A blob's key is the sha256 of its uncompressed bytes. ``codec`` says how ``data`` is encoded: "zstd"
-(level 3: on 2-10 KB texts as small as zlib-6 and faster, notes/libraries.md §6) or "zstd-dict", whose
-``base`` blob served as the compression dictionary (retention compaction writes those).
+A blob's key is the sha256 of its uncompressed bytes. ``codec`` says how ``data`` is encoded:
+
+- "zstd": zstd on its own. Such a blob is a **keyframe**.
+- "zstd-dict": zstd with the keyframe ``base`` as a raw-content dictionary, so that it costs roughly what
+  differs from that keyframe. ``base`` is always a keyframe: any read takes at most two decompressions
+  and no chain can grow.
+- "none": stored as is (tiny blobs that compression would only make bigger).
+
+Which keyframe a blob is compressed against is the caller's hint (``similar``): storage.store compresses
+a document's new raw item against the keyframe of its previous raw item, and the version's canonical
+text and diff against the keyframe of the new raw item (the raw item holds the same words). A raw item
+whose dictionary form is above :data:`KEYFRAME_RATIO` of its plain form has drifted too far and becomes
+the document's next keyframe. Level 9: on the replay corpus and the feed farm of bench/storage_bench.py
+the blobs take 10% and 6% less than at level 3, for well under a millisecond per 10 KB document.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import zstandard
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from storage.schema import Blob
 
+LEVEL = 9
+KEYFRAME_RATIO = 0.2      # dictionary output above 20% of plain output: start a new keyframe
+_MIN_DICT = 64            # shorter keyframes are no useful dictionary
 _CHUNK = 500
-_compressor = zstandard.ZstdCompressor(level=3)
+_compressor = zstandard.ZstdCompressor(level=LEVEL)
 _decompressor = zstandard.ZstdDecompressor()
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A blob's stored form."""
+
+    codec: str
+    base: bytes | None
+    data: bytes
 
 
 def digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def put(conn: Connection, blobs: Mapping[bytes, bytes]) -> int:
-    """Store the blobs not stored yet; returns how many were new. Safe against concurrent writers."""
-    hashes = list(blobs)
-    existing: set[bytes] = set()
-    for i in range(0, len(hashes), _CHUNK):
-        existing.update(conn.execute(select(Blob.hash).where(Blob.hash.in_(hashes[i:i + _CHUNK]))).scalars())
-    rows = [{"hash": h, "codec": "zstd", "base": None, "size": len(data), "data": _compressor.compress(data)}
-            for h, data in blobs.items() if h not in existing]
-    if rows:
-        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-        conn.execute(dialect.insert(Blob).on_conflict_do_nothing(index_elements=["hash"]), rows)
+def put(conn: Connection, blobs: Mapping[bytes, bytes], *, similar: Mapping[bytes, bytes] | None = None,
+        chain: bool = False) -> int:
+    """Store the blobs not stored yet; returns how many were new. Safe against concurrent writers.
+
+    ``similar`` maps a new blob's hash to a stored blob it resembles (the same document's previous raw
+    item, or its own version's raw item): the new blob is compressed against that blob's keyframe.
+    With ``chain`` the blobs are a document's successive states, and one that has drifted too far from
+    its keyframe becomes the next keyframe; otherwise the smaller form wins.
+    """
+    existing = _existing(conn, list(blobs))
+    new = {h: data for h, data in blobs.items() if h not in existing}
+    if not new:
+        return 0
+    keyframes = _keyframes(conn, {h: similar[h] for h in new if similar and h in similar})
+    rows = []
+    for h, data in new.items():
+        enc = encode(data, keyframes.get(h), ratio=KEYFRAME_RATIO if chain else 1.0)
+        rows.append({"hash": h, "codec": enc.codec, "base": enc.base, "size": len(data), "data": enc.data})
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    conn.execute(dialect.insert(Blob).on_conflict_do_nothing(index_elements=["hash"]), rows)
     return len(rows)
+
+
+def encode(data: bytes, keyframe: tuple[bytes, bytes] | None = None, *, ratio: float = 1.0) -> Encoded:
+    """The stored form of `data`: against the (hash, content) keyframe if that is at most `ratio` of
+    the plain compressed size, else plain (or as is, if compression does not pay)."""
+    plain = _compressor.compress(data)
+    if keyframe is not None and len(keyframe[1]) >= _MIN_DICT:
+        delta = _dict_compressor(keyframe[1]).compress(data)
+        if len(delta) <= ratio * len(plain):
+            return Encoded("zstd-dict", keyframe[0], delta)
+    if len(plain) >= len(data):
+        return Encoded("none", None, data)
+    return Encoded("zstd", None, plain)
+
+
+def reencode_plain(conn: Connection, hashes: Iterable[bytes]) -> int:
+    """Rewrite dictionary-compressed blobs on their own (before their keyframe is deleted)."""
+    count = 0
+    for h in hashes:
+        enc = encode(get(conn, h))
+        conn.execute(update(Blob).where(Blob.hash == h).values(codec=enc.codec, base=None, data=enc.data))
+        count += 1
+    return count
 
 
 def get(conn: Connection, key: bytes) -> bytes:
@@ -60,3 +116,35 @@ def decode(conn: Connection, codec: str, base: bytes | None, data: bytes) -> byt
         dictionary = zstandard.ZstdCompressionDict(get(conn, base), dict_type=zstandard.DICT_TYPE_RAWCONTENT)
         return zstandard.ZstdDecompressor(dict_data=dictionary).decompress(data)
     raise ValueError(f"unknown blob codec {codec!r}")
+
+
+def _existing(conn: Connection, hashes: list[bytes]) -> set[bytes]:
+    found: set[bytes] = set()
+    for i in range(0, len(hashes), _CHUNK):
+        found.update(conn.execute(select(Blob.hash).where(Blob.hash.in_(hashes[i:i + _CHUNK]))).scalars())
+    return found
+
+
+def _keyframes(conn: Connection, similar: Mapping[bytes, bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+    """New blob hash -> (hash, content) of the keyframe of the blob it resembles."""
+    wanted = sorted(set(similar.values()))
+    key_of: dict[bytes, bytes] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        rows = conn.execute(select(Blob.hash, Blob.codec, Blob.base).where(Blob.hash.in_(wanted[i:i + _CHUNK])))
+        for r in rows:
+            key_of[r.hash] = r.base if r.codec == "zstd-dict" and r.base is not None else r.hash
+    contents: dict[bytes, bytes] = {}
+    out: dict[bytes, tuple[bytes, bytes]] = {}
+    for new, old in similar.items():
+        key = key_of.get(old)
+        if key is None:
+            continue
+        if key not in contents:
+            contents[key] = get(conn, key)
+        out[new] = (key, contents[key])
+    return out
+
+
+def _dict_compressor(content: bytes) -> zstandard.ZstdCompressor:
+    dictionary = zstandard.ZstdCompressionDict(content, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return zstandard.ZstdCompressor(level=LEVEL, dict_data=dictionary)

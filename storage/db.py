@@ -24,9 +24,10 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from monitor.errors import SchemaTooNewError, StorageError
 
 # Every migration revision, oldest first; tests check this against storage/migrations/versions.
-REVISIONS = ("0001",)
+REVISIONS = ("0001", "0002")
 HEAD = REVISIONS[-1]
 BUSY_TIMEOUT_S = 30
+SQLITE_PAGE_SIZE = 2048   # for new files; existing files keep theirs (README, Storage)
 _PG_MIGRATION_LOCK = 0x66656564  # "feed": serialises schema upgrades of workers starting together
 
 
@@ -68,8 +69,10 @@ def _sqlite_engine(url: str, database: str | None, *, readonly: bool, create_dir
         dbapi_conn.isolation_level = None        # the sqlite3 module must not emit its own BEGIN
         cur = dbapi_conn.cursor()
         if not readonly:
-            # Takes effect when the file is new (before the first table): lets `prune` give space back
-            # with incremental vacuum instead of rewriting the whole file.
+            # Both take effect only when the file is new (before the first table). Incremental auto-vacuum
+            # lets `prune` give space back without rewriting the whole file. Small pages: every table and
+            # index takes at least one page, and most rows are far smaller than a page (README, Storage).
+            cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
             cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")

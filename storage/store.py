@@ -346,8 +346,17 @@ class Store:
             v = conn.execute(select(Version.__table__).where(Version.document_id == doc_id,
                                                               Version.number == number)).one_or_none()
             if v is None:
-                raise UsageError(f"document {doc_id} has no version {number}")
+                raise UsageError(self._no_version(conn, doc_id, number))
             return _version_info(v, text=blobs.get_text(conn, v.text_hash))
+
+    @staticmethod
+    def _no_version(conn: Connection, doc_id: int, number: int) -> str:
+        stored = list(conn.execute(select(Version.number).where(Version.document_id == doc_id)
+                                   .order_by(Version.number)).scalars())
+        if stored and number < stored[-1]:
+            return (f"version {number} of document {doc_id} is no longer stored (removed by its retention "
+                    f"policy); stored versions: {_ranges(stored)}")
+        return f"document {doc_id} has no version {number}"
 
     def changes(self, doc_id: int) -> list[RecordedChange]:
         """Change records of a document (including removals), oldest first."""
@@ -413,6 +422,17 @@ def _upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     stmt = dialect.insert(table).values(**values)
     return stmt.on_conflict_do_update(index_elements=keys, set_=update_values)
+
+
+def _ranges(numbers: Sequence[int]) -> str:
+    """1, 2, 3, 5, 7, 8 -> "1-3, 5, 7-8"."""
+    parts: list[list[int]] = []
+    for n in numbers:
+        if parts and n == parts[-1][-1] + 1:
+            parts[-1].append(n)
+        else:
+            parts.append([n])
+    return ", ".join(f"{p[0]}-{p[-1]}" if len(p) > 1 else str(p[0]) for p in parts)
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[list[Any]]:

@@ -10,10 +10,11 @@ writer touches its documents meanwhile.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor import codec
@@ -61,17 +62,33 @@ class PollWriter:
         return self.diffs[key]
 
     def store_blobs(self) -> None:
-        wanted: dict[bytes, bytes] = {}
+        """Raw items first, each compressed against its document's keyframe; then texts and diffs,
+        compressed against the keyframe of their version's raw item (storage.blobs)."""
+        raws: dict[bytes, bytes] = {}
+        rest: dict[bytes, bytes] = {}
+        similar: dict[bytes, bytes] = {}
+        changed = [u.decision.document_id for u in self.rec.updates
+                   if u.decision.new_version and u.decision.document_id is not None]
+        previous = latest_raw_hashes(self.conn, changed)
         for u in self.rec.updates:
             item = u.decision.item
+            raw_hash = None
             if item is not None and u.decision.new_version:
-                wanted[item.text_hash] = item.text.encode()
-                wanted[hashlib.sha256(item.raw).digest()] = item.raw
+                raw_hash = hashlib.sha256(item.raw).digest()
+                raws[raw_hash] = item.raw
+                rest[item.text_hash] = item.text.encode()
+                similar[item.text_hash] = raw_hash
+                if (before := previous.get(u.decision.document_id or 0)) is not None:
+                    similar[raw_hash] = before
             if u.diff is not None:
                 data = self.diff_json(u.diff)
-                wanted[hashlib.sha256(data).digest()] = data
-        if wanted:
-            blobs.put(self.conn, wanted)
+                rest[diff_hash := hashlib.sha256(data).digest()] = data
+                if raw_hash is not None:
+                    similar[diff_hash] = raw_hash
+        if raws:
+            blobs.put(self.conn, raws, similar=similar, chain=True)
+        if rest:
+            blobs.put(self.conn, rest, similar=similar)
 
     def load_existing(self, rows: list[_Row]) -> None:
         """Current version, title, guid and link of the stored documents this poll touches."""
@@ -186,3 +203,13 @@ def change_summary(kind: ChangeKind, diff: DocumentDiff | None, revert_of: int |
             text = f"reverted to version {revert_of}: {text}"
     return f"re-baselined after a configuration change: {text}" if rebaseline else text
 
+
+def latest_raw_hashes(conn: Connection, doc_ids: Sequence[int]) -> dict[int, bytes]:
+    """Document id -> raw item hash of its latest version: what a new version is compressed against."""
+    out: dict[int, bytes] = {}
+    for i in range(0, len(doc_ids), _CHUNK):
+        rows = conn.execute(select(Version.document_id, Version.raw_hash).join(Document, and_(
+            Document.id == Version.document_id, Document.latest_version == Version.number))
+            .where(Version.document_id.in_(doc_ids[i:i + _CHUNK]), Version.raw_hash.is_not(None)))
+        out.update({r.document_id: r.raw_hash for r in rows})
+    return out
