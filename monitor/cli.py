@@ -228,10 +228,11 @@ def _open_store(args: argparse.Namespace, settings: Any, *, readonly: bool = Fal
             store.close()
             raise UsageError(f"no database at {path} yet: run 'feedwatch run' first (or pass --database)")
         state = schema_state(store.engine)
-        if state != "current":
+        if state == "empty":
             store.close()
-            what = "no feedwatch schema" if state == "empty" else "an older schema"
-            raise UsageError(f"the database {redact(url)} has {what} yet: run 'feedwatch run' first")
+            raise UsageError(f"the database {redact(url)} has no feedwatch schema yet: run 'feedwatch run' first")
+        if state == "older":      # written by an older feedwatch: upgrade it, as every command does
+            Store.open(url).close()
     return store
 
 
