@@ -1,7 +1,9 @@
 """Section-aware word diff of two canonical versions: the only module that imports diff-match-patch.
 
-The algorithm, in order, all under one time budget (table-tested in tests/cases/diff.yaml):
+The algorithm, in order (table-tested in tests/cases/diff.yaml, measured by bench/diff_bench.py):
 
+0. **Region.** Identical lines are identical blocks, so the lines both texts begin and end with are not
+   even parsed; the changed region between them is, with the heading path its first line inherits.
 1. **Blocks.** Each line of canonical text is a block (heading, paragraph, list item, row, code line). The
    blocks are mapped to single characters and diffed, which finds the changed regions ("hunks") of a 2 MB
    document in milliseconds. Everything outside the hunks is unchanged and never looked at again.
@@ -14,28 +16,31 @@ The algorithm, in order, all under one time budget (table-tested in tests/cases/
 4. **Words.** Each pair is diffed word by word: tokens (words, URLs, runs of spaces, runs of punctuation)
    are mapped to characters, diffed, and the semantic cleanup runs in token space, so an edit reads
    ``[-sustainable-]{+scale+}``, never ``[-sustainab-]{+sca+}le``.
-5. **Sections.** Every line is attributed to the heading path of its block (a removed block to its old
-   path, with renamed headings translated to their new names) and lines are grouped into sections. A
-   hunk that only adds or removes whole blocks keeps its unchanged neighbours as context.
+5. **Sections.** Every line is attributed to the heading path of its block (a removed block to where its
+   old neighbours now are, renamed headings under their new names) and lines are grouped into sections.
+   A hunk that only adds or removes whole blocks keeps its unchanged neighbours as context.
 
-When the budget runs out (a huge or totally rewritten document) the remaining hunks are shown as whole
-blocks and the diff says so (``coarse``). Summaries are written by monitor.summary; renderers live in
-monitor.render. Neither imports diff-match-patch. Pure functions.
+Steps 1-4 share one time budget (reading, step 0, is linear and comes first). When it runs out (a huge or
+totally rewritten document) the remaining hunks are shown as whole blocks and the diff says so
+(``coarse``). Summaries are written by monitor.summary; renderers live in monitor.render. Neither imports
+diff-match-patch. Pure functions.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from diff_match_patch import diff_match_patch
 
 from monitor.models import Block, BlockKind, DiffOp, DocumentDiff, Move, SectionDiff
-from monitor.normalize import parse_canonical
-from monitor.summary import BlockChange, summarize
+from monitor.region import changed_region, translated_paths
+from monitor.summary import BlockChange, small_edit, summarize
 
 TIME_BUDGET = 1.0                   # seconds for one document diff, all levels together
 MAX_ALIGN_PAIRS = 40_000            # old x new blocks of one hunk paired by similarity; beyond, by a word diff
@@ -43,6 +48,7 @@ MAX_MOVE_PAIRS = 40_000             # old x new blocks compared when looking for
 PAIR_SIMILARITY = 0.5               # share of words an old and a new block need in common to be one edit
 MOVE_SIMILARITY = 0.6               # ... and a moved block needs to be recognised after a small edit
 MOVE_MIN_WORDS = 2                  # shorter blocks are moves only when identical
+BLOCK_SHARE = 0.5                   # of the budget, at most for the block level; the rest for words and layout
 # URLs and e-mail addresses; words joined across inner dots, hyphens, apostrophes... ("v1.0", "2019-2024",
 # "don't" are one token); runs of spaces; block breaks; runs of punctuation.
 _TOKEN = re.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?)\]}'’]|\w+(?:[.'’/:@-]\w+)*|[^\S\n]+|\n|[^\w\s]+")
@@ -62,26 +68,19 @@ class Version:
 
 def diff_versions(old: Version, new: Version, *, budget: float = TIME_BUDGET) -> DocumentDiff:
     """The section-aware diff of two versions of one document (see the module docstring)."""
-    deadline = time.monotonic() + budget
-    a, b = parse_canonical(old.text), parse_canonical(new.text)
+    a, b, headings = changed_region(old.text, new.text)
+    deadline = time.monotonic() + budget    # reading is linear; the budget bounds the diffing that is not
     engine = _Engine(a, b, deadline)
     sections, moves = engine.run()
     title = (old.title, new.title) if old.title != new.title else None
     link = (old.link, new.link) if old.link != new.link else None
-    title_ops = word_ops(old.title, new.title, deadline=deadline) if title else []
-    headings = [x for x in b if x.kind is BlockKind.HEADING]
+    title_ops = _token_diff(_TOKEN.findall(old.title), _TOKEN.findall(new.title), deadline)[0] if title else []
     summary = summarize(engine.changes, moves, engine.move_kinds, headings=headings, title=title, link=link,
                         coarse=engine.coarse, text_changed=old.text != new.text)
     return DocumentDiff(sections=tuple(sections), moves=tuple(moves), title=title, link=link,
                         inserted=tuple(_fragments(sections, moves, INSERT, title_ops)),
                         deleted=tuple(_fragments(sections, moves, DELETE, title_ops)),
                         summary=summary, coarse=engine.coarse)
-
-
-def word_ops(a: str, b: str, *, deadline: float | None = None) -> list[DiffOp]:
-    """Word-level diff of two strings, semantic cleanup in token space."""
-    ta, tb = _TOKEN.findall(a), _TOKEN.findall(b)
-    return _token_diff(ta, tb, deadline if deadline is not None else time.monotonic() + TIME_BUDGET)[0]
 
 
 # --------------------------------------------------------------------------------------------- engine
@@ -124,7 +123,7 @@ class _Engine:
         aligned = [(h, self.align(h)) for h in hunks]
         renamed = {i: self.b[j].text for _, pairs in aligned for i, j in pairs
                    if self.a[i].kind is BlockKind.HEADING and self.b[j].kind is BlockKind.HEADING}
-        old_paths = _translated_paths(self.a, renamed)
+        old_paths = translated_paths(self.a, renamed)
         moves = [self.move(i, j, old_paths[i]) for i, j in move_pairs]
         runs: list[list[_Line]] = []
         for hunk, pairs in aligned:
@@ -155,9 +154,12 @@ class _Engine:
         else:
             ca, cb = _encode(keys_a, keys_b)
             dmp = diff_match_patch()
-            dmp.Diff_Timeout = max(0.001, self.deadline - time.monotonic())
+            share = (self.deadline - time.monotonic()) * BLOCK_SHARE
+            dmp.Diff_Timeout = max(0.001, share)
+            started = time.monotonic()
             diffs = [(op, len(chars)) for op, chars in dmp.diff_main(ca, cb, False)]
-            self.out_of_time()
+            if time.monotonic() - started >= share:   # gave up: the hunks are right, but too coarse to refine
+                self.coarse = True
         hunks: list[_Hunk] = []
         ia = ib = 0
         for op, n in diffs:
@@ -211,10 +213,12 @@ class _Engine:
         A candidate must be more like its partner elsewhere than like anything in its own hunk, so a
         paragraph edited in place is never mistaken for a move.
         """
-        left = [i for i in owner_a if i not in taken_a and self.movable(self.a[i], self.words("a", i))]
-        right = [j for j in owner_b if j not in taken_b and self.movable(self.b[j], self.words("b", j))]
+        left = [i for i in owner_a if i not in taken_a and self.a[i].kind is not BlockKind.HEADING]
+        right = [j for j in owner_b if j not in taken_b and self.b[j].kind is not BlockKind.HEADING]
         if not left or not right or len(left) * len(right) > MAX_MOVE_PAIRS or self.out_of_time():
             return []
+        left = [i for i in left if len(self.words("a", i)) >= MOVE_MIN_WORDS]
+        right = [j for j in right if len(self.words("b", j)) >= MOVE_MIN_WORDS]
         home_a = {i: max((_similarity(self.words("a", i), self.words("b", j)) for j in owner_a[i].new), default=0)
                   for i in left}
         home_b = {j: max((_similarity(self.words("a", i), self.words("b", j)) for i in owner_b[j].old), default=0)
@@ -235,10 +239,6 @@ class _Engine:
                 used_a.add(i)
                 used_b.add(j)
         return pairs
-
-    @staticmethod
-    def movable(block: Block, words: frozenset[str]) -> bool:
-        return block.kind is not BlockKind.HEADING and len(words) >= MOVE_MIN_WORDS
 
     def move(self, i: int, j: int, source: tuple[str, ...]) -> Move:
         old, new = self.a[i], self.b[j]
@@ -321,43 +321,58 @@ class _Engine:
 
     # level 3: words, attributed to sections
     def lines(self, h: _Hunk, pairs: list[tuple[int, int]], old_paths: list[tuple[str, ...]]) -> list[_Line]:
+        """The hunk's lines in document order: between two pairs, removed blocks, then added ones."""
+        pos_a = {i: n for n, i in enumerate(h.old)}
+        pos_b = {j: n for n, j in enumerate(h.new)}
         out: list[_Line] = []
         x = y = 0
-        for i, j in [*pairs, (None, None)]:
-            px = h.old.index(i) if i is not None else len(h.old)
-            py = h.new.index(j) if j is not None else len(h.new)
-            out.extend(self.whole(DELETE, k, self.removed_path(h, pairs, k, old_paths)) for k in h.old[x:px])
-            out.extend(self.whole(INSERT, k, self.b[k].path) for k in h.new[y:py])
-            if i is not None and j is not None:
-                line = self.changed(i, j)
+        prev = (h.a0 - 1, h.b0 - 1)            # the unchanged blocks just before and after the hunk
+        for pair in [*pairs, (h.a1, h.b1)]:
+            px, py = pos_a.get(pair[0], len(h.old)), pos_b.get(pair[1], len(h.new))
+            out += self.whole(DELETE, h.old[x:px], functools.partial(self.removed_path, prev, pair, old_paths))
+            out += self.whole(INSERT, h.new[y:py], self.new_path)
+            if px < len(h.old):
+                line = self.changed(*pair)
                 out.extend([line] if line else [])
-            x, y = px + 1, py + 1
+            x, y, prev = px + 1, py + 1, pair
         if out and all(line.how != "changed" for line in out):
             out = self.with_context(h, out)
         return out
 
-    def removed_path(self, h: _Hunk, pairs: list[tuple[int, int]], i: int,
-                     old_paths: list[tuple[str, ...]]) -> tuple[str, ...]:
+    def new_path(self, j: int) -> tuple[str, ...]:
+        return self.b[j].path
+
+    def removed_path(self, before: tuple[int, int], after: tuple[int, int], old_paths: list[tuple[str, ...]],
+                     i: int) -> tuple[str, ...]:
         """Where a removed block is shown: where its old section's nearest surviving neighbour now is.
 
         A heading inserted above a list moves the list to a new section; an item removed from that list
-        belongs there too, not under the old heading the reader no longer sees.
+        belongs there too, not under the old heading the reader no longer sees. `before` and `after` are
+        the (old, new) blocks around it that survived (paired, or unchanged next to the hunk).
         """
-        before = [p for p in pairs if p[0] < i]
-        after = [p for p in pairs if p[0] > i]
-        for x, y in (before[-1] if before else (h.a0 - 1, h.b0 - 1), after[0] if after else (h.a1, h.b1)):
+        for x, y in (before, after):
             if 0 <= x < len(self.a) and 0 <= y < len(self.b) and old_paths[x] == old_paths[i]:
                 return self.b[y].path
         return old_paths[i]
 
-    def whole(self, op: str, k: int, path: tuple[str, ...]) -> _Line:
-        block = self.a[k] if op == DELETE else self.b[k]
-        words = len(_WORD.findall(block.text))
+    def whole(self, op: str, indices: list[int], path_of: Callable[[int], tuple[str, ...]]) -> list[_Line]:
+        """Blocks added or removed whole; consecutive ones of one section become one line group."""
+        blocks = self.a if op == DELETE else self.b
         how = "removed" if op == DELETE else "added"
-        opens = block.kind is BlockKind.HEADING and path[-1:] == (block.text,)
-        self.changes.append(BlockChange(path, block.kind, how, words if op == INSERT else 0,
-                                        words if op == DELETE else 0, opens_section=opens))
-        return _Line(how, path, (DiffOp(op, block.text),))
+        out = []
+        for path, run in itertools.groupby(indices, key=path_of):
+            texts = []
+            kinds: Counter[BlockKind] = Counter()
+            for k in run:
+                block = blocks[k]
+                texts.append(block.text)
+                if block.kind is BlockKind.HEADING and path[-1:] == (block.text,):
+                    self.changes.append(BlockChange(path, block.kind, how, opens_section=True))
+                else:
+                    kinds[block.kind] += 1
+            self.changes.extend(BlockChange(path, kind, how, count=n) for kind, n in kinds.items())
+            out.append(_Line(how, path, (DiffOp(op, "\n".join(texts)),)))
+        return out
 
     def changed(self, i: int, j: int) -> _Line | None:
         old, new = self.a[i], self.b[j]
@@ -371,7 +386,7 @@ class _Engine:
             ops = [DiffOp(DELETE, old.text), DiffOp(INSERT, new.text)]
         added = sum(len(_WORD.findall(o.text)) for o in ops if o.op == INSERT)
         removed = sum(len(_WORD.findall(o.text)) for o in ops if o.op == DELETE)
-        self.changes.append(BlockChange(new.path, new.kind, "changed", added, removed, _small_edit(ops)))
+        self.changes.append(BlockChange(new.path, new.kind, "changed", added, removed, small_edit(ops)))
         return _Line("changed", new.path, tuple(ops))
 
     def with_context(self, h: _Hunk, lines: list[_Line]) -> list[_Line]:
@@ -392,19 +407,6 @@ def _compatible(x: Block, y: Block) -> bool:
 
 def _key(block: Block) -> str:
     return f"{block.kind.value}\x00{block.level}\x00{block.text}"
-
-
-def _translated_paths(blocks: Sequence[Block], renamed: dict[int, str]) -> list[tuple[str, ...]]:
-    """Each old block's heading path, with headings that were renamed (edited in place) under their new name."""
-    stack: list[tuple[int, str]] = []
-    paths = []
-    for i, block in enumerate(blocks):
-        if block.kind is BlockKind.HEADING:
-            while stack and stack[-1][0] >= block.level:
-                stack.pop()
-            stack.append((block.level, renamed.get(i, block.text)))
-        paths.append(tuple(text for _, text in stack))
-    return paths
 
 
 def _group(lines: list[_Line]) -> Iterator[SectionDiff]:
@@ -428,20 +430,6 @@ def _merge(ops: list[DiffOp]) -> tuple[DiffOp, ...]:
         elif o.text:
             out.append(o)
     return tuple(out)
-
-
-def _small_edit(ops: Sequence[DiffOp]) -> tuple[str, str] | None:
-    """(old, new) words of a block's only change when it is one short replacement ("occuring" -> "occurring")."""
-    changed = [o for o in ops if o.op != EQUAL]
-    deleted = "".join(o.text for o in changed if o.op == DELETE).strip()
-    inserted = "".join(o.text for o in changed if o.op == INSERT).strip()
-    if not 1 <= len(changed) <= 2 or not deleted or not inserted:
-        return None
-    if len(changed) == 2 and ops.index(changed[1]) != ops.index(changed[0]) + 1:
-        return None
-    if max(len(_TOKEN.findall(deleted)), len(_TOKEN.findall(inserted))) > 7 or len(deleted + inserted) > 60:
-        return None
-    return deleted, inserted
 
 
 def _similarity(a: frozenset[str], b: frozenset[str]) -> float:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from monitor.models import Block, BlockKind, Move
+from monitor.models import Block, BlockKind, DiffOp, Move
 
 MAX_LENGTH = 200        # characters of a summary
 MAX_DETAILED = 3        # sections described one by one; beyond, sections are listed by name
@@ -35,11 +35,12 @@ class BlockChange:
     path: tuple[str, ...]
     kind: BlockKind
     how: str                                # "changed" | "added" | "removed" | "reformatted"
-    added_words: int = 0
+    added_words: int = 0                    # counted for blocks changed in place
     removed_words: int = 0
     edit: tuple[str, str] | None = None     # its only change, when that is one short replacement
     old_kind: BlockKind | None = None       # for "reformatted": what the block was before
     opens_section: bool = False             # a heading added or removed with its section's path
+    count: int = 1                          # blocks alike (added or removed together) that this stands for
 
 
 @dataclass
@@ -83,6 +84,18 @@ def _inside(m: Move, g: MoveGroup) -> bool:
     assert g.section is not None
     src, dst = (*g.source, g.section), (*g.target, g.section)
     return m.source[:len(src)] == src and m.target[:len(dst)] == dst
+
+
+def small_edit(ops: Sequence[DiffOp]) -> tuple[str, str] | None:
+    """(old, new) of a block's only change when it is one short replacement ("occuring" -> "occurring")."""
+    changed = [k for k, o in enumerate(ops) if o.op != "equal"]
+    if not 1 <= len(changed) <= 2 or changed[-1] - changed[0] > 1:
+        return None
+    deleted = "".join(ops[k].text for k in changed if ops[k].op == "delete").strip()
+    inserted = "".join(ops[k].text for k in changed if ops[k].op == "insert").strip()
+    if not deleted or not inserted or max(len(deleted.split()), len(inserted.split())) > 4:
+        return None
+    return (deleted, inserted) if len(deleted + inserted) <= 60 else None
 
 
 # --------------------------------------------------------------------------------------------- summaries
@@ -132,9 +145,10 @@ class _Names:
 
 
 def _describe_sections(by_section: dict[tuple[str, ...], list[BlockChange]], names: _Names, room: int) -> list[str]:
-    detailed = [f"{names(path)}: {_detail(path, cs)}" for path, cs in by_section.items()]
-    if len(detailed) <= MAX_DETAILED and len("; ".join(detailed)) <= room:
-        return detailed
+    if len(by_section) <= MAX_DETAILED:
+        detailed = [f"{names(path)}: {_detail(path, cs)}" for path, cs in by_section.items()]
+        if len("; ".join(detailed)) <= room:
+            return detailed
     labels = [names(path) + _status(path, cs) for path, cs in by_section.items()]
     head = f"{len(labels)} sections changed: "
     shown: list[str] = []
@@ -168,7 +182,7 @@ def _detail(path: tuple[str, ...], changes: Sequence[BlockChange]) -> str:
         return "new section" + _count_suffix([c for c in changes if c.kind is not BlockKind.HEADING])
     if whole == "removed":
         return "section removed" + _count_suffix([c for c in changes if c.kind is not BlockKind.HEADING])
-    if len(changes) == 1 and changes[0].edit:
+    if len(changes) == 1 and changes[0].edit and changes[0].count == 1:
         old, new = changes[0].edit
         edit = f"\u201c{old}\u201d \u2192 \u201c{new}\u201d"
         return "heading " + edit if changes[0].kind is BlockKind.HEADING else edit
@@ -187,7 +201,9 @@ def _count_suffix(changes: Sequence[BlockChange]) -> str:
 
 def _counts(changes: Sequence[BlockChange], *, with_how: bool = True) -> list[str]:
     """ "1 list item changed", "1 heading and 2 paragraphs added" ... in a fixed order."""
-    tally = Counter((c.how, c.kind) for c in changes)
+    tally: Counter[tuple[str, BlockKind]] = Counter()
+    for c in changes:
+        tally[(c.how, c.kind)] += c.count
     out = []
     for how in _HOWS[:3]:
         kinds = [_plural(tally[(how, kind)], *_KINDS[kind]) for kind in _KINDS if tally[(how, kind)]]
