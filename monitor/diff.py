@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from diff_match_patch import diff_match_patch
 
@@ -46,12 +47,14 @@ TIME_BUDGET = 1.0                   # seconds for one document diff, all levels 
 MAX_ALIGN_PAIRS = 40_000            # old x new blocks of one hunk paired by similarity; beyond, by a word diff
 MAX_MOVE_PAIRS = 40_000             # old x new blocks compared when looking for moved-and-edited blocks
 PAIR_SIMILARITY = 0.5               # share of words an old and a new block need in common to be one edit
+PAIR_ALONE = 0.34                   # ... when the hunk replaces one block by one block, in the same place
 MOVE_SIMILARITY = 0.6               # ... and a moved block needs to be recognised after a small edit
 MOVE_MIN_WORDS = 2                  # shorter blocks are moves only when identical
 BLOCK_SHARE = 0.5                   # of the budget, at most for the block level; the rest for words and layout
-# URLs and e-mail addresses; words joined across inner dots, hyphens, apostrophes... ("v1.0", "2019-2024",
-# "don't" are one token); runs of spaces; block breaks; runs of punctuation.
-_TOKEN = re.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?)\]}'’]|\w+(?:[.'’/:@-]\w+)*|[^\S\n]+|\n|[^\w\s]+")
+# URLs and e-mail addresses; words joined across inner dots, hyphens, apostrophes, colons ("v1.0",
+# "2019-2024", "don't", "10:30" are one token; "and/or" is three); runs of spaces; block breaks; runs of
+# punctuation.
+_TOKEN = re.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?)\]}'’]|\w+(?:[.'’:@-]\w+)*|[^\S\n]+|\n|[^\w\s]+")
 _WORD = re.compile(r"\w+")
 _FIRST_CODE = 0x100                 # token codes start above ASCII controls and spaces (see _encode)
 EQUAL, DELETE, INSERT = "equal", "delete", "insert"
@@ -261,19 +264,20 @@ class _Engine:
             return self.align_by_similarity(h.old, h.new)
         return self.align_by_words(h.old, h.new)
 
-    def pair_score(self, i: int, j: int) -> float:
+    def pair_score(self, i: int, j: int, threshold: float = PAIR_SIMILARITY) -> float:
         x, y = self.a[i], self.b[j]
         if not _compatible(x, y):
             return 0.0
         if x.text == y.text:
             return 1.0
         score = _similarity(self.words("a", i), self.words("b", j))
-        return score if score >= PAIR_SIMILARITY else 0.0
+        return score if score >= threshold else 0.0
 
     def align_by_similarity(self, old: list[int], new: list[int]) -> list[tuple[int, int]]:
         """The order-preserving pairing with the largest total similarity (a weighted LCS)."""
         m, n = len(old), len(new)
-        scores = {(x, y): s for x in range(m) for y in range(n) if (s := self.pair_score(old[x], new[y]))}
+        threshold = PAIR_ALONE if m == n == 1 else PAIR_SIMILARITY
+        scores = {(x, y): s for x in range(m) for y in range(n) if (s := self.pair_score(old[x], new[y], threshold))}
         if not scores:
             return []
         best = [[0.0] * (n + 1) for _ in range(m + 1)]
@@ -333,7 +337,11 @@ class _Engine:
             out += self.whole(INSERT, h.new[y:py], self.new_path)
             if px < len(h.old):
                 line = self.changed(*pair)
-                out.extend([line] if line else [])
+                if line is None:   # nothing but the place in common: one block out, another in
+                    out += self.whole(DELETE, [pair[0]], functools.partial(self.removed_path, prev, pair, old_paths))
+                    out += self.whole(INSERT, [pair[1]], self.new_path)
+                elif line:
+                    out.append(line)
             x, y, prev = px + 1, py + 1, pair
         if out and all(line.how != "changed" for line in out):
             out = self.with_context(h, out)
@@ -374,18 +382,21 @@ class _Engine:
             out.append(_Line(how, path, (DiffOp(op, "\n".join(texts)),)))
         return out
 
-    def changed(self, i: int, j: int) -> _Line | None:
+    def changed(self, i: int, j: int) -> _Line | Literal[False] | None:
+        """The word diff of a block edited in place; False for a block only re-formatted (no line), None
+        when the word diff found no word in common after all (shown as a block removed, another added)."""
         old, new = self.a[i], self.b[j]
         if old.text == new.text:     # same words, other kind or level (a paragraph became a list item)
             self.changes.append(BlockChange(new.path, new.kind, "reformatted", old_kind=old.kind))
-            return None
+            return False
         ops, timed_out = ([], True) if self.out_of_time() else _token_diff(
             _TOKEN.findall(old.text), _TOKEN.findall(new.text), self.deadline)
         if timed_out:
             self.coarse = True
-            ops = [DiffOp(DELETE, old.text), DiffOp(INSERT, new.text)]
-        added = sum(len(_WORD.findall(o.text)) for o in ops if o.op == INSERT)
-        removed = sum(len(_WORD.findall(o.text)) for o in ops if o.op == DELETE)
+        if timed_out or not any(o.op == EQUAL and _WORD.search(o.text) for o in ops):
+            return None
+        added = sum(_count_words(o.text) for o in ops if o.op == INSERT)
+        removed = sum(_count_words(o.text) for o in ops if o.op == DELETE)
         self.changes.append(BlockChange(new.path, new.kind, "changed", added, removed, small_edit(ops)))
         return _Line("changed", new.path, tuple(ops))
 
@@ -430,6 +441,11 @@ def _merge(ops: list[DiffOp]) -> tuple[DiffOp, ...]:
         elif o.text:
             out.append(o)
     return tuple(out)
+
+
+def _count_words(text: str) -> int:
+    """Words as a reader counts them: "v1.0", "2019-2024" and a URL are one word each."""
+    return sum(1 for t in _TOKEN.findall(text) if t[0].isalnum())
 
 
 def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
