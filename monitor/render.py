@@ -29,7 +29,7 @@ ARROW = "\u2192"
 SEP = " \u203a "
 ELLIPSIS = "\u2026"
 _WORDS = re.compile(r"\S+\s*")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]])")
+_MD_SPECIAL = re.compile(r"[\\`*\[\]]|(?<!\w)_|_(?!\w)")     # "code_of_conduct" needs no escape
 _MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _MD_LINE_START = re.compile(r"^(\s*)(#|[-+](?=\s)|\d+(?=[.)]))", re.M)
 
@@ -217,8 +217,6 @@ def render_text(diff: DocumentDiff, *, color: bool = False, title: str | None = 
                     f"{_mark_text('insert', diff.title[1], color)}")
     if diff.link:
         head.append(f"Link: {diff.link[0] or '-'} {ARROW} {diff.link[1] or '-'}")
-    if diff.coarse:
-        head.append("(too big to compare word by word: whole blocks are shown)")
     chunks: list[Chunk] = [_text_section(s, color) for s in _sections(diff)]
     chunks += [_text_move(g, color) for g in group_moves(diff.moves)]
     return "\n\n".join(_bounded(["\n".join(head)] if head else [], chunks, "\n\n", max_chars,
@@ -263,8 +261,17 @@ def md_escape(text: str) -> str:
     plain characters; a backslash would show in some of them); the characters that start emphasis,
     code and links are backslash-escaped, and so are block markers at a line start.
     """
+    return _md_line_starts(_md_inline(text))
+
+
+def _md_inline(text: str) -> str:
+    """md_escape without the line-start rule, for pieces of a line."""
     text = "".join(_MD_ENTITIES.get(ch, ch) for ch in text) if any(ch in text for ch in "&<>") else text
-    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+
+
+def _md_line_starts(text: str) -> str:
+    """Escape "# ", "- ", "+ " and "1." where they would start a heading or a list."""
     return _MD_LINE_START.sub(lambda m: m.group(1) + _line_start(m.group(2)), text)
 
 
@@ -288,7 +295,7 @@ def render_markdown(diff: DocumentDiff, *, max_length: int | None = 4000, more_h
 
 def _md_section(s: _Section) -> Chunk:
     def make(budget: int | None) -> str:
-        body = f"\n{ELLIPSIS}\n".join(_bodies(s, budget, _md_op))
+        body = _md_line_starts(f"\n{ELLIPSIS}\n".join(_bodies(s, budget, _md_op)))
         return f"\u00a7 **{md_escape(path_label(s.path))}**\n" + body.replace("\n", "  \n")
     return make
 
@@ -304,9 +311,9 @@ def _md_move(g: MoveGroup) -> Chunk:
 
 def _md_op(op: str, text: str) -> str:
     if op == "equal":
-        return md_escape(text)
+        return _md_inline(text)
     mark = "~~" if op == "delete" else "**"
-    return "\n".join(_wrap(line, mark, mark, md_escape) for line in text.split("\n"))
+    return "\n".join(_wrap(line, mark, mark, _md_inline) for line in text.split("\n"))
 
 
 def _wrap(text: str, before: str, after: str, escape: Callable[[str], str]) -> str:
@@ -325,7 +332,6 @@ _STYLE = {
            "color:#1f2328;",
     "title": "margin:0 0 2px 0;font-weight:600;",
     "summary": "margin:0 0 8px 0;color:#59636e;",
-    "note": "margin:0 0 8px 0;color:#9a6700;",
     "section": "margin:12px 0 4px 0;font-weight:600;color:#1f2328;",
     "body": "margin:0 0 8px 0;padding:8px 12px;background-color:#f6f8fa;border-left:3px solid #d1d9e0;"
             "word-wrap:break-word;",
@@ -350,8 +356,6 @@ def render_html(diff: DocumentDiff, *, title: str | None = None, max_chars: int 
                     f'{_html_op("insert", diff.title[1])}</p>')
     if diff.link:
         head.append(f'<p style="{_STYLE["line"]}">Link: {e(diff.link[0] or "-")} {ARROW} {e(diff.link[1] or "-")}</p>')
-    if diff.coarse:
-        head.append(f'<p style="{_STYLE["note"]}">Too big to compare word by word: whole blocks are shown.</p>')
     chunks: list[Chunk] = [_html_section(s) for s in _sections(diff)]
     chunks += [_html_move(g) for g in group_moves(diff.moves)]
     limit = max_chars - len("\n</div>") if max_chars is not None else None
