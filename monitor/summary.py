@@ -22,6 +22,7 @@ from monitor.models import Block, BlockKind, DiffOp, Move
 
 MAX_LENGTH = 200        # characters of a summary
 MAX_DETAILED = 3        # sections described one by one; beyond, sections are listed by name
+COARSE = "too big to compare word by word, whole blocks shown"
 _KINDS = {BlockKind.HEADING: ("heading", "headings"), BlockKind.PARAGRAPH: ("paragraph", "paragraphs"),
           BlockKind.ITEM: ("list item", "list items"), BlockKind.ROW: ("table row", "table rows"),
           BlockKind.CODE: ("code line", "code lines")}
@@ -114,11 +115,12 @@ def summarize(changes: Sequence[BlockChange], moves: Sequence[Move], move_kinds:
     by_section: dict[tuple[str, ...], list[BlockChange]] = {}
     for c in changes:
         by_section.setdefault(c.path, []).append(c)
-    moved = _describe_moves(moves, move_kinds, names)
-    sections = _describe_sections(by_section, names, MAX_LENGTH - len("; ".join([*parts, *moved])))
-    parts.extend(sections + moved)
-    if coarse:
-        parts.append("too big to compare word by word, whole blocks shown")
+    tail = _describe_moves(moves, move_kinds, names) + ([COARSE] if coarse else [])
+    if coarse and len(by_section) > MAX_DETAILED:
+        parts.append(_rewritten(by_section))
+    else:
+        parts.extend(_describe_sections(by_section, names, MAX_LENGTH - len("; ".join([*parts, *tail])) - 2))
+    parts.extend(tail)
     if not parts:
         parts.append("layout changed (same words)" if text_changed else "no visible change")
     return _fit("; ".join(parts))
@@ -159,6 +161,13 @@ def _describe_sections(by_section: dict[tuple[str, ...], list[BlockChange]], nam
             return [head + ", ".join(shown) + f" and {len(labels) - len(shown)} more"]
         shown.append(label)
     return [head + ", ".join(shown)]
+
+
+def _rewritten(by_section: dict[tuple[str, ...], list[BlockChange]]) -> str:
+    """A rewrite too big to compare: how many sections, how many of them new or gone."""
+    status = Counter(_whole_section(path, cs) for path, cs in by_section.items())
+    extra = [f"{status[s]} {s}" for s in ("new", "removed") if status[s]]
+    return f"{len(by_section)} sections changed" + (f" ({', '.join(extra)})" if extra else "")
 
 
 def _status(path: tuple[str, ...], changes: Sequence[BlockChange]) -> str:
