@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 from monitor import codec
-from monitor.diff import Version, diff_versions
+from monitor.diff import TIME_BUDGET, Version, diff_versions
 from monitor.models import DocumentDiff
 from tests.helpers import corpus_documents
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "diff.yaml").read_text(encoding="utf-8"))
 KEYS = {"name", "old", "new", "old_title", "new_title", "old_link", "new_link", "corpus", "sections", "ops",
         "moves", "move_count", "inserted", "deleted", "not_inserted", "not_deleted", "summary", "summary_not",
-        "coarse", "title"}
+        "coarse", "title", "budget"}
 
 
 @functools.cache
@@ -48,7 +48,7 @@ def path(p: list[str]) -> str:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_diff_case(case: dict[str, Any]) -> None:
     assert set(case) <= KEYS, f"unknown keys in case {case['name']!r}: {set(case) - KEYS}"
-    diff = diff_versions(*versions(case))
+    diff = diff_versions(*versions(case), budget=case.get("budget", TIME_BUDGET))
     out = codec.diff_to_dict(diff)
     shown = json.dumps(out, ensure_ascii=False, indent=1)
     if "sections" in case:
