@@ -7,12 +7,15 @@ name the sections), and that `run --json` reports the same diff as `feedwatch di
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import FeedServer, corpus_steps, manifest, run_cli, write_config
+from tests.helpers import FeedServer, corpus_steps, feedwatch_cmd, manifest, run_cli, write_config
 
 MENTORING = "https://deploy-preview-670--kubernetes-contributor.netlify.app/community/mentoring/"
 COC = "https://deploy-preview-670--kubernetes-contributor.netlify.app/community/code-of-conduct/"
@@ -129,3 +132,34 @@ def test_run_json_reports_the_same_diff_as_the_diff_command(replayed: Replayed) 
     assert change["summary"] == out["summary"]
     assert change["sections"] == [" > ".join(DISCONTINUED)]
     assert (change["inserted"], change["deleted"]) == (out["inserted"], out["deleted"])
+
+
+def _on_a_terminal(replayed: Replayed, env: dict[str, str]) -> str:
+    """`feedwatch diff` as a real process whose stdout is a pseudo-terminal."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([*feedwatch_cmd(), "--config", str(replayed.config), "diff", MENTORING],
+                              stdout=follower, stderr=subprocess.PIPE, timeout=60,
+                              env={**os.environ, **env}, check=True)
+        assert proc.returncode == 0
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:          # EIO: the terminal has no writer left
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(leader)
+
+
+def test_text_is_coloured_on_a_terminal_unless_no_color(replayed: Replayed) -> None:
+    coloured = _on_a_terminal(replayed, {"NO_COLOR": ""})
+    assert "\x1b[32m (2019-2024)\x1b[0m" in coloured and "{+" not in coloured
+    assert "\x1b[1mCommunity: Mentoring Programs and Resources" in coloured     # the heading, in bold
+    plain = _on_a_terminal(replayed, {"NO_COLOR": "1"})
+    assert "\x1b[" not in plain and "{+ (2019-2024)+}" in plain
