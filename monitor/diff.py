@@ -43,7 +43,7 @@ from monitor.models import Block, BlockKind, DiffOp, DocumentDiff, Move, Section
 from monitor.region import changed_region, translated_paths
 from monitor.summary import BlockChange, small_edit, summarize
 
-TIME_BUDGET = 1.0                   # seconds for one document diff, all levels together
+TIME_BUDGET = 1.0                   # seconds of diffing (blocks, moves, words) for one document
 MAX_ALIGN_PAIRS = 40_000            # old x new blocks of one hunk paired by similarity; beyond, by a word diff
 MAX_MOVE_PAIRS = 40_000             # old x new blocks compared when looking for moved-and-edited blocks
 PAIR_SIMILARITY = 0.5               # share of words an old and a new block need in common to be one edit
@@ -112,6 +112,9 @@ class _Line:
 
 
 class _Engine:
+    """One diff of the blocks of two changed regions: hunks, moves, pairs, lines; it collects what the
+    summary needs (`changes`, `move_kinds`) and whether the budget ran out (`coarse`)."""
+
     def __init__(self, a: list[Block], b: list[Block], deadline: float) -> None:
         self.a, self.b, self.deadline = a, b, deadline
         self.coarse = False

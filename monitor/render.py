@@ -136,9 +136,7 @@ def _bounded(head: list[str], chunks: list[Chunk], joiner: str, max_chars: int |
             room = max_chars - used - 2 * len(joiner) - len(more(rest))
             cut = _shrink(make, room)
             if cut is not None:
-                out.append(cut)
-                out.append(more(rest)) if rest else None
-                return out
+                return [*out, cut, more(rest)] if rest else [*out, cut]
         out.append(more(len(chunks) - k))
         return out
     return out

@@ -135,3 +135,13 @@ def test_random_edits_are_faithful_and_complete(document: str, edits: list[tuple
     diff = diff_versions(old, new)
     check(diff, old, new)
     check_renderings(diff)
+
+
+def test_a_hunk_too_big_to_align_by_similarity_is_paired_by_a_word_diff() -> None:
+    old = "\n".join(["# Doc", *(f"Paragraph {n} says the old thing about topic {n}." for n in range(300))])
+    new = "\n".join(["# Doc", *(f"Paragraph {n} says the new thing about topic {n}." for n in range(300))])
+    diff = diff_versions(Version("d", None, old), Version("d", None, new))   # one hunk of 300 x 300 blocks
+    assert not diff.coarse
+    assert diff.summary == "Doc: 300 paragraphs changed, 300 words added, 300 words removed"
+    assert diff.inserted == ("new",) * 300 and diff.deleted == ("old",) * 300
+    check(diff, Version("d", None, old), Version("d", None, new))
