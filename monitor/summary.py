@@ -5,8 +5,10 @@ A summary is what `history`, notification titles and `run --json` show, so it mu
 
     Our Standards: 1 list item changed, 7 words added
     Reporting: “occuring” → “occurring”
-    Discontinued activities: new section; “Specific topics and activities” and “The 1:1 Hour” moved to it
+    Discontinued activities: new section; “Specific topics and activities” and “The 1:1 Hour” moved to
+        Discontinued activities
     9 sections changed: CNCF Community Code of Conduct v1.1, Contributor Code of Conduct, Scope (new), …
+    664 sections changed (39 new, 624 removed); too big to compare word by word, whole blocks shown
 
 Section names drop the document's single top heading (every section is under it) and are the last
 heading of the path, with its parent when that heading text alone is ambiguous. Pure functions.
@@ -176,7 +178,8 @@ def _status(path: tuple[str, ...], changes: Sequence[BlockChange]) -> str:
 
 
 def _whole_section(path: tuple[str, ...], changes: Sequence[BlockChange]) -> str | None:
-    """"new" or "removed" when the section's own heading came or went with everything in it."""
+    """"new" when the section's own heading is new (its blocks may be old ones edited), "removed" when the
+    heading went with everything under it."""
     own = [c for c in changes if c.opens_section and c.path == path]
     if own and own[0].how == "added":
         return "new"
