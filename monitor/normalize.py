@@ -48,8 +48,8 @@ HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _SPACE = re.compile(r"\s+")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad\u2060"), None)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
-_FENCE = "```"
-_ESCAPE_STARTS = ("#", "- ", "|", _FENCE, "\\")
+FENCE = "```"                       # opens and closes preformatted lines in canonical text
+_ESCAPE_STARTS = ("#", "- ", "|", FENCE, "\\")
 _PARSER = lxml.html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, recover=True)
 
 
@@ -220,16 +220,16 @@ def render(blocks: Iterable[Block]) -> str:
     for b in blocks:
         if b.kind is BlockKind.CODE:
             if not in_code:
-                lines.append(_FENCE)
+                lines.append(FENCE)
                 in_code = True
-            lines.append("\\" + b.text if b.text.startswith(("\\", _FENCE)) else b.text)
+            lines.append("\\" + b.text if b.text.startswith(("\\", FENCE)) else b.text)
             continue
         if in_code:
-            lines.append(_FENCE)
+            lines.append(FENCE)
             in_code = False
         lines.append(_render_line(b))
     if in_code:
-        lines.append(_FENCE)
+        lines.append(FENCE)
     return "\n".join(lines)
 
 
@@ -251,41 +251,43 @@ def parse_canonical(text: str) -> list[Block]:
     """Blocks (with heading paths) back from canonical text: the inverse of :func:`render`."""
     blocks: list[Block] = []
     headings: list[tuple[int, str]] = []
+    path: tuple[str, ...] = ()      # rebuilt only when a heading opens (diffs parse 2 MB documents)
     in_code = False
     for line in text.split("\n"):
-        if line == _FENCE:
+        if line == FENCE:
             in_code = not in_code
             continue
-        path = tuple(t for _, t in headings)
         if in_code:
             blocks.append(Block(BlockKind.CODE, line[1:] if line.startswith("\\") else line, 0, path))
             continue
-        block = _parse_line(line)
-        if block is None:
+        parsed = _parse_line(line)
+        if parsed is None:
             continue
-        if block.kind is BlockKind.HEADING:
-            while headings and headings[-1][0] >= block.level:
+        kind, content, level = parsed
+        if kind is BlockKind.HEADING:
+            while headings and headings[-1][0] >= level:
                 headings.pop()
-            headings.append((block.level, block.text))
+            headings.append((level, content))
             path = tuple(t for _, t in headings)
-        blocks.append(Block(block.kind, block.text, block.level, path))
+        blocks.append(Block(kind, content, level, path))
     return blocks
 
 
-def _parse_line(line: str) -> Block | None:
-    m = _HEADING.match(line)
-    if m and m.group(2).strip():
-        return Block(BlockKind.HEADING, m.group(2).strip(), len(m.group(1)))
+def _parse_line(line: str) -> tuple[BlockKind, str, int] | None:
+    if line.startswith("#"):
+        m = _HEADING.match(line)
+        if m and m.group(2).strip():
+            return BlockKind.HEADING, m.group(2).strip(), len(m.group(1))
     if line.startswith("| ") and line.endswith(" |") and len(line) >= 4:
-        return Block(BlockKind.ROW, line[2:-2].strip()) if line[2:-2].strip() else None
+        return (BlockKind.ROW, line[2:-2].strip(), 0) if line[2:-2].strip() else None
     stripped = line.lstrip(" ")
     indent = (len(line) - len(stripped)) // 2
     if stripped.startswith("- ") or stripped == "-":
         text = stripped[2:].strip()
-        return Block(BlockKind.ITEM, text, indent + 1) if text else None
+        return (BlockKind.ITEM, text, indent + 1) if text else None
     text = stripped[1:] if stripped.startswith("\\") else stripped
     text = text.strip()
-    return Block(BlockKind.PARAGRAPH, text, indent) if text else None
+    return (BlockKind.PARAGRAPH, text, indent) if text else None
 
 
 def apply_ignore(text: str, patterns: Sequence[re.Pattern[str]]) -> str:

@@ -43,6 +43,7 @@ log = logging.getLogger("feedwatch.notify")
 MIN_LEASE = 30.0             # a delivery lease never shorter than this (one send can take seconds)
 BACKOFF_BASE = 30.0          # first retry after 30 s, doubling per attempt ...
 BACKOFF_MAX = 6 * 3600.0     # ... up to 6 h
+HTML_MARKUP = 4               # an html diff may take this many characters per character of max_length
 FORMATS = {"text": apprise.NotifyFormat.TEXT, "markdown": apprise.NotifyFormat.MARKDOWN,
            "html": apprise.NotifyFormat.HTML}
 EXTENSIONS = {"text": "txt", "markdown": "md", "html": "html"}
@@ -203,12 +204,13 @@ class Renderer:
         c = ctx.change
         diff_text: Any = ""
         if c.diff is not None:
-            if target.format == "html":
-                diff_text = Markup(render.render_html(c.diff))
+            hint = self._more_hint(c)
+            if target.format == "html":   # inline styles: the same text takes about twice the characters
+                diff_text = Markup(render.render_html(c.diff, max_chars=HTML_MARKUP * budget, more_hint=hint))
             elif target.format == "markdown":
-                diff_text = render.render_markdown(c.diff, max_length=budget, more_hint=self._more_hint(c))
+                diff_text = render.render_markdown(c.diff, max_length=budget, more_hint=hint)
             else:
-                diff_text = _truncate(render.render_text(c.diff), budget, self._more_hint(c))
+                diff_text = render.render_text(c.diff, max_chars=budget, more_hint=hint)
         return {
             "feed": c.feed, "title": c.title, "url": c.link, "document": c.guid or c.link or str(c.document_id),
             "document_id": c.document_id, "version": c.version, "from_version": c.from_version,

@@ -1,31 +1,42 @@
 """Renderers of a DocumentDiff: text (terminal), markdown (chat), html (email, reports), json.
 
-All of them show the same things in the same order: title/link changes, then each changed section under
-its heading path with the changed words marked and a little context, then moves. Long unchanged runs are
-trimmed to a few words of context. Feed text is untrusted: the html renderer escapes every character of
-it, the markdown renderer escapes markdown syntax. Pure functions.
+All of them show the same things in the same order: a heading and the one-line summary, title and link
+changes, then each changed section under its heading path (one line per block, changed words marked,
+long unchanged runs trimmed to a few words of context), then moves, one line per group of moves.
+
+Every renderer can be bounded (``max_chars``): whole sections and move lines are kept while they fit,
+a first section too big on its own is cut at a word, and the rest is counted in a last line
+"… and N more changes". Feed text is untrusted: the html renderer escapes every character of it and the
+markdown renderer escapes markdown syntax, so neither produces live HTML or links. Pure functions.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from monitor import codec
-from monitor.models import DiffOp, DocumentDiff, Move
+from monitor.models import DiffOp, DocumentDiff
+from monitor.summary import MoveGroup, group_moves
 
-CONTEXT_WORDS = 12
-_WORDS = re.compile(r"\S+\s*")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+CONTEXT_WORDS = 12          # unchanged words kept on each side of a change
+MOVE_TEXTS = 3              # blocks quoted in one move line before "and N more"
 RED, GREEN, BOLD, DIM, RESET = "\x1b[31m", "\x1b[32m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 ARROW = "\u2192"
 SEP = " \u203a "
+ELLIPSIS = "\u2026"
+_WORDS = re.compile(r"\S+\s*")
+_MD_SPECIAL = re.compile(r"[\\`*\[\]]|(?<!\w)_|_(?!\w)")     # "code_of_conduct" needs no escape
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_MD_LINE_START = re.compile(r"^(\s*)(#|[-+](?=\s)|\d+(?=[.)]))", re.M)
 
 
 def path_label(path: Sequence[str]) -> str:
-    return SEP.join(path) if path else "(top of the document)"
+    """ "A › B › C" (a heading's trailing colon dropped: "Discontinued activities:" reads as a name)."""
+    return SEP.join(p.rstrip(":") or p for p in path) if path else "(top of the document)"
 
 
 def move_labels(source: Sequence[str], target: Sequence[str]) -> tuple[str, str]:
@@ -36,67 +47,199 @@ def move_labels(source: Sequence[str], target: Sequence[str]) -> tuple[str, str]
     return path_label(source[common:]), path_label(target[common:])
 
 
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """Section diffs of one heading path that follow each other, shown under one header."""
+
+    path: tuple[str, ...]
+    parts: tuple[tuple[DiffOp, ...], ...]
+
+
+def _sections(diff: DocumentDiff) -> list[_Section]:
+    out: list[_Section] = []
+    for s in diff.sections:
+        if out and out[-1].path == s.path:
+            out[-1] = _Section(s.path, (*out[-1].parts, s.ops))
+        else:
+            out.append(_Section(s.path, (s.ops,)))
+    return out
+
+
 def trim_context(ops: Sequence[DiffOp], words: int = CONTEXT_WORDS) -> list[DiffOp]:
-    """Shorten long unchanged runs to `words` words on each side of a change (an ellipsis marks the cut)."""
+    """Shorten unchanged text to `words` words next to each change (an ellipsis marks a cut), line by line."""
     out: list[DiffOp] = []
-    for i, o in enumerate(ops):
+    for k, o in enumerate(ops):
         if o.op != "equal":
             out.append(o)
             continue
-        out.append(DiffOp("equal", _trim(o.text, keep_head=i > 0, keep_tail=i < len(ops) - 1, words=words)))
+        segments = o.text.split("\n")
+        last = len(segments) - 1
+        trimmed = []
+        for n, seg in enumerate(segments):
+            after = k > 0 and (n == 0 or (n == 1 and n != last))      # a change is just before
+            before = k < len(ops) - 1 and (n == last or (n == last - 1 and n != 0))   # ... or just after
+            trimmed.append(_trim(seg, keep_head=after or not before, keep_tail=before or not after, words=words))
+        out.append(DiffOp("equal", "\n".join(trimmed)))
     return out
 
 
 def _trim(text: str, *, keep_head: bool, keep_tail: bool, words: int) -> str:
-    lines = text.split("\n")
-    if len(lines) > 2:   # whole unchanged blocks in between: keep the edges only
-        text = "\n".join([lines[0], "\u2026", lines[-1]]) if keep_head and keep_tail else (
-            lines[0] if keep_head else lines[-1])
     tokens = _WORDS.findall(text)
     lead = text[: len(text) - len(text.lstrip())]
-    if len(tokens) <= words * 2 + 1:
+    if len(tokens) <= (2 * words if keep_head and keep_tail else words) + 1:
         return text
-    head = "".join(tokens[:words]) if keep_head else ""
-    tail = "".join(tokens[-words:]) if keep_tail else ""
-    return lead + head + "\u2026 " + tail if head else "\u2026" + tail
+    if keep_head and keep_tail:
+        return lead + "".join(tokens[:words]) + ELLIPSIS + " " + "".join(tokens[-words:])
+    if keep_head:
+        return lead + "".join(tokens[:words]).rstrip() + ELLIPSIS + (" " if text.endswith(" ") else "")
+    return ELLIPSIS + ("" if tokens[-words - 1].endswith(" ") else " ") + "".join(tokens[-words:])
+
+
+def _cut_ops(ops: Sequence[DiffOp], limit: int) -> list[DiffOp]:
+    """The first `limit` characters of ops (cut at a space), then an ellipsis."""
+    out: list[DiffOp] = []
+    used = 0
+    for o in ops:
+        if used + len(o.text) <= limit:
+            out.append(o)
+            used += len(o.text)
+            continue
+        head = o.text[: max(0, limit - used)]
+        head = head.rsplit(" ", 1)[0] if " " in head else ""
+        if head.strip():
+            out.append(DiffOp(o.op, head))
+        out.append(DiffOp("equal", " " + ELLIPSIS))
+        break
+    return out
+
+
+# --------------------------------------------------------------------------------------------- bounding
+
+
+Chunk = Callable[[int | None], str]     # renders one section or move line, within a character budget if given
+
+
+def _bounded(head: list[str], chunks: list[Chunk], joiner: str, max_chars: int | None,
+             more: Callable[[int], str]) -> list[str]:
+    """Head, then chunks while they fit in max_chars, then "… and N more changes" for the rest."""
+    out = list(head)
+    used = len(joiner.join(out))
+    for k, make in enumerate(chunks):
+        text = make(None)
+        rest = len(chunks) - k - 1
+        reserve = len(joiner) + len(more(rest)) if rest else 0
+        if max_chars is None or used + len(joiner) + len(text) + reserve <= max_chars:
+            out.append(text)
+            used += len(joiner) + len(text)
+            continue
+        if k == 0:   # nothing shown yet: show the start of this one rather than nothing
+            room = max_chars - used - 2 * len(joiner) - len(more(rest))
+            cut = _shrink(make, room)
+            if cut is not None:
+                return [*out, cut, more(rest)] if rest else [*out, cut]
+        out.append(more(len(chunks) - k))
+        return out
+    return out
+
+
+def _shrink(make: Chunk, room: int) -> str | None:
+    """make(budget) for the largest budget whose result fits in `room` characters."""
+    budget = room
+    while budget > 20:
+        text = make(budget)
+        if len(text) <= room:
+            return text
+        budget = min(budget - 1, budget * room // max(1, len(text)))
+    return None
+
+
+def _bodies(s: _Section, budget: int | None, show: Callable[[str, str], str]) -> list[str]:
+    """Each part of a section rendered by `show(op, text)`: context trimmed, cut to `budget` characters."""
+    out = []
+    for ops in s.parts:
+        shown = trim_context(ops)
+        if budget is not None:
+            shown = _cut_ops(shown, budget)
+        out.append("".join(show(o.op, o.text) for o in shown))
+    return out
+
+
+def _more_text(hint: str | None) -> Callable[[int], str]:
+    def more(n: int) -> str:
+        return f"{ELLIPSIS} and {n} more change{'s' if n != 1 else ''}" + (f" \u2014 {hint}" if hint else "")
+    return more
+
+
+def _move_texts(g: MoveGroup, show: Callable[[str, str], str]) -> str:
+    """Quoted texts of a move group: edited blocks first (their changes matter), then up to MOVE_TEXTS."""
+    moves = g.moves if g.section is None else [m for m in g.moves if m.edits]
+    chosen = {id(m) for m in sorted(moves, key=lambda m: not m.edits)[:MOVE_TEXTS]}
+    shown = [m for m in moves if id(m) in chosen]
+    quoted = ", ".join("\u201c" + ("".join(show(o.op, o.text) for o in m.edits) if m.edits else
+                                   show("equal", _short(m.text))) + "\u201d" for m in shown)
+    rest = len(moves) - len(shown)
+    return quoted + (f" and {rest} more" if rest else "")
+
+
+def _move_phrase(g: MoveGroup, show: Callable[[str, str], str], place: Callable[[str], str]) -> str:
+    """ "Moved “A”, “B” from X to Y", "Re-ordered in X: …", "Moved section “S” (8 blocks) within X"."""
+    src, dst = move_labels(g.source, g.target)
+    where = f"within {place(path_label(g.target))}" if g.within else f"from {place(src)} to {place(dst)}"
+    if g.section is not None:
+        edited = _move_texts(g, show)
+        blocks = f" ({len(g.moves)} blocks{', edited: ' + edited if edited else ''})"
+        return f"Moved section \u201c{show('equal', _short(g.section))}\u201d{blocks} {where}"
+    if g.within and len(g.moves) > 1:
+        return f"Re-ordered {where}: {_move_texts(g, show)}"
+    return f"Moved {_move_texts(g, show)} {where}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """At most `limit` characters, cut at a space when there is one."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut.strip() else cut).rstrip() + ELLIPSIS
 
 
 # ------------------------------------------------------------------------------------------------ text
 
 
-def render_text(diff: DocumentDiff, *, color: bool = False, title: str | None = None) -> str:
-    lines: list[str] = []
-    if title:
-        lines.append(_c(BOLD, title, color))
-    if diff.summary:
-        lines.append(_c(DIM, diff.summary, color))
+def render_text(diff: DocumentDiff, *, color: bool = False, title: str | None = None,
+                max_chars: int | None = None, more_hint: str | None = None) -> str:
+    """Plain text for terminals and text e-mail: [-deleted-] {+inserted+}, or red/green when `color`."""
+    head = [_c(BOLD, title, color)] if title else []
+    head += [_c(DIM, diff.summary, color)] if diff.summary else []
     if diff.title:
-        lines.append(f"Title: {_mark_text('delete', diff.title[0], color)} {ARROW} "
-                     f"{_mark_text('insert', diff.title[1], color)}")
+        head.append(f"Title: {_mark_text('delete', diff.title[0], color)} {ARROW} "
+                    f"{_mark_text('insert', diff.title[1], color)}")
     if diff.link:
-        lines.append(f"Link: {diff.link[0] or '-'} {ARROW} {diff.link[1] or '-'}")
-    for section in diff.sections:
-        lines.append("")
-        lines.append(_c(BOLD, path_label(section.path), color))
-        body = "".join(_mark_text(o.op, o.text, color) for o in trim_context(section.ops))
-        lines.extend("  " + line for line in body.split("\n"))
-    if diff.moves:
-        lines.append("")
-        lines.extend(_move_text(m, color) for m in diff.moves)
-    return "\n".join(lines).rstrip() + "\n"
+        head.append(f"Link: {diff.link[0] or '-'} {ARROW} {diff.link[1] or '-'}")
+    chunks: list[Chunk] = [_text_section(s, color) for s in _sections(diff)]
+    chunks += [_text_move(g, color) for g in group_moves(diff.moves)]
+    return "\n\n".join(_bounded(["\n".join(head)] if head else [], chunks, "\n\n", max_chars,
+                                _more_text(more_hint))).rstrip() + "\n"
 
 
-def _move_text(m: Move, color: bool) -> str:
-    text = "".join(_mark_text(o.op, o.text, color) for o in m.edits) if m.edits else m.text
-    if m.source == m.target:
-        return f"moved \u201c{text}\u201d within {path_label(m.target)}"
-    src, dst = move_labels(m.source, m.target)
-    return f"moved \u201c{text}\u201d: {src} {ARROW} {dst}"
+def _text_section(s: _Section, color: bool) -> Chunk:
+    def make(budget: int | None) -> str:
+        body = f"\n{ELLIPSIS}\n".join(_bodies(s, budget, lambda op, text: _mark_text(op, text, color)))
+        return _c(BOLD, path_label(s.path), color) + "\n" + "\n".join("  " + line for line in body.split("\n"))
+    return make
+
+
+def _text_move(g: MoveGroup, color: bool) -> Chunk:
+    def make(budget: int | None) -> str:
+        line = _move_phrase(g, lambda op, t: _mark_text(op, t, color), lambda label: label)
+        return line if budget is None else _short(line, max(budget, 2))
+    return make
 
 
 def _mark_text(op: str, text: str, color: bool) -> str:
     if op == "equal" or not text:
         return text
+    if "\n" in text:   # never mark a line break: each line gets its own marks
+        return "\n".join(_mark_text(op, line, color) for line in text.split("\n"))
     if color:
         return _c(RED if op == "delete" else GREEN, text, True)
     return f"[-{text}-]" if op == "delete" else f"{{+{text}+}}"
@@ -110,52 +253,65 @@ def _c(code: str, text: str, color: bool) -> str:
 
 
 def md_escape(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    """Feed text made inert in markdown: no HTML, no links, no emphasis, no headings or lists.
+
+    ``&``, ``<`` and ``>`` become entities (the form Python-Markdown, CommonMark and Slack all read as
+    plain characters; a backslash would show in some of them); the characters that start emphasis,
+    code and links are backslash-escaped, and so are block markers at a line start.
+    """
+    return _md_line_starts(_md_inline(text))
 
 
-def render_markdown(diff: DocumentDiff, *, max_length: int = 4000, more_hint: str | None = None,
+def _md_inline(text: str) -> str:
+    """md_escape without the line-start rule, for pieces of a line."""
+    text = "".join(_MD_ENTITIES.get(ch, ch) for ch in text) if any(ch in text for ch in "&<>") else text
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+
+
+def _md_line_starts(text: str) -> str:
+    """Escape "# ", "- ", "+ " and "1." where they would start a heading or a list."""
+    return _MD_LINE_START.sub(lambda m: m.group(1) + _line_start(m.group(2)), text)
+
+
+def _line_start(marker: str) -> str:
+    return marker + "\\" if marker[0].isdigit() else "\\" + marker
+
+
+def render_markdown(diff: DocumentDiff, *, max_length: int | None = 4000, more_hint: str | None = None,
                     title: str | None = None) -> str:
-    """Compact markdown for chat: one line per move, at most `max_length` characters."""
-    blocks = list(_markdown_blocks(diff, title))
-    out: list[str] = []
-    used = 0
-    for i, block in enumerate(blocks):
-        if used + len(block) > max_length and out:
-            rest = len(blocks) - i
-            hint = f" \u2014 {more_hint}" if more_hint else ""
-            out.append(f"\u2026 and {rest} more change{'s' if rest != 1 else ''}{hint}")
-            break
-        if len(block) > max_length:
-            block = block[: max(0, max_length - used - 1)] + "\u2026"
-        out.append(block)
-        used += len(block) + 2
-    return "\n\n".join(out)
-
-
-def _markdown_blocks(diff: DocumentDiff, title: str | None) -> Iterator[str]:
-    if title:
-        yield f"**{md_escape(title)}**"
-    if diff.summary:
-        yield f"_{md_escape(diff.summary)}_"
+    """Compact markdown for chat: bold inserted, struck deleted, one line per move, at most `max_length`."""
+    head = [f"**{md_escape(title)}**"] if title else []
+    head += [f"_{md_escape(diff.summary)}_"] if diff.summary else []
     if diff.title:
-        yield f"Title: ~~{md_escape(diff.title[0])}~~ {ARROW} **{md_escape(diff.title[1])}**"
-    for section in diff.sections:
-        body = "".join(_md_op(o) for o in trim_context(section.ops))
-        yield f"**{md_escape(path_label(section.path))}**\n" + body.replace("\n", "  \n")
-    for m in diff.moves:
-        text = "".join(_md_op(o) for o in m.edits) if m.edits else md_escape(m.text)
-        if m.source == m.target:
-            yield f"\u2195 Moved \u201c{text}\u201d within _{md_escape(path_label(m.target))}_"
-        else:
-            src, dst = move_labels(m.source, m.target)
-            yield f"\u27a1 Moved \u201c{text}\u201d from _{md_escape(src)}_ to _{md_escape(dst)}_"
+        head.append(f"Title: ~~{md_escape(diff.title[0])}~~ {ARROW} **{md_escape(diff.title[1])}**")
+    if diff.link:
+        head.append(f"Link: {md_escape(diff.link[0] or '-')} {ARROW} {md_escape(diff.link[1] or '-')}")
+    chunks: list[Chunk] = [_md_section(s) for s in _sections(diff)]
+    chunks += [_md_move(g) for g in group_moves(diff.moves)]
+    return "\n\n".join(_bounded(head, chunks, "\n\n", max_length, lambda n: md_escape(_more_text(more_hint)(n))))
 
 
-def _md_op(o: DiffOp) -> str:
-    if o.op == "equal":
-        return md_escape(o.text)
-    mark = "~~" if o.op == "delete" else "**"
-    return "\n".join(_wrap(line, mark, mark, md_escape) for line in o.text.split("\n"))
+def _md_section(s: _Section) -> Chunk:
+    def make(budget: int | None) -> str:
+        body = _md_line_starts(f"\n{ELLIPSIS}\n".join(_bodies(s, budget, _md_op)))
+        return f"\u00a7 **{md_escape(path_label(s.path))}**\n" + body.replace("\n", "  \n")
+    return make
+
+
+def _md_move(g: MoveGroup) -> Chunk:
+    def make(budget: int | None) -> str:
+        if budget is not None:
+            return md_escape(_short(_move_phrase(g, lambda op, t: t, lambda label: label), max(budget, 2)))
+        sign = "\u2195" if g.within else "\u27a1"
+        return f"{sign} " + _move_phrase(g, _md_op, lambda label: f"_{md_escape(label)}_")
+    return make
+
+
+def _md_op(op: str, text: str) -> str:
+    if op == "equal":
+        return _md_inline(text)
+    mark = "~~" if op == "delete" else "**"
+    return "\n".join(_wrap(line, mark, mark, _md_inline) for line in text.split("\n"))
 
 
 def _wrap(text: str, before: str, after: str, escape: Callable[[str], str]) -> str:
@@ -170,53 +326,73 @@ def _wrap(text: str, before: str, after: str, escape: Callable[[str], str]) -> s
 # ------------------------------------------------------------------------------------------------ html
 
 _STYLE = {
-    "box": "font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;line-height:1.5;"
+    "box": "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;font-size:14px;line-height:1.5;"
            "color:#1f2328;",
-    "summary": "color:#59636e;margin:0 0 8px 0;",
-    "section": "margin:12px 0 4px 0;font-size:14px;font-weight:600;color:#1f2328;",
-    "body": "margin:0 0 8px 0;padding:8px 12px;background:#f6f8fa;border-left:3px solid #d1d9e0;"
-            "white-space:pre-wrap;word-wrap:break-word;",
-    "del": "background:#ffebe9;color:#82071e;text-decoration:line-through;",
-    "ins": "background:#dafbe1;color:#116329;text-decoration:none;font-weight:600;",
-    "move": "margin:4px 0;color:#1f2328;",
+    "title": "margin:0 0 2px 0;font-weight:600;",
+    "summary": "margin:0 0 8px 0;color:#59636e;",
+    "section": "margin:12px 0 4px 0;font-weight:600;color:#1f2328;",
+    "body": "margin:0 0 8px 0;padding:8px 12px;background-color:#f6f8fa;border-left:3px solid #d1d9e0;"
+            "word-wrap:break-word;",
+    "gap": "color:#59636e;",
+    "del": "background-color:#ffebe9;color:#82071e;text-decoration:line-through;",
+    "ins": "background-color:#dafbe1;color:#116329;text-decoration:none;",
+    "line": "margin:4px 0;",
+    "more": "margin:8px 0 0 0;color:#59636e;",
 }
 
 
-def render_html(diff: DocumentDiff, *, title: str | None = None) -> str:
-    """An HTML fragment with inline styles (mail clients drop <style>), every feed character escaped."""
-    e = html.escape
-    parts = [f'<div style="{_STYLE["box"]}">']
-    if title:
-        parts.append(f'<p style="margin:0;font-weight:600;">{e(title)}</p>')
-    if diff.summary:
-        parts.append(f'<p style="{_STYLE["summary"]}">{e(diff.summary)}</p>')
+def render_html(diff: DocumentDiff, *, title: str | None = None, max_chars: int | None = None,
+                more_hint: str | None = None) -> str:
+    """An HTML fragment for e-mail: inline styles only (mail clients drop <style>), <br> line breaks
+    (no reliance on white-space), <ins>/<del> with colours, every character of feed text escaped."""
+    e = _escape
+    head = [f'<div style="{_STYLE["box"]}">']
+    head += [f'<p style="{_STYLE["title"]}">{e(title)}</p>'] if title else []
+    head += [f'<p style="{_STYLE["summary"]}">{e(diff.summary)}</p>'] if diff.summary else []
     if diff.title:
-        parts.append(f'<p style="{_STYLE["move"]}">Title: {_html_op(DiffOp("delete", diff.title[0]))} {ARROW} '
-                     f'{_html_op(DiffOp("insert", diff.title[1]))}</p>')
+        head.append(f'<p style="{_STYLE["line"]}">Title: {_html_op("delete", diff.title[0])} {ARROW} '
+                    f'{_html_op("insert", diff.title[1])}</p>')
     if diff.link:
-        parts.append(f'<p style="{_STYLE["move"]}">Link: {e(diff.link[0] or "-")} {ARROW} '
-                     f'{e(diff.link[1] or "-")}</p>')
-    for section in diff.sections:
-        parts.append(f'<p style="{_STYLE["section"]}">{e(path_label(section.path))}</p>')
-        body = "".join(_html_op(o) for o in trim_context(section.ops))
-        parts.append(f'<div style="{_STYLE["body"]}">{body}</div>')
-    for m in diff.moves:
-        text = "".join(_html_op(o) for o in m.edits) if m.edits else e(m.text)
-        src, dst = move_labels(m.source, m.target)
-        where = (f"within <em>{e(path_label(m.target))}</em>" if m.source == m.target else
-                 f"from <em>{e(src)}</em> to <em>{e(dst)}</em>")
-        parts.append(f'<p style="{_STYLE["move"]}">\u27a1 Moved \u201c{text}\u201d {where}</p>')
-    parts.append("</div>")
-    return "\n".join(parts)
+        head.append(f'<p style="{_STYLE["line"]}">Link: {e(diff.link[0] or "-")} {ARROW} {e(diff.link[1] or "-")}</p>')
+    chunks: list[Chunk] = [_html_section(s) for s in _sections(diff)]
+    chunks += [_html_move(g) for g in group_moves(diff.moves)]
+    limit = max_chars - len("\n</div>") if max_chars is not None else None
+
+    def more(n: int) -> str:
+        return f'<p style="{_STYLE["more"]}">{e(_more_text(more_hint)(n))}</p>'
+
+    return "\n".join([*_bounded(["\n".join(head)], chunks, "\n", limit, more), "</div>"])
 
 
-def _html_op(o: DiffOp) -> str:
-    text = html.escape(o.text)
-    if o.op == "delete":
-        return f'<del style="{_STYLE["del"]}">{text}</del>'
-    if o.op == "insert":
-        return f'<ins style="{_STYLE["ins"]}">{text}</ins>'
-    return text
+def _html_section(s: _Section) -> Chunk:
+    def make(budget: int | None) -> str:
+        body = f'<br>\n<span style="{_STYLE["gap"]}">{ELLIPSIS}</span><br>\n'.join(_bodies(s, budget, _html_op))
+        return (f'<p style="{_STYLE["section"]}">{_escape(path_label(s.path))}</p>\n'
+                f'<div style="{_STYLE["body"]}">{body}</div>')
+    return make
+
+
+def _html_move(g: MoveGroup) -> Chunk:
+    def make(budget: int | None) -> str:
+        if budget is not None:
+            return f'<p style="{_STYLE["line"]}">{_escape(_short(_move_phrase(g, lambda o, t: t, str), budget))}</p>'
+        sign = "\u2195" if g.within else "\u27a1"
+        phrase = _move_phrase(g, _html_op, lambda label: f"<em>{_escape(label)}</em>")
+        return f'<p style="{_STYLE["line"]}">{sign} {phrase}</p>'
+    return make
+
+
+def _escape(text: str) -> str:
+    """Escape feed text for HTML; line breaks become <br>, runs of spaces keep their width."""
+    return html.escape(text, quote=True).replace("\n", "<br>\n").replace("  ", " &nbsp;")
+
+
+def _html_op(op: str, text: str) -> str:
+    if op == "equal":
+        return _escape(text)
+    tag, style = ("del", _STYLE["del"]) if op == "delete" else ("ins", _STYLE["ins"])
+    return "<br>\n".join(f'<{tag} style="{style}">{_escape(line)}</{tag}>' if line else ""
+                         for line in text.split("\n"))
 
 
 # ------------------------------------------------------------------------------------------------ json
@@ -237,4 +413,3 @@ def sections_of(diff: DocumentDiff | None) -> list[str]:
     for m in diff.moves:
         seen[" > ".join(m.target)] = None
     return [p for p in seen if p]
-

@@ -200,6 +200,34 @@ def manifest() -> dict[str, Any]:
     return data
 
 
+def corpus_documents(step: int) -> dict[str, tuple[str, str]]:
+    """guid -> (title, canonical text) of the documents of one corpus step, through feedwatch's own parser
+    and normaliser (as `run` stores them)."""
+    from monitor.models import FetchResult, Validators
+    from monitor.normalize import normalize_item
+    from monitor.parse import parse
+
+    url = "https://www.kubernetes.dev/community/index.xml"
+    fetched = FetchResult(url=url, status=200, body=corpus_steps()[step].read_bytes(),
+                          content_type="application/rss+xml", validators=Validators())
+    items = [normalize_item(p, base=url) for p in parse("corpus", fetched).items]
+    return {i.guid or "": (i.title, i.text) for i in items}
+
+
+def big_document(size: int) -> str:
+    """Canonical text of at least `size` characters: the corpus's last documents over and over, each copy's
+    top heading numbered ("… (part 7)") so that every section path is different."""
+    texts = [text for _, text in corpus_documents(len(corpus_steps()) - 1).values()]
+    parts: list[str] = []
+    total = 0
+    while total < size:
+        for text in texts:
+            head, _, rest = text.partition("\n")
+            parts.append(f"{head} (part {len(parts) + 1})\n{rest}")
+            total += len(parts[-1]) + 1
+    return "\n".join(parts)
+
+
 def empty_postgres(url: str) -> None:
     """Drop everything in a PostgreSQL test database."""
     from sqlalchemy import create_engine, text

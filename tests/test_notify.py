@@ -77,7 +77,7 @@ def test_coc_change_reaches_smtp_as_html_and_webhook_as_markdown(
     [chat] = hook.bodies
     assert chat["title"] == "feedwatch: Community: Code Of Conduct changed"
     assert "**v1.3**" in chat["message"] and "~~v1.2~~" in chat["message"]
-    assert "\\<script\\>" in chat["message"]                        # markdown-escaped, not live markup
+    assert "&lt;script&gt;" in chat["message"] and "<script>" not in chat["message"]   # inert in markdown
 
 
 def test_target_down_then_back_delivers_exactly_once(tmp_path: Path, server: FeedServer) -> None:
