@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor import codec
-from monitor.models import DiffOp, DocumentDiff
+from monitor.models import BlockKind, DiffOp, DocumentDiff
+from monitor.normalize import parse_canonical
 from monitor.summary import MoveGroup, group_moves
 
 CONTEXT_WORDS = 12          # unchanged words kept on each side of a change
@@ -260,6 +261,21 @@ def md_escape(text: str) -> str:
     code and links are backslash-escaped, and so are block markers at a line start.
     """
     return _md_line_starts(_md_inline(text))
+
+
+def md_canonical(text: str) -> str:
+    """Canonical text as safe markdown: its own headings and list items keep their markdown form (they are
+    feedwatch's markup), while everything the feed wrote is escaped."""
+    lines = []
+    for block in parse_canonical(text):
+        body = _md_inline(block.text)
+        if block.kind is BlockKind.HEADING:
+            lines.append("#" * block.level + " " + body)
+        elif block.kind is BlockKind.ITEM:
+            lines.append("  " * (block.level - 1) + "- " + body)
+        else:
+            lines.append(_md_line_starts(body))
+    return "\n".join(lines)
 
 
 def _md_inline(text: str) -> str:

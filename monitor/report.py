@@ -257,7 +257,9 @@ def _markdown_document(a: DocumentActivity, changes: Iterator[ChangeContext]) ->
         if text:
             yield text + "\n\n"
         if ctx.excerpt:
-            yield "".join(f"> {render.md_escape(line)}\n" if line else ">\n" for line in ctx.excerpt.split("\n")) + "\n"
+            cut = ctx.excerpt.endswith("\u2026")
+            quoted = render.md_canonical(ctx.excerpt.removesuffix(" \u2026")).split("\n") + (["\u2026"] if cut else [])
+            yield "".join(f"> {line}\n" for line in quoted) + "\n"
         if c.diff is not None:
             yield render.render_markdown(bare(c.diff), max_length=1 << 30) + "\n"
 

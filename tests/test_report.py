@@ -129,8 +129,9 @@ def test_html_report_shows_the_discontinued_activities_moves(corpus: dict[str, A
     page = report_html(corpus["config"])
     doc_id = next(d["id"] for d in corpus["history"] if d["document"] == MENTORING)
     article = articles_by_version(page, doc_id)[version_at(corpus, step, MENTORING)]
-    assert (f"Moved \u201c{moved}\u201d from Current mentoring activities: to Discontinued activities:"
-            in squash(article.text_content()))
+    moves = [line for line in article.text_content().split("\n") if "Moved" in line]
+    assert any(f"\u201c{moved}\u201d" in m and m.endswith("from Current mentoring activities to Discontinued "
+                                                        "activities") for m in map(squash, moves)), moves
 
 
 def test_html_report_is_self_contained_and_inert(corpus: dict[str, Any]) -> None:
@@ -160,8 +161,8 @@ def test_markdown_report_has_the_same_content(corpus: dict[str, Any]) -> None:
         assert re.search(rf"~~{re.escape(old)}~~\s*\*\*{re.escape(new)}\*\*", md), (old, new)
     unmarked = md.replace("**", "")             # "Google Season of Docs **(2019-2024)**": words added on the way
     for moved in ("The 1:1 Hour", "Google Season of Docs (2019-2024)"):
-        assert re.search(rf"Moved \u201c{re.escape(moved)}\u201d from _Current mentoring activities:_ to "
-                         r"_Discontinued activities:_", unmarked), moved
+        assert re.search(rf"Moved [^\n]*\u201c{re.escape(moved)}\u201d[^\n]* from _?Current mentoring activities_? to "
+                         r"_?Discontinued activities", unmarked), moved
 
 
 def test_atom_report_of_the_corpus_has_one_entry_per_change(corpus: dict[str, Any]) -> None:
