@@ -31,6 +31,7 @@ from urllib.parse import urljoin
 import lxml.etree
 import lxml.html
 
+from monitor.canonical import parse_canonical, render
 from monitor.models import Block, BlockKind, Item, ParsedItem
 
 SKIP = frozenset({
@@ -48,8 +49,6 @@ HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _SPACE = re.compile(r"\s+")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad\u2060"), None)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
-FENCE = "```"                       # opens and closes preformatted lines in canonical text
-_ESCAPE_STARTS = ("#", "- ", "|", FENCE, "\\")
 _PARSER = lxml.html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, recover=True)
 
 
@@ -203,91 +202,6 @@ def _texts(el: lxml.etree._Element) -> Iterable[str]:
             yield from _texts(child)
         if child.tail:
             yield child.tail
-
-
-# ------------------------------------------------------------------------------------------ blocks <-> text
-
-
-def render(blocks: Iterable[Block]) -> str:
-    """Canonical text: one block per line.
-
-    ``# heading`` (level = number of #), ``- item`` indented two spaces per extra depth, paragraphs
-    indented two spaces per list depth (a leading marker character is escaped with a backslash), table
-    rows as ``| a | b |``, and preformatted lines between ``````` fences.
-    """
-    lines: list[str] = []
-    in_code = False
-    for b in blocks:
-        if b.kind is BlockKind.CODE:
-            if not in_code:
-                lines.append(FENCE)
-                in_code = True
-            lines.append("\\" + b.text if b.text.startswith(("\\", FENCE)) else b.text)
-            continue
-        if in_code:
-            lines.append(FENCE)
-            in_code = False
-        lines.append(_render_line(b))
-    if in_code:
-        lines.append(FENCE)
-    return "\n".join(lines)
-
-
-def _render_line(b: Block) -> str:
-    if b.kind is BlockKind.HEADING:
-        return "#" * b.level + " " + b.text
-    if b.kind is BlockKind.ITEM:
-        return "  " * (b.level - 1) + "- " + b.text
-    if b.kind is BlockKind.ROW:
-        return "| " + b.text + " |"
-    text = "\\" + b.text if b.text.startswith(_ESCAPE_STARTS) else b.text
-    return "  " * b.level + text
-
-
-_HEADING = re.compile(r"^(#{1,6}) (.*)$")
-
-
-def parse_canonical(text: str) -> list[Block]:
-    """Blocks (with heading paths) back from canonical text: the inverse of :func:`render`."""
-    blocks: list[Block] = []
-    headings: list[tuple[int, str]] = []
-    path: tuple[str, ...] = ()      # rebuilt only when a heading opens (diffs parse 2 MB documents)
-    in_code = False
-    for line in text.split("\n"):
-        if line == FENCE:
-            in_code = not in_code
-            continue
-        if in_code:
-            blocks.append(Block(BlockKind.CODE, line[1:] if line.startswith("\\") else line, 0, path))
-            continue
-        parsed = _parse_line(line)
-        if parsed is None:
-            continue
-        kind, content, level = parsed
-        if kind is BlockKind.HEADING:
-            while headings and headings[-1][0] >= level:
-                headings.pop()
-            headings.append((level, content))
-            path = tuple(t for _, t in headings)
-        blocks.append(Block(kind, content, level, path))
-    return blocks
-
-
-def _parse_line(line: str) -> tuple[BlockKind, str, int] | None:
-    if line.startswith("#"):
-        m = _HEADING.match(line)
-        if m and m.group(2).strip():
-            return BlockKind.HEADING, m.group(2).strip(), len(m.group(1))
-    if line.startswith("| ") and line.endswith(" |") and len(line) >= 4:
-        return (BlockKind.ROW, line[2:-2].strip(), 0) if line[2:-2].strip() else None
-    stripped = line.lstrip(" ")
-    indent = (len(line) - len(stripped)) // 2
-    if stripped.startswith("- ") or stripped == "-":
-        text = stripped[2:].strip()
-        return (BlockKind.ITEM, text, indent + 1) if text else None
-    text = stripped[1:] if stripped.startswith("\\") else stripped
-    text = text.strip()
-    return (BlockKind.PARAGRAPH, text, indent) if text else None
 
 
 def apply_ignore(text: str, patterns: Sequence[re.Pattern[str]]) -> str:

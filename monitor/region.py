@@ -1,6 +1,6 @@
 """Reading two canonical texts for a diff: the changed region, heading paths, renamed sections. Pure.
 
-Identical lines of canonical text are identical blocks (:func:`monitor.normalize.render` is exact), so a
+Identical lines of canonical text are identical blocks (:func:`monitor.canonical.render` is exact), so a
 diff only needs the blocks of the region where two texts differ, with the heading path that region
 inherits from the lines before it, and the new text's headings (to name sections in summaries).
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from monitor.canonical import FENCE, parse_canonical, render
 from monitor.models import Block, BlockKind
-from monitor.normalize import FENCE, parse_canonical, render
 
 REGION_MARGIN = 2                   # unchanged lines parsed on each side of the changed region
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor import codec
+from monitor.canonical import parse_canonical
 from monitor.models import BlockKind, DiffOp, DocumentDiff
-from monitor.normalize import parse_canonical
 from monitor.summary import MoveGroup, group_moves
 
 CONTEXT_WORDS = 12          # unchanged words kept on each side of a change

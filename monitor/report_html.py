@@ -21,8 +21,8 @@ from itertools import groupby
 from pathlib import Path
 
 from monitor import __version__, render
+from monitor.canonical import parse_canonical
 from monitor.models import BlockKind, ChangeContext, DocumentActivity
-from monitor.normalize import parse_canonical
 from monitor.report import (
     HistorySource,
     ReportMeta,

@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor import render
+from monitor.canonical import parse_canonical
 from monitor.diff import Version, diff_versions
 from monitor.models import DiffOp, DocumentDiff
-from monitor.normalize import parse_canonical
 from tests.helpers import corpus_documents, corpus_steps
 
 

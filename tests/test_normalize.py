@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.normalize import apply_ignore, canonical_text, html_blocks, parse_canonical, render
+from monitor.canonical import parse_canonical, render
+from monitor.normalize import apply_ignore, canonical_text, html_blocks
 
 CASES: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "cases" / "normalize.yaml").read_text())
 

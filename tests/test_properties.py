@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor.canonical import parse_canonical, render
 from monitor.diff import Version, diff_versions, word_ops
 from monitor.errors import ParseError
 from monitor.models import FetchResult, Validators
-from monitor.normalize import canonical_text, normalize_item, parse_canonical, render
+from monitor.normalize import canonical_text, normalize_item
 from monitor.parse import parse
 from tests.helpers import corpus_steps
 

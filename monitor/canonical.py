@@ -1,0 +1,98 @@
+"""The canonical text grammar: blocks <-> one line per block. Pure; no HTML library is imported here.
+
+Canonical text is what feedwatch stores, compares and diffs; monitor.normalize produces the blocks from
+item HTML. This module only writes them as text and reads them back, exactly:
+``render(parse_canonical(text)) == text`` for every canonical text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from monitor.models import Block, BlockKind
+
+FENCE = "```"                       # opens and closes preformatted lines in canonical text
+_ESCAPE_STARTS = ("#", "- ", "|", FENCE, "\\")
+
+
+def render(blocks: Iterable[Block]) -> str:
+    """Canonical text: one block per line.
+
+    ``# heading`` (level = number of #), ``- item`` indented two spaces per extra depth, paragraphs
+    indented two spaces per list depth (a leading marker character is escaped with a backslash), table
+    rows as ``| a | b |``, and preformatted lines between ``````` fences.
+    """
+    lines: list[str] = []
+    in_code = False
+    for b in blocks:
+        if b.kind is BlockKind.CODE:
+            if not in_code:
+                lines.append(FENCE)
+                in_code = True
+            lines.append("\\" + b.text if b.text.startswith(("\\", FENCE)) else b.text)
+            continue
+        if in_code:
+            lines.append(FENCE)
+            in_code = False
+        lines.append(_render_line(b))
+    if in_code:
+        lines.append(FENCE)
+    return "\n".join(lines)
+
+
+def _render_line(b: Block) -> str:
+    if b.kind is BlockKind.HEADING:
+        return "#" * b.level + " " + b.text
+    if b.kind is BlockKind.ITEM:
+        return "  " * (b.level - 1) + "- " + b.text
+    if b.kind is BlockKind.ROW:
+        return "| " + b.text + " |"
+    text = "\\" + b.text if b.text.startswith(_ESCAPE_STARTS) else b.text
+    return "  " * b.level + text
+
+
+_HEADING = re.compile(r"^(#{1,6}) (.*)$")
+
+
+def parse_canonical(text: str) -> list[Block]:
+    """Blocks (with heading paths) back from canonical text: the inverse of :func:`render`."""
+    blocks: list[Block] = []
+    headings: list[tuple[int, str]] = []
+    path: tuple[str, ...] = ()      # rebuilt only when a heading opens (diffs parse 2 MB documents)
+    in_code = False
+    for line in text.split("\n"):
+        if line == FENCE:
+            in_code = not in_code
+            continue
+        if in_code:
+            blocks.append(Block(BlockKind.CODE, line[1:] if line.startswith("\\") else line, 0, path))
+            continue
+        parsed = _parse_line(line)
+        if parsed is None:
+            continue
+        kind, content, level = parsed
+        if kind is BlockKind.HEADING:
+            while headings and headings[-1][0] >= level:
+                headings.pop()
+            headings.append((level, content))
+            path = tuple(t for _, t in headings)
+        blocks.append(Block(kind, content, level, path))
+    return blocks
+
+
+def _parse_line(line: str) -> tuple[BlockKind, str, int] | None:
+    if line.startswith("#"):
+        m = _HEADING.match(line)
+        if m and m.group(2).strip():
+            return BlockKind.HEADING, m.group(2).strip(), len(m.group(1))
+    if line.startswith("| ") and line.endswith(" |") and len(line) >= 4:
+        return (BlockKind.ROW, line[2:-2].strip(), 0) if line[2:-2].strip() else None
+    stripped = line.lstrip(" ")
+    indent = (len(line) - len(stripped)) // 2
+    if stripped.startswith("- ") or stripped == "-":
+        text = stripped[2:].strip()
+        return (BlockKind.ITEM, text, indent + 1) if text else None
+    text = stripped[1:] if stripped.startswith("\\") else stripped
+    text = text.strip()
+    return (BlockKind.PARAGRAPH, text, indent) if text else None
