@@ -51,19 +51,20 @@ def digest(data: bytes) -> bytes:
 
 
 def put(conn: Connection, blobs: Mapping[bytes, bytes], *, similar: Mapping[bytes, bytes] | None = None,
-        chain: bool = False) -> int:
+        chain: bool = False, known: Mapping[bytes, bytes] | None = None) -> int:
     """Store the blobs not stored yet; returns how many were new. Safe against concurrent writers.
 
     ``similar`` maps a new blob's hash to a stored blob it resembles (the same document's previous raw
     item, or its own version's raw item): the new blob is compressed against that blob's keyframe.
     With ``chain`` the blobs are a document's successive states, and one that has drifted too far from
-    its keyframe becomes the next keyframe; otherwise the smaller form wins.
+    its keyframe becomes the next keyframe; otherwise the smaller form wins. ``known`` holds contents the
+    caller already has in memory (blobs it has just stored), so their keyframes need not be read back.
     """
     existing = _existing(conn, list(blobs))
     new = {h: data for h, data in blobs.items() if h not in existing}
     if not new:
         return 0
-    keyframes = _keyframes(conn, {h: similar[h] for h in new if similar and h in similar})
+    keyframes = _keyframes(conn, {h: similar[h] for h in new if similar and h in similar}, known or {})
     rows = []
     for h, data in new.items():
         enc = encode(data, keyframes.get(h), ratio=KEYFRAME_RATIO if chain else 1.0)
@@ -125,7 +126,8 @@ def _existing(conn: Connection, hashes: list[bytes]) -> set[bytes]:
     return found
 
 
-def _keyframes(conn: Connection, similar: Mapping[bytes, bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+def _keyframes(conn: Connection, similar: Mapping[bytes, bytes],
+               known: Mapping[bytes, bytes]) -> dict[bytes, tuple[bytes, bytes]]:
     """New blob hash -> (hash, content) of the keyframe of the blob it resembles."""
     wanted = sorted(set(similar.values()))
     key_of: dict[bytes, bytes] = {}
@@ -140,7 +142,7 @@ def _keyframes(conn: Connection, similar: Mapping[bytes, bytes]) -> dict[bytes, 
         if key is None:
             continue
         if key not in contents:
-            contents[key] = get(conn, key)
+            contents[key] = known[key] if key in known else get(conn, key)
         out[new] = (key, contents[key])
     return out
 

@@ -88,7 +88,7 @@ class PollWriter:
         if raws:
             blobs.put(self.conn, raws, similar=similar, chain=True)
         if rest:
-            blobs.put(self.conn, rest, similar=similar)
+            blobs.put(self.conn, rest, similar=similar, known=raws)
 
     def load_existing(self, rows: list[_Row]) -> None:
         """Current version, title, guid and link of the stored documents this poll touches."""
