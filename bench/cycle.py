@@ -79,7 +79,8 @@ def urlwatch_files(directory: Path, urls: list[str]) -> None:
 
 
 def feedwatch_config(directory: Path, urls: list[str]) -> Path:
-    lines = [f"database: sqlite:///{directory / 'fw.db'}", "defaults: {interval: 1h}", "feeds:"]
+    lines = [f"database: sqlite:///{directory / 'fw.db'}", "defaults: {interval: 1h}",
+             "polling: {per_host: 4}   # the farm is one host; the fetch floors use 4 requests in flight", "feeds:"]
     lines += [f"  - {{name: f{i}, url: '{u}'}}" for i, u in enumerate(urls)]
     path = directory / "feedwatch.yaml"
     path.write_text("\n".join(lines) + "\n")

@@ -1,7 +1,8 @@
 """A local feed farm for benchmarks: N feeds x K items of realistic HTML on 127.0.0.1.
 
 Each feed is an RSS 2.0 document whose items are pages built from the real Kubernetes community texts
-(../shared/corpus/seed-feed.xml), cut and mixed deterministically per (feed, item), 2-6 KB of HTML each.
+(../shared/corpus/seed-feed.xml), cut and mixed deterministically per (feed, item), 3-11 KB of HTML each
+like the seed's own pages (a 20-item feed is about 140 KB).
 The server answers with ETag and Last-Modified and honours If-None-Match / If-Modified-Since (304).
 `POST /_round` advances the farm by one round: a deterministic fraction of the feeds (default 1%) get one
 item's sentence edited. Run it in its own process so it does not compete with the code being measured
@@ -65,7 +66,7 @@ class FarmContent:
 
     def item_html(self, feed: int, item: int) -> str:
         h = int(hashlib.sha256(f"{feed}/{item}".encode()).hexdigest(), 16)
-        start, count = h % len(self.pool), 8 + h % 12
+        start, count = h % len(self.pool), 25 + h % 75     # 3-11 KB, like the seed feed's pages
         blocks = [self.pool[(start + k) % len(self.pool)] for k in range(count)]
         edit = self.edits.get(feed, {}).get(item)
         if edit:
@@ -96,6 +97,7 @@ def _serve(feeds: int, items: int, fraction: float, port: int, ready: Any) -> No
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True     # headers and body go out as separate writes: no 40 ms stalls
 
         def do_GET(self) -> None:
             m = re.fullmatch(r"/feed/(\d+)\.xml", self.path)

@@ -13,6 +13,7 @@ Loading has three steps, each with errors that name the file, line and key path:
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import os
 import re
@@ -177,11 +178,14 @@ class Settings:
     polling: PollingSettings = field(default_factory=PollingSettings)
     report_url: str | None = None
 
+    _by_name: dict[str, FeedSettings] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {f.name: f for f in self.feeds})
+
     def feed(self, name: str) -> FeedSettings:
-        for f in self.feeds:
-            if f.name == name:
-                return f
-        raise KeyError(name)
+        """The feed named `name` (KeyError if none)."""
+        return self._by_name[name]
 
 
 # ---------------------------------------------------------------------------------------------- locating
@@ -338,6 +342,12 @@ class _Document:
                                       line=self.lines.get(key_path), key=key_path)
 
 
+@functools.cache
+def _hints(typ: type) -> dict[str, Any]:
+    """A struct's field types (evaluating annotations is slow: once per type, not once per feed)."""
+    return get_type_hints(typ, include_extras=True)
+
+
 def _walk_structs(data: Any, typ: Any, path: str) -> Iterator[tuple[str, dict[str, Any], Any]]:
     """Yield (path, mapping, struct type) for every mapping in `data` that the schema types as a struct."""
     origin = get_origin(typ)
@@ -346,7 +356,7 @@ def _walk_structs(data: Any, typ: Any, path: str) -> Iterator[tuple[str, dict[st
     elif isinstance(typ, type) and issubclass(typ, msgspec.Struct):
         if isinstance(data, dict):
             yield path, data, typ
-            hints = get_type_hints(typ, include_extras=True)
+            hints = _hints(typ)
             for key, value in data.items():
                 if key in hints:
                     yield from _walk_structs(value, hints[key], f"{path}.{key}" if path else key)

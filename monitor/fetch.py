@@ -124,6 +124,7 @@ class Fetcher:
         host = response.url.host
         validators = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
         if response.status_code == 304:
+            await response.aread()     # the (empty) rest of the message: otherwise the connection is not reused
             return FetchResult(final_url, 304, b"", None, validators, not_modified=True)
         if response.status_code >= 400 or response.status_code < 200:
             retry_after = parse_retry_after(response.headers.get("retry-after"))

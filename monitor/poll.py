@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
@@ -253,13 +254,14 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
 async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,
                       process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None,
                       stop: asyncio.Event | None) -> list[FeedOutcome]:
-    capacity = settings.polling.concurrency * 4
+    capacity = max(64, settings.polling.concurrency * 16)   # claimed and queued; leases renewed while queued
     outcomes: list[FeedOutcome] = []
     polled: set[int] = set()
     async with Fetcher(concurrency=settings.polling.concurrency, per_host=settings.polling.per_host,
                        user_agent=settings.polling.user_agent) as fetcher:
         poller = Poller(store, settings, fetcher, owner, process)
         tasks: dict[asyncio.Task[FeedOutcome], int] = {}
+        finished: asyncio.Queue[asyncio.Task[FeedOutcome]] = asyncio.Queue()
         lease = settings.polling.lease
         renewed = time.monotonic()
         try:
@@ -268,13 +270,21 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
                     claimed = store.claim_due_feeds(list(ids.values()), owner, limit=capacity - len(tasks),
                                                     lease=lease, exclude=polled)
                     polled.update(s.id for s in claimed)
-                    tasks.update({asyncio.create_task(poller.poll(s)): s.id for s in claimed})
+                    for s in claimed:
+                        task = asyncio.create_task(poller.poll(s))
+                        task.add_done_callback(finished.put_nowait)
+                        tasks[task] = s.id
                 if not tasks:
                     break
-                done, _ = await asyncio.wait(tasks, timeout=lease / 3, return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    del tasks[t]
-                    outcomes.append(t.result())
+                # One finished poll at a time from a queue: asyncio.wait() would scan every task on each call.
+                with contextlib.suppress(TimeoutError):
+                    done = await asyncio.wait_for(finished.get(), timeout=lease / 3)
+                    while True:
+                        del tasks[done]
+                        outcomes.append(done.result())
+                        if finished.empty():
+                            break
+                        done = finished.get_nowait()
                 if time.monotonic() - renewed >= lease / 3:   # the polls in flight keep their leases
                     store.renew_leases(owner, list(tasks.values()), lease)
                     renewed = time.monotonic()
@@ -296,6 +306,8 @@ def _quiet(record: PollRecord) -> bool:
 
 def _log_poll(o: FeedOutcome) -> None:
     level = logging.WARNING if o.status is PollStatus.ERROR else logging.INFO
+    if not log.isEnabledFor(level):
+        return
     fields = f"feed={o.name} status={o.status.value} documents={o.documents} changes={len(o.changes)} ms={o.elapsed_ms}"
     if o.error:
         fields += f" error={json.dumps(o.error)}"

@@ -116,9 +116,15 @@ class PollWriter:
             params.append(dict(feed_id=self.rec.feed_id, key=item.key, guid=item.guid, link=item.link,
                                title=item.title, first_seen_at=self.now, latest_version=1,
                                state_hash=item.state_hash, absent_polls=0))
-        result = self.conn.execute(insert(Document).returning(Document.id, sort_by_parameter_order=True), params)
-        for r, doc_id in zip(rows, result.scalars(), strict=True):
-            r.doc_id = doc_id
+        # Without RETURNING: on SQLite, RETURNING in parameter order means one statement per row.
+        self.conn.execute(insert(Document), params)
+        keys = [p["key"] for p in params]
+        found: dict[str, int] = {}
+        for i in range(0, len(keys), _CHUNK):
+            found.update((k, i) for k, i in self.conn.execute(select(Document.key, Document.id).where(
+                Document.feed_id == self.rec.feed_id, Document.key.in_(keys[i:i + _CHUNK]))))
+        for r, key in zip(rows, keys, strict=True):
+            r.doc_id = found[key]
 
     def update_documents(self, rows: list[_Row]) -> None:
         """Four uniform executemany statements: new version, back in the feed, still absent, removed."""
@@ -174,12 +180,16 @@ class PollWriter:
                 detected_at=self.now, title=r.title, baseline=self.rec.baseline,
                 summary=change_summary(d.kind, diff, d.revert_of, self.rec.rebaseline),
                 diff_hash=hashlib.sha256(self.diff_json(diff)).digest() if diff else None))
-        result = self.conn.execute(insert(Change).returning(Change.id, sort_by_parameter_order=True), params)
+        self.conn.execute(insert(Change), params)
+        # This poll's change rows: one per (document, version, kind), all detected at `now`.
+        ids = {(d, v, k): i for i, d, v, k in self.conn.execute(
+            select(Change.id, Change.document_id, Change.version, Change.kind)
+            .where(Change.feed_id == self.rec.feed_id, Change.detected_at == self.now))}
         return [RecordedChange(
-            id=change_id, feed=self.rec.feed, document_id=p["document_id"], guid=r.guid, link=r.link, title=r.title,
-            kind=ChangeKind(p["kind"]), version=p["version"], from_version=p["from_version"],
-            revert_of=p["revert_of"], detected_at=self.now, summary=p["summary"], baseline=self.rec.baseline,
-            diff=r.update.diff) for r, p, change_id in zip(rows, params, result.scalars(), strict=True)]
+            id=ids[(p["document_id"], p["version"], p["kind"])], feed=self.rec.feed, document_id=p["document_id"],
+            guid=r.guid, link=r.link, title=r.title, kind=ChangeKind(p["kind"]), version=p["version"],
+            from_version=p["from_version"], revert_of=p["revert_of"], detected_at=self.now, summary=p["summary"],
+            baseline=self.rec.baseline, diff=r.update.diff) for r, p in zip(rows, params, strict=True)]
 
     def outbox(self, changes: list[RecordedChange]) -> None:
         rows = [dict(change_id=c.id, feed_id=self.rec.feed_id, target=t, kind="change", status="pending",

@@ -54,6 +54,7 @@ class FeedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True   # headers and body are separate writes: avoid 40 ms stalls
 
             def do_GET(self) -> None:
                 server._serve(self)
