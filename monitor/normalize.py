@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import urljoin
 
 import lxml.etree
-import lxml.html
 
 from monitor.canonical import parse_canonical, render
 from monitor.models import Block, BlockKind, Item, ParsedItem
@@ -49,7 +48,8 @@ HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _SPACE = re.compile(r"\s+")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad\u2060"), None)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
-_PARSER = lxml.html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, recover=True)
+# Plain etree elements (lxml.html's element classes cost a lookup per element and are not needed here).
+_PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, recover=True)
 
 
 def collapse(text: str) -> str:
@@ -66,9 +66,11 @@ def html_blocks(html: str, *, links: bool = False, base: str | None = None) -> l
     if not html.strip():
         return []
     try:
-        root = lxml.html.document_fromstring(html, parser=_PARSER)
-    except (lxml.etree.ParserError, ValueError):
-        return []   # nothing but comments or whitespace
+        root = lxml.etree.fromstring(html, parser=_PARSER)
+    except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
+        return []
+    if root is None:
+        return []   # nothing but comments
     walker = _Walker(links=links, base=base)
     walker.visit(root)
     walker.flush()
@@ -99,21 +101,32 @@ class _Walker:
         self.buf: list[str] = []
         self.depth = 0              # list nesting depth
         self.item_pending = False   # the next block flushed inside an <li> is the item itself
+        self._path: tuple[str, ...] = ()   # the heading path, rebuilt only when a heading opens
 
     def path(self) -> tuple[str, ...]:
-        return tuple(text for _, text in self.headings)
+        return self._path
 
     def flush(self) -> None:
-        text = collapse("".join(self.buf))
+        if not self.buf:
+            return
+        text = "".join(self.buf)
         self.buf.clear()
+        if text.isspace():
+            return                  # the line breaks between block tags: most flushes end here
+        text = collapse(text)
         if not text:
             return
         kind = BlockKind.ITEM if self.item_pending else BlockKind.PARAGRAPH
         self.item_pending = False
-        self.blocks.append(Block(kind, text, self.depth, self.path()))
+        self.blocks.append(Block(kind, text, self.depth, self._path))
 
     def visit(self, el: lxml.etree._Element) -> None:
-        tag = _tag(el)
+        # The hot loop of normalisation: one call per element of every item of every feed.
+        tag: object = el.tag
+        if type(tag) is not str:
+            tag = None                          # comment, processing instruction, entity
+        elif "}" in tag:
+            tag = tag.rsplit("}", 1)[-1].lower()
         if tag is None or tag in SKIP:
             pass
         elif tag in HEADINGS:
@@ -132,13 +145,15 @@ class _Walker:
             self.flush()
         else:
             self.children(el)
-            self.link_target(el, tag)
+            if self.links:
+                self.link_target(el, tag)
         if el.tail:
             self.buf.append(el.tail)
 
     def children(self, el: lxml.etree._Element) -> None:
-        if el.text and _tag(el) is not None:
-            self.buf.append(el.text)
+        text = el.text
+        if text and type(el.tag) is str:
+            self.buf.append(text)
         for child in el:
             self.visit(child)
 
@@ -156,7 +171,8 @@ class _Walker:
         while self.headings and self.headings[-1][0] >= level:
             self.headings.pop()
         self.headings.append((level, text))
-        self.blocks.append(Block(BlockKind.HEADING, text, level, self.path()))
+        self._path = tuple(t for _, t in self.headings)
+        self.blocks.append(Block(BlockKind.HEADING, text, level, self._path))
 
     def list_item(self, el: lxml.etree._Element) -> None:
         self.flush()

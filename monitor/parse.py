@@ -22,9 +22,11 @@ import codecs
 import io
 import json
 import re
+import xml.sax.expatreader
 from typing import Any
 
 import feedparser
+import feedparser.api
 import feedparser.exceptions
 
 from monitor.errors import ParseError
@@ -38,6 +40,31 @@ _ENCODING_DECL = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)["'][^"']*["']"
 _HARMLESS = ("undefined entity",)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+class _BufferedExpat(xml.sax.expatreader.ExpatParser):
+    """The SAX expat driver with expat's text buffering on.
+
+    Without it expat reports the text of an escaped HTML description in pieces split at every ``&lt;``
+    and ``&gt;``, and feedparser handles each piece: about 10,000 callbacks for a 20-item feed. Buffered,
+    the same text arrives in a few pieces and feedparser runs three times faster, with identical results
+    (tests/test_parse.py checks both drivers agree on the corpus).
+    """
+
+    def reset(self) -> None:
+        super().reset()
+        parser = self._parser  # type: ignore[attr-defined]  # the pyexpat parser, set by reset()
+        parser.buffer_text = True
+        parser.buffer_size = 1 << 16
+
+
+def create_parser(*args: Any, **kwargs: Any) -> _BufferedExpat:
+    """The SAX driver factory that feedparser finds through PREFERRED_XML_PARSERS (see below)."""
+    return _BufferedExpat(*args, **kwargs)
+
+
+if __name__ not in feedparser.api.PREFERRED_XML_PARSERS:
+    feedparser.api.PREFERRED_XML_PARSERS.insert(0, __name__)
 
 
 def strip_doctype(body: bytes) -> bytes:

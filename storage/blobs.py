@@ -51,16 +51,19 @@ def digest(data: bytes) -> bytes:
 
 
 def put(conn: Connection, blobs: Mapping[bytes, bytes], *, similar: Mapping[bytes, bytes] | None = None,
-        chain: bool = False, known: Mapping[bytes, bytes] | None = None) -> int:
+        chain: bool = False, known: Mapping[bytes, bytes] | None = None,
+        existing: set[bytes] | None = None) -> int:
     """Store the blobs not stored yet; returns how many were new. Safe against concurrent writers.
 
     ``similar`` maps a new blob's hash to a stored blob it resembles (the same document's previous raw
     item, or its own version's raw item): the new blob is compressed against that blob's keyframe.
     With ``chain`` the blobs are a document's successive states, and one that has drifted too far from
     its keyframe becomes the next keyframe; otherwise the smaller form wins. ``known`` holds contents the
-    caller already has in memory (blobs it has just stored), so their keyframes need not be read back.
+    caller already has in memory (blobs it has just stored), so their keyframes need not be read back;
+    ``existing`` the hashes the caller already knows to be stored (see :func:`stored`).
     """
-    existing = _existing(conn, list(blobs))
+    if existing is None:
+        existing = stored(conn, list(blobs))
     new = {h: data for h, data in blobs.items() if h not in existing}
     if not new:
         return 0
@@ -119,7 +122,8 @@ def decode(conn: Connection, codec: str, base: bytes | None, data: bytes) -> byt
     raise ValueError(f"unknown blob codec {codec!r}")
 
 
-def _existing(conn: Connection, hashes: list[bytes]) -> set[bytes]:
+def stored(conn: Connection, hashes: list[bytes]) -> set[bytes]:
+    """Which of these blobs are stored already."""
     found: set[bytes] = set()
     for i in range(0, len(hashes), _CHUNK):
         found.update(conn.execute(select(Blob.hash).where(Blob.hash.in_(hashes[i:i + _CHUNK]))).scalars())

@@ -273,18 +273,16 @@ class Store:
             conn.execute(statement, params)
 
     def _take_lease(self, conn: Connection, rec: PollRecord) -> None:
-        ok = rec.status is not PollStatus.ERROR
-        values: dict[str, Any] = dict(
-            lease_owner=None, lease_until=None, next_due_at=rec.next_due_at, last_polled_at=rec.now,
-            last_status=rec.status.value, polls=Feed.polls + 1, error_alerted=rec.error_alerted)
-        if ok:
-            values.update(last_error=None, last_ok_at=rec.now, consecutive_errors=0, baseline_done=True,
-                          etag=rec.validators.etag, last_modified=rec.validators.last_modified,
-                          body_hash=rec.body_hash, settings_hash=rec.settings_hash)
+        """Update the feed row, only while this process holds its lease (the poll's first statement)."""
+        changed = any(u.decision.kind is not None for u in rec.updates)
+        params = {"b_id": rec.feed_id, "b_owner": rec.owner, "b_due": rec.next_due_at, "b_now": rec.now,
+                  "b_status": rec.status.value, "b_alerted": rec.error_alerted, "b_changed": changed}
+        if rec.status is PollStatus.ERROR:
+            result = conn.execute(_LEASED_FAILURE, {**params, "b_error": rec.error})
         else:
-            values.update(last_error=rec.error, consecutive_errors=Feed.consecutive_errors + 1)
-        result = conn.execute(update(Feed).where(Feed.id == rec.feed_id, Feed.lease_owner == rec.owner)
-                              .values(**values))
+            result = conn.execute(_LEASED_SUCCESS, {
+                **params, "b_etag": rec.validators.etag, "b_lm": rec.validators.last_modified,
+                "b_body": rec.body_hash, "b_settings": rec.settings_hash})
         if result.rowcount != 1:
             raise LeaseLost(rec.feed)
 
@@ -391,6 +389,19 @@ def _recorded(c: Any, diff: DocumentDiff | None = None) -> RecordedChange:
                           kind=ChangeKind(c.kind), version=c.version, from_version=c.from_version,
                           revert_of=c.revert_of, detected_at=c.detected_at, summary=c.summary,
                           baseline=c.baseline, diff=diff)
+
+
+# The feed-row updates of every poll, built once (statement construction cost more than running them).
+_LEASED = (update(Feed).where(Feed.id == bindparam("b_id"), Feed.lease_owner == bindparam("b_owner"))
+           .values(lease_owner=None, lease_until=None, next_due_at=bindparam("b_due"),
+                   last_polled_at=bindparam("b_now"), last_status=bindparam("b_status"), polls=Feed.polls + 1,
+                   error_alerted=bindparam("b_alerted"),
+                   last_change_at=case((bindparam("b_changed"), bindparam("b_now")), else_=Feed.last_change_at)))
+_LEASED_SUCCESS = _LEASED.values(
+    last_error=None, last_ok_at=bindparam("b_now"), consecutive_errors=0, baseline_done=True,
+    etag=bindparam("b_etag"), last_modified=bindparam("b_lm"), body_hash=bindparam("b_body"),
+    settings_hash=bindparam("b_settings"))
+_LEASED_FAILURE = _LEASED.values(last_error=bindparam("b_error"), consecutive_errors=Feed.consecutive_errors + 1)
 
 
 def expire_dead_leases(conn: Connection, table: Any, now: datetime) -> None:

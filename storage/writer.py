@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from monitor import codec
 from monitor.models import ChangeKind, DocumentDiff, DocumentUpdate, PollRecord, RecordedChange
 from storage import blobs
-from storage.schema import Change, Delivery, Document, Feed, Version
+from storage.schema import Change, Delivery, Document, Version
 
 _CHUNK = 500
 
@@ -37,6 +37,23 @@ class _Row:
     link: str | None = None
 
 
+_WHERE_ID = update(Document).where(Document.id == bindparam("b_id"))
+# Built once: one statement per kind of document update, executed with many parameter sets.
+_DOCUMENT_UPDATES = {
+    "version": _WHERE_ID.values(key=bindparam("b_key"), guid=bindparam("b_guid"), link=bindparam("b_link"),
+                                title=bindparam("b_title"), state_hash=bindparam("b_state"),
+                                latest_version=bindparam("b_v"), absent_polls=0, removed_at=None),
+    "present": _WHERE_ID.values(key=bindparam("b_key"), guid=bindparam("b_guid"), link=bindparam("b_link"),
+                                absent_polls=0, removed_at=None),
+    "absent": _WHERE_ID.values(absent_polls=bindparam("b_absent")),
+    "removed": _WHERE_ID.values(absent_polls=bindparam("b_absent"), removed_at=bindparam("b_now")),
+}
+_INSERT_DOCUMENT = insert(Document)
+_INSERT_VERSION = insert(Version)
+_INSERT_CHANGE = insert(Change)
+_INSERT_DELIVERY = insert(Delivery)
+
+
 class PollWriter:
     def __init__(self, conn: Connection, rec: PollRecord) -> None:
         self.conn, self.rec, self.now = conn, rec, rec.now
@@ -50,8 +67,6 @@ class PollWriter:
         self.update_documents([r for r in rows if r.update.decision.document_id is not None])
         self.insert_versions([r for r in rows if r.update.decision.item is not None and r.update.decision.new_version])
         changes = self.insert_changes([r for r in rows if r.update.decision.kind is not None])
-        if changes:
-            self.conn.execute(update(Feed).where(Feed.id == self.rec.feed_id).values(last_change_at=self.now))
         self.outbox(changes)
         return changes
 
@@ -85,10 +100,11 @@ class PollWriter:
                 rest[diff_hash := hashlib.sha256(data).digest()] = data
                 if raw_hash is not None:
                     similar[diff_hash] = raw_hash
+        existing = blobs.stored(self.conn, [*raws, *rest])     # one query for both kinds
         if raws:
-            blobs.put(self.conn, raws, similar=similar, chain=True)
+            blobs.put(self.conn, raws, similar=similar, chain=True, existing=existing)
         if rest:
-            blobs.put(self.conn, rest, similar=similar, known=raws)
+            blobs.put(self.conn, rest, similar=similar, known=raws, existing=existing)
 
     def load_existing(self, rows: list[_Row]) -> None:
         """Current version, title, guid and link of the stored documents this poll touches."""
@@ -108,21 +124,23 @@ class PollWriter:
     def insert_documents(self, rows: list[_Row]) -> None:
         if not rows:
             return
-        params = []
+        params: list[dict[str, Any]] = []
+        keys: list[str] = []
         for r in rows:
             item = r.update.decision.item
             assert item is not None
+            keys.append(item.key)
             r.version, r.title, r.guid, r.link = 1, item.title, item.guid, item.link
             params.append(dict(feed_id=self.rec.feed_id, key=item.key, guid=item.guid, link=item.link,
                                title=item.title, first_seen_at=self.now, latest_version=1,
                                state_hash=item.state_hash, absent_polls=0))
         # Without RETURNING: on SQLite, RETURNING in parameter order means one statement per row.
-        self.conn.execute(insert(Document), params)
-        keys = [p["key"] for p in params]
+        self.conn.execute(_INSERT_DOCUMENT, params)
         found: dict[str, int] = {}
         for i in range(0, len(keys), _CHUNK):
-            found.update((k, i) for k, i in self.conn.execute(select(Document.key, Document.id).where(
-                Document.feed_id == self.rec.feed_id, Document.key.in_(keys[i:i + _CHUNK]))))
+            for key, doc_id in self.conn.execute(select(Document.key, Document.id).where(
+                    Document.feed_id == self.rec.feed_id, Document.key.in_(keys[i:i + _CHUNK]))):
+                found[key] = doc_id
         for r, key in zip(rows, keys, strict=True):
             r.doc_id = found[key]
 
@@ -138,22 +156,12 @@ class PollWriter:
             elif item is not None:
                 groups["present"].append({**base, "b_key": item.key, "b_guid": item.guid, "b_link": item.link})
             elif d.kind is ChangeKind.REMOVED:
-                groups["removed"].append({**base, "b_absent": d.absent_polls})
+                groups["removed"].append({**base, "b_absent": d.absent_polls, "b_now": self.now})
             else:
                 groups["absent"].append({**base, "b_absent": d.absent_polls})
-        where = update(Document).where(Document.id == bindparam("b_id"))
-        statements = {
-            "version": where.values(key=bindparam("b_key"), guid=bindparam("b_guid"), link=bindparam("b_link"),
-                                    title=bindparam("b_title"), state_hash=bindparam("b_state"),
-                                    latest_version=bindparam("b_v"), absent_polls=0, removed_at=None),
-            "present": where.values(key=bindparam("b_key"), guid=bindparam("b_guid"), link=bindparam("b_link"),
-                                    absent_polls=0, removed_at=None),
-            "absent": where.values(absent_polls=bindparam("b_absent")),
-            "removed": where.values(absent_polls=bindparam("b_absent"), removed_at=self.now),
-        }
         for name, params in groups.items():
             if params:
-                self.conn.execute(statements[name], params)
+                self.conn.execute(_DOCUMENT_UPDATES[name], params)
 
     def insert_versions(self, rows: list[_Row]) -> None:
         if not rows:
@@ -165,7 +173,7 @@ class PollWriter:
             params.append(dict(document_id=r.doc_id, number=r.version, created_at=self.now, title=item.title,
                                link=item.link, text_hash=item.text_hash, raw_hash=hashlib.sha256(item.raw).digest(),
                                state_hash=item.state_hash))
-        self.conn.execute(insert(Version), params)
+        self.conn.execute(_INSERT_VERSION, params)
 
     def insert_changes(self, rows: list[_Row]) -> list[RecordedChange]:
         if not rows:
@@ -180,7 +188,7 @@ class PollWriter:
                 detected_at=self.now, title=r.title, baseline=self.rec.baseline,
                 summary=change_summary(d.kind, diff, d.revert_of, self.rec.rebaseline),
                 diff_hash=hashlib.sha256(self.diff_json(diff)).digest() if diff else None))
-        self.conn.execute(insert(Change), params)
+        self.conn.execute(_INSERT_CHANGE, params)
         # This poll's change rows: one per (document, version, kind), all detected at `now`.
         ids = {(d, v, k): i for i, d, v, k in self.conn.execute(
             select(Change.id, Change.document_id, Change.version, Change.kind)
@@ -199,7 +207,7 @@ class PollWriter:
                       status="pending", attempts=0, created_at=self.now, next_attempt_at=self.now)
                  for a in self.rec.alerts for t in a.targets]
         if rows:
-            self.conn.execute(insert(Delivery), rows)
+            self.conn.execute(_INSERT_DELIVERY, rows)
 
 
 def change_summary(kind: ChangeKind, diff: DocumentDiff | None, revert_of: int | None, rebaseline: bool) -> str:

@@ -117,3 +117,24 @@ def test_billion_laughs_is_refused() -> None:
 def test_an_external_dtd_without_entities_is_fine() -> None:
     _, [item] = items("rss091.xml")             # the Netscape RSS 0.91 DTD reference
     assert item.title == "Résumé du jour"
+
+
+def test_the_buffered_expat_driver_reads_every_corpus_step_like_the_default() -> None:
+    """feedwatch turns on expat's text buffering (monitor.parse._BufferedExpat): same results, faster."""
+    import feedparser.api
+
+    from tests.helpers import corpus_steps
+
+    def parsed() -> list[ParsedItemView]:
+        return [tuple((i.guid, i.title, i.content) for i in parse("t", fetched(p.read_bytes())).items)
+                for p in corpus_steps()]
+    buffered = parsed()
+    drivers = list(feedparser.api.PREFERRED_XML_PARSERS)
+    try:
+        feedparser.api.PREFERRED_XML_PARSERS[:] = [d for d in drivers if d != "monitor.parse"]
+        assert parsed() == buffered
+    finally:
+        feedparser.api.PREFERRED_XML_PARSERS[:] = drivers
+
+
+ParsedItemView = tuple[tuple[str | None, str, str], ...]
