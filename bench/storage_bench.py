@@ -103,7 +103,7 @@ def distinct_texts_zstd3(url: str) -> int:
     compressor = zstandard.ZstdCompressor(level=3)
     try:
         with store.engine.connect() as conn:
-            hashes = set(conn.execute(select(Version.text_hash)).scalars())
+            hashes = set(conn.execute(select(Version.c.text_hash)).scalars())
             return sum(len(compressor.compress(blobs.get(conn, h))) for h in hashes)
     finally:
         store.close()

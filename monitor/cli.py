@@ -278,11 +278,9 @@ def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool) ->
     ids = store.sync_feeds([(f.name, f.url) for f in settings.feeds if names is None or f.name in names])
     if not force and not store.due_feeds(list(ids.values())):
         return []
-    import asyncio
+    from monitor.poll import run_cycle
 
-    from monitor.poll import poll_due
-
-    return asyncio.run(poll_due(store, settings, names=names, force=force))
+    return run_cycle(store, settings, names=names, force=force)
 
 
 def _deliver(store: Any, settings: Any, *, send: bool, force: bool = False) -> Any:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -237,18 +238,64 @@ class Poller:
 async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
                    force: bool = False, owner: str | None = None,
                    process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None,
-                   stop: asyncio.Event | None = None) -> list[FeedOutcome]:
-    """One cycle: poll every due feed (all selected feeds with `force`), each exactly once."""
+                   stop: asyncio.Event | None = None, parse_pool: bool = True) -> list[FeedOutcome]:
+    """One cycle: poll every due feed (all selected feeds with `force`), each exactly once.
+
+    With many feeds due (and `parse_pool`), parsing moves to a pool of worker processes."""
     owner = owner or owner_id()
     feeds = [f for f in settings.feeds if names is None or f.name in names]
     ids = store.sync_feeds([(f.name, f.url) for f in feeds])
     if force:
         store.make_due(list(ids.values()))
     workers = os.cpu_count() or 1
-    if process is None and workers > 1 and store.due_feeds(list(ids.values())) >= POOL_THRESHOLD:
+    if parse_pool and process is None and workers > 1 and store.due_feeds(list(ids.values())) >= POOL_THRESHOLD:
         with ParsePool(workers) as pool:
             return await _poll_cycle(store, settings, ids, owner, pool, stop)
     return await _poll_cycle(store, settings, ids, owner, process, stop)
+
+
+def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
+              force: bool = False) -> list[FeedOutcome]:
+    """`feedwatch run`: one cycle, spread over every core when many feeds are due.
+
+    Each extra core gets a poller process forked from this one. The pollers share the work through the
+    feeds' leases exactly as separate `run`/`watch` processes would (so no feed is polled twice), and
+    each does everything for the feeds it claims: fetch, parse, normalise, compare, store. Their
+    outcomes come back over a pipe. With few feeds due, one process does it all.
+    """
+    feeds = [f for f in settings.feeds if names is None or f.name in names]
+    ids = store.sync_feeds([(f.name, f.url) for f in feeds])
+    if force:
+        store.make_due(list(ids.values()))
+    due = store.due_feeds(list(ids.values()))
+    pollers = min(os.cpu_count() or 1, due // POOL_THRESHOLD)
+    if pollers <= 1:
+        return asyncio.run(poll_due(store, settings, names=names))
+    ctx = multiprocessing.get_context("fork")      # before any event loop or thread exists in this process
+    children = []
+    for _ in range(pollers - 1):
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_poller_process, args=(store, settings, names, send))
+        child.start()
+        send.close()
+        children.append((child, receive))
+    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False))
+    for child, receive in children:
+        try:
+            outcomes.extend(receive.recv())
+        except EOFError:
+            log.error("a poller process ended without a result (exit code %s); its feeds are polled next time",
+                      child.exitcode)
+        child.join()
+    return sorted(outcomes, key=lambda o: o.name)
+
+
+def _poller_process(store: Store, settings: Settings, names: Sequence[str] | None, send: Any) -> None:
+    """A forked poller: its own database connections, the same poll cycle, its outcomes to the parent."""
+    store.engine.dispose(close=False)     # the parent's pooled connections stay the parent's
+    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False))
+    send.send(outcomes)
+    send.close()
 
 
 async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,

@@ -142,7 +142,7 @@ def export(engine: Engine, out: IO[str], feeds: Sequence[str] | None = None) -> 
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":   # one snapshot for the whole file, even while polls commit
             conn.execution_options(isolation_level="REPEATABLE READ")
-        rows = conn.execute(select(Feed.__table__).order_by(Feed.name)).all()
+        rows = conn.execute(select(Feed).order_by(Feed.c.name)).all()
         if feeds:
             missing = sorted(set(feeds) - {r.name for r in rows})
             if missing:
@@ -160,15 +160,15 @@ def export(engine: Engine, out: IO[str], feeds: Sequence[str] | None = None) -> 
 def _feed_records(conn: Connection, feed: Any) -> Iterator[Record]:
     yield FeedRecord(name=feed.name, url=feed.url, created_at=feed.created_at, baseline_done=feed.baseline_done,
                      settings_hash=feed.settings_hash.hex() if feed.settings_hash else None)
-    docs = conn.execute(select(Document.__table__).where(Document.feed_id == feed.id).order_by(Document.id)).all()
+    docs = conn.execute(select(Document).where(Document.c.feed_id == feed.id).order_by(Document.c.id)).all()
     for d in docs:
         yield DocumentRecord(feed=feed.name, key=d.key, id=d.id, guid=d.guid, link=d.link, title=d.title,
                              first_seen_at=d.first_seen_at, latest_version=d.latest_version,
                              state_hash=d.state_hash.hex(), absent_polls=d.absent_polls, removed_at=d.removed_at)
     for d in docs:
-        for v in conn.execute(select(Version.__table__).where(Version.document_id == d.id).order_by(Version.number)):
+        for v in conn.execute(select(Version).where(Version.c.document_id == d.id).order_by(Version.c.number)):
             yield _version_record(conn, feed.name, d.key, v)
-        for c in conn.execute(select(Change.__table__).where(Change.document_id == d.id).order_by(Change.id)):
+        for c in conn.execute(select(Change).where(Change.c.document_id == d.id).order_by(Change.c.id)):
             yield ChangeRecord(feed=feed.name, document=d.key, kind=c.kind, version=c.version,
                                from_version=c.from_version, revert_of=c.revert_of, detected_at=c.detected_at,
                                title=c.title, summary=c.summary, baseline=c.baseline,
@@ -293,17 +293,17 @@ class _Importer:
     def feed(self, r: FeedRecord) -> bool:
         if r.name in self.feeds:
             raise self.fail(f"feed '{r.name}' appears twice")
-        row = self.conn.execute(select(Feed.id).where(Feed.name == r.name)).scalar()
+        row = self.conn.execute(select(Feed.c.id).where(Feed.c.name == r.name)).scalar()
         has_history = row is not None and self.conn.execute(
-            select(func.count()).select_from(Document).where(Document.feed_id == row)).scalar_one() > 0
+            select(func.count()).select_from(Document).where(Document.c.feed_id == row)).scalar_one() > 0
         values = dict(url=r.url, created_at=r.created_at, baseline_done=r.baseline_done,
                       settings_hash=bytes.fromhex(r.settings_hash) if r.settings_hash else None)
         if row is None:
             row = self.conn.execute(insert(Feed).values(
                 name=r.name, next_due_at=datetime.now(UTC), polls=0, consecutive_errors=0, error_alerted=False,
-                **values).returning(Feed.id)).scalar_one()
+                **values).returning(Feed.c.id)).scalar_one()
         elif not has_history:
-            self.conn.execute(update(Feed).where(Feed.id == row).values(**values))
+            self.conn.execute(update(Feed).where(Feed.c.id == row).values(**values))
         self.feeds[r.name] = (row, has_history)
         return not has_history
 
@@ -312,8 +312,8 @@ class _Importer:
         if (r.feed, r.key) in self.docs:
             raise self.fail(f"document '{r.key}' of feed '{r.feed}' appears twice")
         if verify:
-            doc_id = self.conn.execute(select(Document.id).where(Document.feed_id == feed_id,
-                                                                 Document.key == r.key)).scalar()
+            doc_id = self.conn.execute(select(Document.c.id).where(Document.c.feed_id == feed_id,
+                                                                 Document.c.key == r.key)).scalar()
             if doc_id is None:
                 raise self._conflict(r.feed, f"document '{r.key}' is not there")
         else:
@@ -321,10 +321,10 @@ class _Importer:
                           first_seen_at=r.first_seen_at, latest_version=r.latest_version,
                           state_hash=bytes.fromhex(r.state_hash), absent_polls=r.absent_polls, removed_at=r.removed_at)
             explicit = r.id is not None and self.conn.execute(
-                select(Document.id).where(Document.id == r.id)).first() is None
+                select(Document.c.id).where(Document.c.id == r.id)).first() is None
             if explicit:
                 values["id"] = r.id
-            doc_id = self.conn.execute(insert(Document).values(**values).returning(Document.id)).scalar_one()
+            doc_id = self.conn.execute(insert(Document).values(**values).returning(Document.c.id)).scalar_one()
             if explicit and self.conn.dialect.name == "postgresql":   # later inserts must not reuse the id
                 self.conn.execute(text("SELECT setval(pg_get_serial_sequence('documents', 'id'), "
                                        "(SELECT max(id) FROM documents))"))
@@ -339,8 +339,8 @@ class _Importer:
         text_bytes = r.text.encode("utf-8")
         text_hash, state_hash = hashlib.sha256(text_bytes).digest(), bytes.fromhex(r.state_hash)
         if doc.verify:
-            stored = self.conn.execute(select(Version.text_hash, Version.state_hash).where(
-                Version.document_id == doc.id, Version.number == r.number)).first()
+            stored = self.conn.execute(select(Version.c.text_hash, Version.c.state_hash).where(
+                Version.c.document_id == doc.id, Version.c.number == r.number)).first()
             if stored is None or (stored.text_hash, stored.state_hash) != (text_hash, state_hash):
                 raise self._conflict(r.feed, f"version {r.number} of document '{r.document}' differs or is missing")
             return False
@@ -360,9 +360,9 @@ class _Importer:
         doc = self._doc(r.feed, r.document, "change")
         diff = self._diff(r.diff)
         if doc.verify:
-            found = self.conn.execute(select(Change.id).where(
-                Change.document_id == doc.id, Change.version == r.version, Change.kind == r.kind,
-                Change.detected_at == r.detected_at)).first()
+            found = self.conn.execute(select(Change.c.id).where(
+                Change.c.document_id == doc.id, Change.c.version == r.version, Change.c.kind == r.kind,
+                Change.c.detected_at == r.detected_at)).first()
             if found is None:
                 raise self._conflict(r.feed, f"its {r.kind} change to version {r.version} of '{r.document}' is missing")
             return False

@@ -95,13 +95,13 @@ def reencode_plain(conn: Connection, hashes: Iterable[bytes]) -> int:
     count = 0
     for h in hashes:
         enc = encode(get(conn, h))
-        conn.execute(update(Blob).where(Blob.hash == h).values(codec=enc.codec, base=None, data=enc.data))
+        conn.execute(update(Blob).where(Blob.c.hash == h).values(codec=enc.codec, base=None, data=enc.data))
         count += 1
     return count
 
 
 def get(conn: Connection, key: bytes) -> bytes:
-    row = conn.execute(select(Blob.codec, Blob.base, Blob.data).where(Blob.hash == key)).one_or_none()
+    row = conn.execute(select(Blob.c.codec, Blob.c.base, Blob.c.data).where(Blob.c.hash == key)).one_or_none()
     if row is None:
         raise KeyError(key.hex())
     return decode(conn, row.codec, row.base, row.data)
@@ -126,7 +126,7 @@ def stored(conn: Connection, hashes: list[bytes]) -> set[bytes]:
     """Which of these blobs are stored already."""
     found: set[bytes] = set()
     for i in range(0, len(hashes), _CHUNK):
-        found.update(conn.execute(select(Blob.hash).where(Blob.hash.in_(hashes[i:i + _CHUNK]))).scalars())
+        found.update(conn.execute(select(Blob.c.hash).where(Blob.c.hash.in_(hashes[i:i + _CHUNK]))).scalars())
     return found
 
 
@@ -136,7 +136,7 @@ def _keyframes(conn: Connection, similar: Mapping[bytes, bytes],
     wanted = sorted(set(similar.values()))
     key_of: dict[bytes, bytes] = {}
     for i in range(0, len(wanted), _CHUNK):
-        rows = conn.execute(select(Blob.hash, Blob.codec, Blob.base).where(Blob.hash.in_(wanted[i:i + _CHUNK])))
+        rows = conn.execute(select(Blob.c.hash, Blob.c.codec, Blob.c.base).where(Blob.c.hash.in_(wanted[i:i + _CHUNK])))
         for r in rows:
             key_of[r.hash] = r.base if r.codec == "zstd-dict" and r.base is not None else r.hash
     contents: dict[bytes, bytes] = {}

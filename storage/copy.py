@@ -20,8 +20,7 @@ from storage.store import Store
 
 BATCH = 1000
 # Foreign-key order: a row's references are copied before it.
-TABLES: tuple[Table, ...] = tuple(t.__table__ for t in (Feed, Document, Version, Change, Delivery,  # type: ignore[misc]
-                                                        DeliveryAttempt, Host))
+TABLES: tuple[Table, ...] = (Feed, Document, Version, Change, Delivery, DeliveryAttempt, Host)
 LEASE_COLUMNS = ("lease_owner", "lease_until")
 
 
@@ -73,7 +72,7 @@ def _copy_table(src: Any, dst: Any, table: Table, progress: Callable[[str, int],
 
 def _copy_blobs(src: Any, dst: Any, progress: Callable[[str, int], None] | None) -> int:
     """Blobs without a base first: a dictionary-compressed blob refers to its base."""
-    table: Table = Blob.__table__  # type: ignore[assignment]
+    table: Table = Blob
     copied = 0
     for condition in (table.c.base.is_(None), table.c.base.is_not(None)):
         for rows in _batches(src, select(table).where(condition).order_by(table.c.hash)):

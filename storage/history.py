@@ -47,22 +47,23 @@ class History:
 
     def feed_names(self) -> list[str]:
         """Every feed in the database (to tell a misspelt --feed from a feed without changes)."""
-        return list(self.conn.execute(select(Feed.name).order_by(Feed.name)).scalars())
+        return list(self.conn.execute(select(Feed.c.name).order_by(Feed.c.name)).scalars())
 
     def activity(self) -> list[DocumentActivity]:
         """Per document of the scope: its changes in the period. Documents that existed during the period
         without changing are listed with 0. Ordered by feed, then title."""
-        counts = (select(Change.document_id, func.count().label("n"),
-                         func.min(Change.detected_at).label("first_at"), func.max(Change.detected_at).label("last_at"))
-                  .where(*self._change_filters()).group_by(Change.document_id).subquery())
-        existed = [Document.first_seen_at < self.scope.until] if self.scope.until else []
+        counts = (select(Change.c.document_id, func.count().label("n"),
+                         func.min(Change.c.detected_at).label("first_at"),
+                         func.max(Change.c.detected_at).label("last_at"))
+                  .where(*self._change_filters()).group_by(Change.c.document_id).subquery())
+        existed = [Document.c.first_seen_at < self.scope.until] if self.scope.until else []
         if self.scope.since:
-            existed.append(or_(Document.removed_at.is_(None), Document.removed_at >= self.scope.since))
-        query = (select(Document.__table__, Feed.name.label("feed_name"), counts.c.n, counts.c.first_at,
+            existed.append(or_(Document.c.removed_at.is_(None), Document.c.removed_at >= self.scope.since))
+        query = (select(Document, Feed.c.name.label("feed_name"), counts.c.n, counts.c.first_at,
                         counts.c.last_at)
-                 .join(Feed, Feed.id == Document.feed_id).outerjoin(counts, counts.c.document_id == Document.id)
+                 .join(Feed, Feed.c.id == Document.c.feed_id).outerjoin(counts, counts.c.document_id == Document.c.id)
                  .where(*self._document_filters(), or_(counts.c.n.is_not(None), and_(true(), *existed)))
-                 .order_by(Feed.name, func.lower(Document.title), Document.id))
+                 .order_by(Feed.c.name, func.lower(Document.c.title), Document.c.id))
         return [DocumentActivity(_document_info(r), r.n or 0, r.first_at, r.last_at)
                 for r in self.conn.execute(query)]
 
@@ -71,13 +72,14 @@ class History:
 
         With ``diffs=False`` neither diffs nor openings are read: enough for timelines and counts.
         """
-        columns: list[Any] = [Change.__table__, Document.guid, Document.link, Feed.name.label("feed_name")]
-        query = (select(*columns).join(Document, Document.id == Change.document_id)
-                 .join(Feed, Feed.id == Change.feed_id).where(*self._change_filters()))
+        columns: list[Any] = [Change, Document.c.guid, Document.c.link, Feed.c.name.label("feed_name")]
+        query = (select(*columns).join(Document, Document.c.id == Change.c.document_id)
+                 .join(Feed, Feed.c.id == Change.c.feed_id).where(*self._change_filters()))
         if diffs:
-            query = query.add_columns(Blob.codec, Blob.base, Blob.data).outerjoin(Blob, Blob.hash == Change.diff_hash)
+            query = (query.add_columns(Blob.c.codec, Blob.c.base, Blob.c.data)
+                     .outerjoin(Blob, Blob.c.hash == Change.c.diff_hash))
         if document_id is not None:
-            query = query.where(Change.document_id == document_id)
+            query = query.where(Change.c.document_id == document_id)
         for row in self._pages(query):
             if not diffs:
                 yield ChangeContext(_recorded(row))
@@ -89,12 +91,12 @@ class History:
     def _pages(self, query: Select[Any]) -> Iterator[Row[Any]]:
         """Rows of `query`, newest first, fetched PAGE at a time by keyset: no cursor stays open while
         the caller works on a row, and no page holds more than PAGE rows."""
-        query = query.order_by(Change.detected_at.desc(), Change.id.desc()).limit(self.page)
+        query = query.order_by(Change.c.detected_at.desc(), Change.c.id.desc()).limit(self.page)
         after: Row[Any] | None = None
         while True:
             page_query = query if after is None else query.where(or_(
-                Change.detected_at < after.detected_at,
-                and_(Change.detected_at == after.detected_at, Change.id < after.id)))
+                Change.c.detected_at < after.detected_at,
+                and_(Change.c.detected_at == after.detected_at, Change.c.id < after.id)))
             rows = self.conn.execute(page_query).all()
             yield from rows
             if len(rows) < self.page:
@@ -103,8 +105,8 @@ class History:
 
     def _opening(self, change: Row[Any]) -> str | None:
         """The first lines of the version a change added (None when retention pruned it)."""
-        text_hash = self.conn.execute(select(Version.text_hash).where(
-            Version.document_id == change.document_id, Version.number == change.version)).scalar()
+        text_hash = self.conn.execute(select(Version.c.text_hash).where(
+            Version.c.document_id == change.document_id, Version.c.number == change.version)).scalar()
         if text_hash is None:
             return None
         lines = blobs.get_text(self.conn, text_hash).split("\n")
@@ -119,20 +121,20 @@ class History:
         s = self.scope
         filters: list[Any] = []
         if s.since is not None:
-            filters.append(Change.detected_at >= s.since)
+            filters.append(Change.c.detected_at >= s.since)
         if s.until is not None:
-            filters.append(Change.detected_at < s.until)
+            filters.append(Change.c.detected_at < s.until)
         if s.document_id is not None:
-            filters.append(Change.document_id == s.document_id)
+            filters.append(Change.c.document_id == s.document_id)
         if s.feeds:
-            filters.append(Change.feed_id.in_(select(Feed.id).where(Feed.name.in_(s.feeds))))
+            filters.append(Change.c.feed_id.in_(select(Feed.c.id).where(Feed.c.name.in_(s.feeds))))
         return filters
 
     def _document_filters(self) -> list[Any]:
         s = self.scope
         filters: list[Any] = []
         if s.document_id is not None:
-            filters.append(Document.id == s.document_id)
+            filters.append(Document.c.id == s.document_id)
         if s.feeds:
-            filters.append(Feed.name.in_(s.feeds))
+            filters.append(Feed.c.name.in_(s.feeds))
         return filters

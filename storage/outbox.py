@@ -54,20 +54,20 @@ class Outbox:
 
         with self.engine.begin() as conn:
             expire_dead_leases(conn, Delivery, now)
-            query = (select(Delivery.__table__, Feed.name.label("feed_name"))
-                     .outerjoin(Feed, Feed.id == Delivery.feed_id)
-                     .where(Delivery.status == "pending",
-                            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
-                     .order_by(Delivery.id).limit(limit))
+            query = (select(Delivery, Feed.c.name.label("feed_name"))
+                     .outerjoin(Feed, Feed.c.id == Delivery.c.feed_id)
+                     .where(Delivery.c.status == "pending",
+                            or_(Delivery.c.lease_until.is_(None), Delivery.c.lease_until < now))
+                     .order_by(Delivery.c.id).limit(limit))
             if due_only:
-                query = query.where(Delivery.next_attempt_at <= now)
+                query = query.where(Delivery.c.next_attempt_at <= now)
             if after_id:
-                query = query.where(Delivery.id > after_id)
+                query = query.where(Delivery.c.id > after_id)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=Delivery)
             rows = conn.execute(query).all()
             if rows:
-                conn.execute(update(Delivery).where(Delivery.id.in_([r.id for r in rows]))
+                conn.execute(update(Delivery).where(Delivery.c.id.in_([r.id for r in rows]))
                              .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease)))
         return [PendingDelivery(
             id=r.id, target=r.target, kind=r.kind, change_id=r.change_id, feed=r.feed_name,
@@ -81,9 +81,9 @@ class Outbox:
             return out
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(Change.__table__, Document.guid, Document.link, Feed.name.label("feed_name"))
-                .join(Document, Document.id == Change.document_id).join(Feed, Feed.id == Change.feed_id)
-                .where(Change.id.in_(list(change_ids)))).all()
+                select(Change, Document.c.guid, Document.c.link, Feed.c.name.label("feed_name"))
+                .join(Document, Document.c.id == Change.c.document_id).join(Feed, Feed.c.id == Change.c.feed_id)
+                .where(Change.c.id.in_(list(change_ids)))).all()
             for r in rows:
                 diff = codec.diff_from_json(blobs.get(conn, r.diff_hash)) if r.diff_hash else None
                 change = RecordedChange(
@@ -96,8 +96,8 @@ class Outbox:
 
     @staticmethod
     def _excerpt(conn: Any, change: Any, limit: int = 1200) -> str | None:
-        text_hash = conn.execute(select(Version.text_hash).where(
-            Version.document_id == change.document_id, Version.number == change.version)).scalar()
+        text_hash = conn.execute(select(Version.c.text_hash).where(
+            Version.c.document_id == change.document_id, Version.c.number == change.version)).scalar()
         if text_hash is None:
             return None
         text = blobs.get_text(conn, text_hash)
@@ -116,7 +116,7 @@ class Outbox:
         else:
             status, next_at = "pending", now + timedelta(seconds=backoff)
         with self.engine.begin() as conn:
-            conn.execute(update(Delivery).where(Delivery.id == delivery.id, Delivery.lease_owner == owner).values(
+            conn.execute(update(Delivery).where(Delivery.c.id == delivery.id, Delivery.c.lease_owner == owner).values(
                 status=status, attempts=attempts, next_attempt_at=next_at, done_urls=json.dumps(sorted(done)),
                 last_error="; ".join(errors) or None, sent_at=now if status == "sent" else None,
                 lease_owner=None, lease_until=None))
@@ -131,12 +131,12 @@ class Outbox:
         from storage.store import utcnow  # store imports this module: import at call time
 
         with self.engine.begin() as conn:
-            conn.execute(update(Delivery).where(Delivery.id.in_(list(ids)), Delivery.lease_owner == owner)
+            conn.execute(update(Delivery).where(Delivery.c.id.in_(list(ids)), Delivery.c.lease_owner == owner)
                          .values(lease_until=utcnow() + timedelta(seconds=lease)))
 
     def release(self, owner: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(Delivery).where(Delivery.lease_owner == owner)
+            conn.execute(update(Delivery).where(Delivery.c.lease_owner == owner)
                          .values(lease_owner=None, lease_until=None))
 
     def add_alert(self, *, kind: str, targets: Sequence[str], payload: dict[str, Any], now: datetime,
@@ -152,28 +152,28 @@ class Outbox:
         """How many pending deliveries are due (all pending ones with `force`)."""
         from storage.store import utcnow  # store imports this module: import at call time
 
-        query = select(func.count()).where(Delivery.status == "pending")
+        query = select(func.count()).where(Delivery.c.status == "pending")
         if not force:
-            query = query.where(Delivery.next_attempt_at <= (now or utcnow()))
+            query = query.where(Delivery.c.next_attempt_at <= (now or utcnow()))
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def feed_id(self, name: str) -> int | None:
         with self.engine.connect() as conn:
-            return conn.execute(select(Feed.id).where(Feed.name == name)).scalar()
+            return conn.execute(select(Feed.c.id).where(Feed.c.name == name)).scalar()
 
     def last_sent(self, target: str) -> datetime | None:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.max(Delivery.sent_at)).where(
-                Delivery.target == target, Delivery.status == "sent")).scalar()
+            return conn.execute(select(func.max(Delivery.c.sent_at)).where(
+                Delivery.c.target == target, Delivery.c.status == "sent")).scalar()
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+            rows = conn.execute(select(Delivery.c.status, func.count().label("n")).group_by(Delivery.c.status)).all()
             failing = conn.execute(select(func.count()).where(
-                and_(Delivery.status == "pending", Delivery.attempts > 0))).scalar_one()
+                and_(Delivery.c.status == "pending", Delivery.c.attempts > 0))).scalar_one()
         counts = {"pending": 0, "sent": 0, "dead": 0}
-        counts.update({status: n for status, n in rows})
+        counts.update({r.status: r.n for r in rows})
         counts["failing"] = failing
         return counts
 
@@ -181,9 +181,9 @@ class Outbox:
         """Failing and dead deliveries, newest first, for `status` (errors hold masked URLs only)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(Delivery.id, Delivery.target, Delivery.kind, Delivery.status, Delivery.attempts,
-                       Delivery.last_error, Delivery.next_attempt_at, Change.title)
-                .outerjoin(Change, Change.id == Delivery.change_id)
-                .where(or_(Delivery.status == "dead", and_(Delivery.status == "pending", Delivery.attempts > 0)))
-                .order_by(Delivery.id.desc()).limit(limit)).all()
+                select(Delivery.c.id, Delivery.c.target, Delivery.c.kind, Delivery.c.status, Delivery.c.attempts,
+                       Delivery.c.last_error, Delivery.c.next_attempt_at, Change.c.title)
+                .outerjoin(Change, Change.c.id == Delivery.c.change_id)
+                .where(or_(Delivery.c.status == "dead", and_(Delivery.c.status == "pending", Delivery.c.attempts > 0)))
+                .order_by(Delivery.c.id.desc()).limit(limit)).all()
         return [dict(r._mapping) for r in rows]

@@ -84,8 +84,8 @@ def prune(engine: Engine, policies: Mapping[str, Retention], *, now: datetime, d
 
 def _pending_versions(conn: Connection) -> set[tuple[int, int]]:
     """(document, version) pairs that a pending delivery is about: its change's version and the one before."""
-    rows = conn.execute(select(Change.document_id, Change.version, Change.from_version)
-                        .join(Delivery, Delivery.change_id == Change.id).where(Delivery.status == "pending"))
+    rows = conn.execute(select(Change.c.document_id, Change.c.version, Change.c.from_version)
+                        .join(Delivery, Delivery.c.change_id == Change.c.id).where(Delivery.c.status == "pending"))
     out: set[tuple[int, int]] = set()
     for r in rows:
         out.add((r.document_id, r.version))
@@ -96,7 +96,7 @@ def _pending_versions(conn: Connection) -> set[tuple[int, int]]:
 
 def _plan_feed(conn: Connection, name: str, policy: Retention, now: datetime, pending: set[tuple[int, int]],
                plan: _Plan) -> FeedPruneStats | None:
-    feed_id = conn.execute(select(Feed.id).where(Feed.name == name)).scalar()
+    feed_id = conn.execute(select(Feed.c.id).where(Feed.c.name == name)).scalar()
     if feed_id is None or (policy.versions is None and policy.age is None):
         return None
     doomed = _beyond_policy(conn, feed_id, policy, now)
@@ -107,8 +107,8 @@ def _plan_feed(conn: Connection, name: str, policy: Retention, now: datetime, pe
     changes = 0
     if not policy.keep_changes:
         for chunk in _chunks([(r.document_id, r.number) for r in doomed]):
-            rows = conn.execute(select(Change.id, Change.diff_hash).where(
-                tuple_(Change.document_id, Change.version).in_(chunk))).all()
+            rows = conn.execute(select(Change.c.id, Change.c.diff_hash).where(
+                tuple_(Change.c.document_id, Change.c.version).in_(chunk))).all()
             plan.changes.extend(r.id for r in rows)
             plan.candidates.update(r.diff_hash for r in rows if r.diff_hash is not None)
             changes += len(rows)
@@ -117,11 +117,11 @@ def _plan_feed(conn: Connection, name: str, policy: Retention, now: datetime, pe
 
 def _beyond_policy(conn: Connection, feed_id: int, policy: Retention, now: datetime) -> list[Any]:
     """The feed's versions that are neither among the `versions` newest, nor younger than `age`, nor latest."""
-    ranked = (select(Version.id, Version.document_id, Version.number, Version.created_at, Version.text_hash,
-                     Version.raw_hash, Document.latest_version,
-                     func.row_number().over(partition_by=Version.document_id,
-                                            order_by=Version.number.desc()).label("rank"))
-              .join(Document, Document.id == Version.document_id).where(Document.feed_id == feed_id).subquery())
+    ranked = (select(Version.c.id, Version.c.document_id, Version.c.number, Version.c.created_at, Version.c.text_hash,
+                     Version.c.raw_hash, Document.c.latest_version,
+                     func.row_number().over(partition_by=Version.c.document_id,
+                                            order_by=Version.c.number.desc()).label("rank"))
+              .join(Document, Document.c.id == Version.c.document_id).where(Document.c.feed_id == feed_id).subquery())
     beyond = []
     if policy.versions is not None:
         beyond.append(ranked.c.rank > policy.versions)
@@ -133,12 +133,12 @@ def _beyond_policy(conn: Connection, feed_id: int, policy: Retention, now: datet
 
 def _delete_rows(conn: Connection, plan: _Plan) -> None:
     for chunk in _chunks(plan.changes):
-        deliveries = select(Delivery.id).where(Delivery.change_id.in_(chunk)).scalar_subquery()
-        conn.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)))
-        conn.execute(delete(Delivery).where(Delivery.change_id.in_(chunk)))
-        conn.execute(delete(Change).where(Change.id.in_(chunk)))
+        deliveries = select(Delivery.c.id).where(Delivery.c.change_id.in_(chunk)).scalar_subquery()
+        conn.execute(delete(DeliveryAttempt).where(DeliveryAttempt.c.delivery_id.in_(deliveries)))
+        conn.execute(delete(Delivery).where(Delivery.c.change_id.in_(chunk)))
+        conn.execute(delete(Change).where(Change.c.id.in_(chunk)))
     for chunk in _chunks(plan.versions):
-        conn.execute(delete(Version).where(Version.id.in_(chunk)))
+        conn.execute(delete(Version).where(Version.c.id.in_(chunk)))
 
 
 # ------------------------------------------------------------------------------------------ blob sweep
@@ -165,15 +165,17 @@ def _referenced(conn: Connection, hashes: set[bytes], *, changes: bool = True) -
     """Those of `hashes` that a version (text or raw item) or, with `changes`, a change's diff uses."""
     if not hashes:
         return set()
-    columns = [Version.text_hash, Version.raw_hash] + ([Change.diff_hash] if changes else [])
+    columns = [Version.c.text_hash, Version.c.raw_hash] + ([Change.c.diff_hash] if changes else [])
     found: set[bytes] = set()
     for column in columns:
         if is_sqlite(conn.engine):   # no index: one scan beats a scan per chunk
-            found.update(h for h in conn.execute(select(column).where(column.is_not(None))).scalars() if h in hashes)
+            everything: list[bytes] = list(conn.execute(select(column).where(column.is_not(None))).scalars())
+            found.update(h for h in everything if h in hashes)
         else:
             for chunk in _chunks(sorted(hashes)):
-                found.update(h for h in conn.execute(select(column).where(column.in_(chunk)).distinct()).scalars()
-                             if h is not None)
+                hashes_found: list[bytes | None] = list(
+                    conn.execute(select(column).where(column.in_(chunk)).distinct()).scalars())
+                found.update(h for h in hashes_found if h is not None)
     return found
 
 
@@ -182,26 +184,28 @@ def _dependents(conn: Connection, keyframes: set[bytes]) -> list[tuple[bytes, by
     if not keyframes:
         return []
     if is_sqlite(conn.engine):
-        rows = conn.execute(select(Blob.hash, Blob.base).where(Blob.base.is_not(None)))
+        rows = conn.execute(select(Blob.c.hash, Blob.c.base).where(Blob.c.base.is_not(None)))
         return [(r.hash, r.base) for r in rows if r.base in keyframes]
     out: list[tuple[bytes, bytes]] = []
     for chunk in _chunks(sorted(keyframes)):
-        out.extend((r.hash, r.base) for r in conn.execute(select(Blob.hash, Blob.base).where(Blob.base.in_(chunk))))
+        out.extend((r.hash, r.base) for r in conn.execute(
+            select(Blob.c.hash, Blob.c.base).where(Blob.c.base.in_(chunk))))
     return out
 
 
 def _bases(conn: Connection, hashes: set[bytes]) -> set[bytes]:
     out: set[bytes] = set()
     for chunk in _chunks(sorted(hashes)):
-        out.update(b for b in conn.execute(select(Blob.base).where(Blob.hash.in_(chunk))).scalars() if b is not None)
+        bases: list[bytes | None] = list(conn.execute(select(Blob.c.base).where(Blob.c.hash.in_(chunk))).scalars())
+        out.update(b for b in bases if b is not None)
     return out
 
 
 def _blob_bytes(conn: Connection, hashes: set[bytes]) -> int:
     total = 0
     for chunk in _chunks(sorted(hashes)):
-        total += conn.execute(select(func.coalesce(func.sum(func.length(Blob.data)), 0))
-                              .where(Blob.hash.in_(chunk))).scalar_one()
+        total += conn.execute(select(func.coalesce(func.sum(func.length(Blob.c.data)), 0))
+                              .where(Blob.c.hash.in_(chunk))).scalar_one()
     return int(total)
 
 
@@ -209,8 +213,8 @@ def _delete_blobs(conn: Connection, hashes: set[bytes]) -> None:
     """Dictionary-compressed blobs first, then keyframes, so no delete leaves a dangling base."""
     for dict_only in (True, False):
         for chunk in _chunks(sorted(hashes)):
-            query = delete(Blob).where(Blob.hash.in_(chunk))
-            conn.execute(query.where(Blob.base.is_not(None)) if dict_only else query)
+            query = delete(Blob).where(Blob.c.hash.in_(chunk))
+            conn.execute(query.where(Blob.c.base.is_not(None)) if dict_only else query)
 
 
 # ------------------------------------------------------------------------------------------ SQLite space

@@ -1,4 +1,4 @@
-"""The database schema: SQLAlchemy 2.0 typed tables, the same on SQLite and PostgreSQL.
+"""The database schema: SQLAlchemy Core tables, the same on SQLite and PostgreSQL.
 
     feeds ──< documents ──< versions >── blobs (content-addressed, compressed; text and raw item)
       │           └──────< changes ──── blobs (the diff, as JSON)
@@ -22,6 +22,9 @@ Design decisions, made once for every feature that stands on them:
   database: work is claimed, done outside any transaction, and committed only while the lease holds.
 - **The outbox** (``deliveries``) gets one row per (change, target) in the same transaction as the change.
 - Unchanged polls update the feed row in place; they add no rows.
+
+Core tables, not ORM classes: feedwatch only runs statements (storage.store returns plain values), and
+importing SQLAlchemy's ORM would add ~70 ms to every command's start.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Index,
@@ -38,13 +42,13 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -80,148 +84,137 @@ class UTCDateTime(TypeDecorator[datetime]):
 Hash = LargeBinary(32)
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+metadata = MetaData(naming_convention=NAMING)
 
 
-class Blob(Base):
-    __tablename__ = "blobs"
-    __table_args__ = (Index("ix_blobs_base", "base", postgresql_where=text("base IS NOT NULL")).ddl_if("postgresql"),)
-
-    hash: Mapped[bytes] = mapped_column(Hash, primary_key=True)
-    codec: Mapped[str] = mapped_column(String(16))              # "zstd" | "zstd-dict" | "none"
-    base: Mapped[bytes | None] = mapped_column(Hash, ForeignKey("blobs.hash"), nullable=True)
-    size: Mapped[int] = mapped_column(Integer)                 # uncompressed length
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+def _col(name: str, *args: Any, null: bool = False, **kw: Any) -> Column[Any]:
+    """A column, NOT NULL unless `null`."""
+    return Column(name, *args, nullable=null, **kw)
 
 
-class Feed(Base):
-    __tablename__ = "feeds"
+Blob = Table(
+    "blobs", metadata,
+    _col("hash", Hash, primary_key=True),
+    _col("codec", String(16)),                                   # "zstd" | "zstd-dict" | "none"
+    _col("base", Hash, ForeignKey("blobs.hash"), null=True),
+    _col("size", Integer),                                       # uncompressed length
+    _col("data", LargeBinary),
+    Index("ix_blobs_base", "base", postgresql_where=text("base IS NOT NULL")).ddl_if("postgresql"),
+)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    url: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+Feed = Table(
+    "feeds", metadata,
+    _col("id", Integer, primary_key=True),
+    _col("name", String(100), unique=True),
+    _col("url", Text),
+    _col("created_at", UTCDateTime),
     # scheduling and leases
-    next_due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    _col("next_due_at", UTCDateTime, index=True),
+    _col("lease_owner", String(200), null=True),
+    _col("lease_until", UTCDateTime, null=True),
     # what the next poll compares against
-    etag: Mapped[str | None] = mapped_column(Text, nullable=True)
-    last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)
-    body_hash: Mapped[bytes | None] = mapped_column(Hash, nullable=True)
-    settings_hash: Mapped[bytes | None] = mapped_column(Hash, nullable=True)
-    baseline_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    _col("etag", Text, null=True),
+    _col("last_modified", Text, null=True),
+    _col("body_hash", Hash, null=True),
+    _col("settings_hash", Hash, null=True),
+    _col("baseline_done", Boolean, default=False),
     # the latest poll, in place (unchanged polls add no rows)
-    polls: Mapped[int] = mapped_column(Integer, default=0)
-    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_change_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
-    error_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    _col("polls", Integer, default=0),
+    _col("last_polled_at", UTCDateTime, null=True),
+    _col("last_status", String(16), null=True),
+    _col("last_error", Text, null=True),
+    _col("last_ok_at", UTCDateTime, null=True),
+    _col("last_change_at", UTCDateTime, null=True),
+    _col("consecutive_errors", Integer, default=0),
+    _col("error_alerted", Boolean, default=False),
+)
 
+Document = Table(
+    "documents", metadata,
+    _col("id", Integer, primary_key=True),
+    _col("feed_id", ForeignKey("feeds.id"), index=True),
+    _col("key", Text),                                           # identity within the feed (monitor.identity)
+    _col("guid", Text, null=True, index=True),
+    _col("link", Text, null=True, index=True),
+    _col("title", Text),
+    _col("first_seen_at", UTCDateTime),
+    _col("latest_version", Integer),
+    _col("state_hash", Hash),
+    _col("absent_polls", Integer, default=0),
+    _col("removed_at", UTCDateTime, null=True),
+    UniqueConstraint("feed_id", "key"),
+)
 
-class Document(Base):
-    __tablename__ = "documents"
-    __table_args__ = (UniqueConstraint("feed_id", "key"),)
+Version = Table(
+    "versions", metadata,
+    _col("id", Integer, primary_key=True),
+    _col("document_id", ForeignKey("documents.id")),
+    _col("number", Integer),
+    _col("created_at", UTCDateTime),
+    _col("title", Text),
+    _col("link", Text, null=True),
+    _col("text_hash", ForeignKey("blobs.hash")),
+    _col("raw_hash", ForeignKey("blobs.hash"), null=True),
+    _col("state_hash", Hash),
+    UniqueConstraint("document_id", "number"),
+    Index("ix_versions_text_hash", "text_hash").ddl_if("postgresql"),
+    Index("ix_versions_raw_hash", "raw_hash").ddl_if("postgresql"),
+)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id"), index=True)
-    key: Mapped[str] = mapped_column(Text)                      # identity within the feed (monitor.identity)
-    guid: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
-    link: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
-    title: Mapped[str] = mapped_column(Text)
-    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    latest_version: Mapped[int] = mapped_column(Integer)
-    state_hash: Mapped[bytes] = mapped_column(Hash)
-    absent_polls: Mapped[int] = mapped_column(Integer, default=0)
-    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+Change = Table(
+    "changes", metadata,
+    _col("id", Integer, primary_key=True),
+    _col("feed_id", ForeignKey("feeds.id")),
+    _col("document_id", ForeignKey("documents.id")),
+    _col("kind", String(16)),                                    # added | changed | removed
+    _col("version", Integer),                                    # the document's version after the change
+    _col("from_version", Integer, null=True),
+    _col("revert_of", Integer, null=True),
+    _col("detected_at", UTCDateTime, index=True),
+    _col("title", Text),                                         # the document's title at that time
+    _col("summary", Text),
+    _col("diff_hash", ForeignKey("blobs.hash"), null=True),
+    _col("baseline", Boolean, default=False),                    # first poll: recorded, not notified
+    Index("ix_changes_document_id_version", "document_id", "version"),
+    Index("ix_changes_diff_hash", "diff_hash", postgresql_where=text("diff_hash IS NOT NULL")).ddl_if("postgresql"),
+)
 
+# The outbox: one row per (change, target), or per alert; sent by monitor.notify.
+Delivery = Table(
+    "deliveries", metadata,
+    _col("id", Integer, primary_key=True),
+    _col("change_id", ForeignKey("changes.id"), null=True),
+    _col("feed_id", ForeignKey("feeds.id"), null=True),
+    _col("target", String(100)),
+    _col("kind", String(16)),                                    # change | error | recovery | dead
+    _col("payload", Text, null=True),                            # JSON, for alerts
+    _col("status", String(16)),                                  # pending | sent | dead
+    _col("attempts", Integer, default=0),
+    _col("created_at", UTCDateTime),
+    _col("next_attempt_at", UTCDateTime),
+    _col("sent_at", UTCDateTime, null=True),
+    _col("last_error", Text, null=True),
+    _col("done_urls", Text, null=True),                          # JSON list of URL ids sent OK
+    _col("lease_owner", String(200), null=True),
+    _col("lease_until", UTCDateTime, null=True),
+    UniqueConstraint("change_id", "target"),
+    Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+)
 
-class Version(Base):
-    __tablename__ = "versions"
-    __table_args__ = (
-        UniqueConstraint("document_id", "number"),
-        Index("ix_versions_text_hash", "text_hash").ddl_if("postgresql"),
-        Index("ix_versions_raw_hash", "raw_hash").ddl_if("postgresql"),
-    )
+DeliveryAttempt = Table(
+    "delivery_attempts", metadata,
+    _col("id", Integer, primary_key=True),
+    _col("delivery_id", ForeignKey("deliveries.id"), index=True),
+    _col("at", UTCDateTime),
+    _col("url", Text),                                           # privacy-masked, never the secret URL
+    _col("ok", Boolean),
+    _col("detail", Text, null=True),
+)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
-    number: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    title: Mapped[str] = mapped_column(Text)
-    link: Mapped[str | None] = mapped_column(Text, nullable=True)
-    text_hash: Mapped[bytes] = mapped_column(ForeignKey("blobs.hash"))
-    raw_hash: Mapped[bytes | None] = mapped_column(ForeignKey("blobs.hash"), nullable=True)
-    state_hash: Mapped[bytes] = mapped_column(Hash)
-
-
-class Change(Base):
-    __tablename__ = "changes"
-    __table_args__ = (
-        Index("ix_changes_document_id_version", "document_id", "version"),
-        Index("ix_changes_diff_hash", "diff_hash", postgresql_where=text("diff_hash IS NOT NULL")).ddl_if("postgresql"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id"))
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
-    kind: Mapped[str] = mapped_column(String(16))               # added | changed | removed
-    version: Mapped[int] = mapped_column(Integer)               # the document's version after the change
-    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    revert_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    detected_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    title: Mapped[str] = mapped_column(Text)                    # the document's title at that time
-    summary: Mapped[str] = mapped_column(Text)
-    diff_hash: Mapped[bytes | None] = mapped_column(ForeignKey("blobs.hash"), nullable=True)
-    baseline: Mapped[bool] = mapped_column(Boolean, default=False)   # first poll: recorded, not notified
-
-
-class Delivery(Base):
-    """The outbox: one row per (change, target), or per alert; sent by monitor.notify."""
-
-    __tablename__ = "deliveries"
-    __table_args__ = (
-        UniqueConstraint("change_id", "target"),
-        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id"), nullable=True)
-    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id"), nullable=True)
-    target: Mapped[str] = mapped_column(String(100))
-    kind: Mapped[str] = mapped_column(String(16))               # change | error | recovery | dead
-    payload: Mapped[str | None] = mapped_column(Text, nullable=True)   # JSON, for alerts
-    status: Mapped[str] = mapped_column(String(16))             # pending | sent | dead
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    done_urls: Mapped[str | None] = mapped_column(Text, nullable=True)   # JSON list of URL ids sent OK
-    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-
-class DeliveryAttempt(Base):
-    __tablename__ = "delivery_attempts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    url: Mapped[str] = mapped_column(Text)                      # privacy-masked, never the secret URL
-    ok: Mapped[bool] = mapped_column(Boolean)
-    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-class Host(Base):
-    """Per-host back-off from Retry-After / 429 / 503: no feed on the host is polled before `until`."""
-
-    __tablename__ = "hosts"
-
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    backoff_until: Mapped[datetime] = mapped_column(UTCDateTime)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+# Per-host back-off from Retry-After / 429 / 503: no feed on the host is polled before `backoff_until`.
+Host = Table(
+    "hosts", metadata,
+    _col("name", String(255), primary_key=True),
+    _col("backoff_until", UTCDateTime),
+    _col("reason", Text, null=True),
+)

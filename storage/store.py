@@ -96,18 +96,18 @@ class Store:
         wanted = dict(feeds)
         with self.engine.begin() as conn:
             rows = {r.name: (r.id, r.url) for chunk in _chunks(list(wanted)) for r in conn.execute(
-                select(Feed.id, Feed.name, Feed.url).where(Feed.name.in_(chunk)))}
+                select(Feed.c.id, Feed.c.name, Feed.c.url).where(Feed.c.name.in_(chunk)))}
             new = [dict(name=name, url=url, created_at=now, next_due_at=now, baseline_done=False, polls=0,
                         consecutive_errors=0, error_alerted=False) for name, url in wanted.items() if name not in rows]
             if new:
                 dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
                 conn.execute(dialect.insert(Feed).on_conflict_do_nothing(index_elements=["name"]), new)
                 rows.update({r.name: (r.id, r.url) for chunk in _chunks([n["name"] for n in new]) for r in
-                             conn.execute(select(Feed.id, Feed.name, Feed.url).where(Feed.name.in_(chunk)))})
+                             conn.execute(select(Feed.c.id, Feed.c.name, Feed.c.url).where(Feed.c.name.in_(chunk)))})
             for name, url in wanted.items():
                 if rows[name][1] != url:
                     # A new URL: forget the old server's validators and body, keep the history.
-                    conn.execute(update(Feed).where(Feed.id == rows[name][0]).values(
+                    conn.execute(update(Feed).where(Feed.c.id == rows[name][0]).values(
                         url=url, etag=None, last_modified=None, body_hash=None))
         return {name: rows[name][0] for name in wanted}
 
@@ -116,7 +116,7 @@ class Store:
         now = now or utcnow()
         with self.engine.begin() as conn:
             for chunk in _chunks(feed_ids):
-                conn.execute(update(Feed).where(Feed.id.in_(chunk)).values(next_due_at=now))
+                conn.execute(update(Feed).where(Feed.c.id.in_(chunk)).values(next_due_at=now))
 
     def claim_due_feeds(self, feed_ids: Sequence[int], owner: str, *, limit: int, lease: float,
                         now: datetime | None = None, exclude: Iterable[int] = ()) -> list[FeedState]:
@@ -133,10 +133,10 @@ class Store:
             return []
         with self.engine.begin() as conn:
             expire_dead_leases(conn, Feed, now)
-            blocked_hosts = {r.name for r in conn.execute(select(Host.name).where(Host.backoff_until > now))}
-            query = (select(Feed.__table__).where(Feed.id.in_(candidates), Feed.next_due_at <= now,
-                                        or_(Feed.lease_until.is_(None), Feed.lease_until < now))
-                     .order_by(Feed.next_due_at, Feed.id))
+            blocked_hosts = {r.name for r in conn.execute(select(Host.c.name).where(Host.c.backoff_until > now))}
+            query = (select(Feed).where(Feed.c.id.in_(candidates), Feed.c.next_due_at <= now,
+                                        or_(Feed.c.lease_until.is_(None), Feed.c.lease_until < now))
+                     .order_by(Feed.c.next_due_at, Feed.c.id))
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=Feed)
             claimed: list[FeedState] = []
@@ -148,12 +148,12 @@ class Store:
                 claimed.append(_feed_state(feed))
             if claimed:
                 ids = [f.id for f in claimed]
-                conn.execute(update(Feed).where(Feed.id.in_(ids))
+                conn.execute(update(Feed).where(Feed.c.id.in_(ids))
                              .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease)))
                 counts = {r.feed_id: r for r in conn.execute(
-                    select(Document.feed_id, func.count().label("n"),
-                           func.sum(case((Document.absent_polls > 0, 1), else_=0)).label("absent"))
-                    .where(Document.feed_id.in_(ids), Document.removed_at.is_(None)).group_by(Document.feed_id))}
+                    select(Document.c.feed_id, func.count().label("n"),
+                           func.sum(case((Document.c.absent_polls > 0, 1), else_=0)).label("absent"))
+                    .where(Document.c.feed_id.in_(ids), Document.c.removed_at.is_(None)).group_by(Document.c.feed_id))}
                 claimed = [dataclasses.replace(f, documents=counts[f.id].n, absent=int(counts[f.id].absent or 0))
                            if f.id in counts else f for f in claimed]
         return claimed
@@ -164,34 +164,37 @@ class Store:
         held = 0
         with self.engine.begin() as conn:
             for chunk in _chunks(feed_ids):
-                held += conn.execute(update(Feed).where(Feed.id.in_(chunk), Feed.lease_owner == owner)
+                held += conn.execute(update(Feed).where(Feed.c.id.in_(chunk), Feed.c.lease_owner == owner)
                                      .values(lease_until=until)).rowcount
         return held
 
     def release_feeds(self, owner: str, feed_ids: Sequence[int] | None = None) -> None:
         with self.engine.begin() as conn:
-            query = update(Feed).where(Feed.lease_owner == owner)
+            query = update(Feed).where(Feed.c.lease_owner == owner)
             if feed_ids is not None:
-                query = query.where(Feed.id.in_(list(feed_ids)))
+                query = query.where(Feed.c.id.in_(list(feed_ids)))
             conn.execute(query.values(lease_owner=None, lease_until=None))
 
     def due_feeds(self, feed_ids: Sequence[int], now: datetime | None = None) -> int:
         """How many of these feeds are due now (leased or not): a cheap check before a cycle."""
         now = now or utcnow()
         with self.engine.connect() as conn:
-            return sum(conn.execute(select(func.count()).where(Feed.id.in_(chunk), Feed.next_due_at <= now))
+            return sum(conn.execute(select(func.count()).where(Feed.c.id.in_(chunk), Feed.c.next_due_at <= now))
                        .scalar_one() for chunk in _chunks(feed_ids))
 
     def next_wakeup(self, names: Sequence[str]) -> datetime | None:
         """When something is next due: a feed (not before its host's back-off ends) or a delivery retry."""
         with self.engine.connect() as conn:
-            hosts = dict(conn.execute(select(Host.name, Host.backoff_until)).all())
-            times = []
-            for url, due in conn.execute(select(Feed.url, Feed.next_due_at).where(Feed.name.in_(list(names)))):
+            hosts: dict[str, datetime] = {r.name: r.backoff_until for r in conn.execute(
+                select(Host.c.name, Host.c.backoff_until))}
+            times: list[datetime] = []
+            for row in conn.execute(select(Feed.c.url, Feed.c.next_due_at).where(Feed.c.name.in_(list(names)))):
+                url: str = row.url
+                due: datetime = row.next_due_at
                 blocked = hosts.get(host_of(url))
                 times.append(max(due, blocked) if blocked else due)
-            retry = conn.execute(select(func.min(Delivery.next_attempt_at)).where(
-                Delivery.status == "pending")).scalar()
+            retry = conn.execute(select(func.min(Delivery.c.next_attempt_at)).where(
+                Delivery.c.status == "pending")).scalar()
         if retry is not None:
             times.append(retry)
         return min(times) if times else None
@@ -208,9 +211,9 @@ class Store:
     def known_documents(self, feed_id: int, *, absent_only: bool = False) -> list[KnownDocument]:
         """The feed's documents with their recent version states (for identity, compare, reverts)."""
         with self.engine.connect() as conn:
-            query = select(Document.__table__).where(Document.feed_id == feed_id)
+            query = select(Document).where(Document.c.feed_id == feed_id)
             if absent_only:
-                query = query.where(Document.absent_polls > 0, Document.removed_at.is_(None))
+                query = query.where(Document.c.absent_polls > 0, Document.c.removed_at.is_(None))
             docs = conn.execute(query).all()
             recent = self._recent_states(conn, [d.id for d in docs]) if not absent_only else {}
         return [KnownDocument(id=d.id, key=d.key, guid=d.guid, link=d.link, latest_version=d.latest_version,
@@ -220,10 +223,10 @@ class Store:
     def _recent_states(self, conn: Connection, doc_ids: list[int]) -> dict[int, tuple[tuple[int, bytes], ...]]:
         out: dict[int, list[tuple[int, bytes]]] = {}
         for chunk in _chunks(doc_ids):
-            ranked = (select(Version.document_id, Version.number, Version.state_hash,
-                             func.row_number().over(partition_by=Version.document_id,
-                                                    order_by=Version.number.desc()).label("rank"))
-                      .where(Version.document_id.in_(chunk)).subquery())
+            ranked = (select(Version.c.document_id, Version.c.number, Version.c.state_hash,
+                             func.row_number().over(partition_by=Version.c.document_id,
+                                                    order_by=Version.c.number.desc()).label("rank"))
+                      .where(Version.c.document_id.in_(chunk)).subquery())
             rows = conn.execute(select(ranked.c.document_id, ranked.c.number, ranked.c.state_hash)
                                 .where(ranked.c.rank <= REVERT_DEPTH)
                                 .order_by(ranked.c.document_id, ranked.c.number.desc()))
@@ -236,9 +239,9 @@ class Store:
         out: dict[int, VersionInfo] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(doc_ids):
-                rows = conn.execute(select(Version.__table__).join(Document, and_(
-                    Document.id == Version.document_id, Document.latest_version == Version.number))
-                    .where(Version.document_id.in_(chunk))).all()
+                rows = conn.execute(select(Version).join(Document, and_(
+                    Document.c.id == Version.c.document_id, Document.c.latest_version == Version.c.number))
+                    .where(Version.c.document_id.in_(chunk))).all()
                 for v in rows:
                     out[v.document_id] = _version_info(v, text=blobs.get_text(conn, v.text_hash))
         return out
@@ -262,10 +265,10 @@ class Store:
         params = [{"b_id": r.feed_id, "b_owner": r.owner, "b_due": r.next_due_at, "b_now": r.now,
                    "b_status": r.status.value, "b_etag": r.validators.etag, "b_lm": r.validators.last_modified,
                    "b_body": r.body_hash, "b_settings": r.settings_hash} for r in records]
-        statement = (update(Feed).where(Feed.id == bindparam("b_id"), Feed.lease_owner == bindparam("b_owner"))
+        statement = (update(Feed).where(Feed.c.id == bindparam("b_id"), Feed.c.lease_owner == bindparam("b_owner"))
                      .values(lease_owner=None, lease_until=None, next_due_at=bindparam("b_due"),
                              last_polled_at=bindparam("b_now"), last_ok_at=bindparam("b_now"),
-                             last_status=bindparam("b_status"), polls=Feed.polls + 1, last_error=None,
+                             last_status=bindparam("b_status"), polls=Feed.c.polls + 1, last_error=None,
                              consecutive_errors=0, baseline_done=True, error_alerted=False,
                              etag=bindparam("b_etag"), last_modified=bindparam("b_lm"), body_hash=bindparam("b_body"),
                              settings_hash=bindparam("b_settings")))
@@ -290,11 +293,12 @@ class Store:
 
     def feed_statuses(self, names: Sequence[str] | None = None) -> list[FeedStatusInfo]:
         with self.engine.connect() as conn:
-            counts = dict(conn.execute(select(Document.feed_id, func.count())
-                                       .where(Document.removed_at.is_(None)).group_by(Document.feed_id)).all())
-            query = select(Feed.__table__).order_by(Feed.name)
+            counts: dict[int, int] = {r.feed_id: r.n for r in conn.execute(
+                select(Document.c.feed_id, func.count().label("n")).where(Document.c.removed_at.is_(None))
+                .group_by(Document.c.feed_id))}
+            query = select(Feed).order_by(Feed.c.name)
             if names is not None:
-                query = query.where(Feed.name.in_(list(names)))
+                query = query.where(Feed.c.name.in_(list(names)))
             now = utcnow()
             return [FeedStatusInfo(
                 name=f.name, url=f.url, last_polled_at=f.last_polled_at, last_status=f.last_status,
@@ -305,21 +309,21 @@ class Store:
 
     def documents(self, feed: str | None = None) -> list[DocumentInfo]:
         with self.engine.connect() as conn:
-            query = select(Document.__table__, Feed.name.label("feed_name")).join(Feed).order_by(Feed.name, Document.id)
+            query = select(Document, Feed.c.name.label("feed_name")).join(Feed).order_by(Feed.c.name, Document.c.id)
             if feed is not None:
-                query = query.where(Feed.name == feed)
+                query = query.where(Feed.c.name == feed)
             return [_document_info(r) for r in conn.execute(query).all()]
 
     def find_document(self, ref: str) -> DocumentInfo:
         """A document by numeric id, guid, link or identity key; UsageError when none or ambiguous."""
         with self.engine.connect() as conn:
-            query = select(Document.__table__, Feed.name.label("feed_name")).join(Feed)
+            query = select(Document, Feed.c.name.label("feed_name")).join(Feed)
             if ref.isdigit():
-                rows = conn.execute(query.where(Document.id == int(ref))).all()
+                rows = conn.execute(query.where(Document.c.id == int(ref))).all()
                 if rows:
                     return _document_info(rows[0])
-            rows = conn.execute(query.where(or_(Document.guid == ref, Document.link == ref,
-                                                Document.key == ref))).all()
+            rows = conn.execute(query.where(or_(Document.c.guid == ref, Document.c.link == ref,
+                                                Document.c.key == ref))).all()
         if not rows:
             raise UsageError(f"no document matches '{ref}' (use a document id, guid or URL; see "
                              "'feedwatch history')")
@@ -332,25 +336,25 @@ class Store:
         """Every stored version of a document with the change that produced it, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(Version.__table__, Change.kind, Change.summary, Change.revert_of)
-                .outerjoin(Change, and_(Change.document_id == Version.document_id,
-                                        Change.version == Version.number, Change.kind != "removed"))
-                .where(Version.document_id == doc_id).order_by(Version.number)).all()
+                select(Version, Change.c.kind, Change.c.summary, Change.c.revert_of)
+                .outerjoin(Change, and_(Change.c.document_id == Version.c.document_id,
+                                        Change.c.version == Version.c.number, Change.c.kind != "removed"))
+                .where(Version.c.document_id == doc_id).order_by(Version.c.number)).all()
             return [VersionInfo(v.document_id, v.number, v.created_at, v.title, v.link, v.kind, v.summary,
                                 v.revert_of) for v in rows]
 
     def version(self, doc_id: int, number: int) -> VersionInfo:
         with self.engine.connect() as conn:
-            v = conn.execute(select(Version.__table__).where(Version.document_id == doc_id,
-                                                              Version.number == number)).one_or_none()
+            v = conn.execute(select(Version).where(Version.c.document_id == doc_id,
+                                                              Version.c.number == number)).one_or_none()
             if v is None:
                 raise UsageError(self._no_version(conn, doc_id, number))
             return _version_info(v, text=blobs.get_text(conn, v.text_hash))
 
     @staticmethod
     def _no_version(conn: Connection, doc_id: int, number: int) -> str:
-        stored = list(conn.execute(select(Version.number).where(Version.document_id == doc_id)
-                                   .order_by(Version.number)).scalars())
+        stored: list[int] = list(conn.execute(select(Version.c.number).where(Version.c.document_id == doc_id)
+                                   .order_by(Version.c.number)).scalars())
         if stored and number < stored[-1]:
             return (f"version {number} of document {doc_id} is no longer stored (removed by its retention "
                     f"policy); stored versions: {_ranges(stored)}")
@@ -359,10 +363,10 @@ class Store:
     def changes(self, doc_id: int) -> list[RecordedChange]:
         """Change records of a document (including removals), oldest first."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(Change.__table__, Document.guid, Document.link, Feed.name.label("feed_name"))
-                                .join(Document, Change.document_id == Document.id)
-                                .join(Feed, Change.feed_id == Feed.id)
-                                .where(Change.document_id == doc_id).order_by(Change.id)).all()
+            rows = conn.execute(select(Change, Document.c.guid, Document.c.link, Feed.c.name.label("feed_name"))
+                                .join(Document, Change.c.document_id == Document.c.id)
+                                .join(Feed, Change.c.feed_id == Feed.c.id)
+                                .where(Change.c.document_id == doc_id).order_by(Change.c.id)).all()
             return [_recorded(r) for r in rows]
 
 def _feed_state(f: Any) -> FeedState:
@@ -392,26 +396,26 @@ def _recorded(c: Any, diff: DocumentDiff | None = None) -> RecordedChange:
 
 
 # The feed-row updates of every poll, built once (statement construction cost more than running them).
-_LEASED = (update(Feed).where(Feed.id == bindparam("b_id"), Feed.lease_owner == bindparam("b_owner"))
+_LEASED = (update(Feed).where(Feed.c.id == bindparam("b_id"), Feed.c.lease_owner == bindparam("b_owner"))
            .values(lease_owner=None, lease_until=None, next_due_at=bindparam("b_due"),
-                   last_polled_at=bindparam("b_now"), last_status=bindparam("b_status"), polls=Feed.polls + 1,
+                   last_polled_at=bindparam("b_now"), last_status=bindparam("b_status"), polls=Feed.c.polls + 1,
                    error_alerted=bindparam("b_alerted"),
-                   last_change_at=case((bindparam("b_changed"), bindparam("b_now")), else_=Feed.last_change_at)))
+                   last_change_at=case((bindparam("b_changed"), bindparam("b_now")), else_=Feed.c.last_change_at)))
 _LEASED_SUCCESS = _LEASED.values(
     last_error=None, last_ok_at=bindparam("b_now"), consecutive_errors=0, baseline_done=True,
     etag=bindparam("b_etag"), last_modified=bindparam("b_lm"), body_hash=bindparam("b_body"),
     settings_hash=bindparam("b_settings"))
-_LEASED_FAILURE = _LEASED.values(last_error=bindparam("b_error"), consecutive_errors=Feed.consecutive_errors + 1)
+_LEASED_FAILURE = _LEASED.values(last_error=bindparam("b_error"), consecutive_errors=Feed.c.consecutive_errors + 1)
 
 
 def expire_dead_leases(conn: Connection, table: Any, now: datetime) -> None:
     """Free leases held by processes of this host that no longer exist (a `run` killed with -9)."""
     host = worker_host()
-    rows = conn.execute(select(table.id, table.lease_owner).where(
-        table.lease_owner.like(f"{host}:%"), table.lease_until > now)).all()
+    rows = conn.execute(select(table.c.id, table.c.lease_owner).where(
+        table.c.lease_owner.like(f"{host}:%"), table.c.lease_until > now)).all()
     dead = [r.id for r in rows if not _pid_alive(r.lease_owner)]
     for chunk in _chunks(dead):
-        conn.execute(update(table).where(table.id.in_(chunk)).values(lease_owner=None, lease_until=None))
+        conn.execute(update(table).where(table.c.id.in_(chunk)).values(lease_owner=None, lease_until=None))
 
 
 def _pid_alive(owner: str | None) -> bool:

@@ -37,7 +37,7 @@ class _Row:
     link: str | None = None
 
 
-_WHERE_ID = update(Document).where(Document.id == bindparam("b_id"))
+_WHERE_ID = update(Document).where(Document.c.id == bindparam("b_id"))
 # Built once: one statement per kind of document update, executed with many parameter sets.
 _DOCUMENT_UPDATES = {
     "version": _WHERE_ID.values(key=bindparam("b_key"), guid=bindparam("b_guid"), link=bindparam("b_link"),
@@ -111,8 +111,9 @@ class PollWriter:
         ids = [r.doc_id for r in rows]
         found: dict[int, Any] = {}
         for i in range(0, len(ids), _CHUNK):
-            for d in self.conn.execute(select(Document.id, Document.latest_version, Document.title, Document.guid,
-                                              Document.link).where(Document.id.in_(ids[i:i + _CHUNK]))):
+            for d in self.conn.execute(select(Document.c.id, Document.c.latest_version, Document.c.title,
+                                              Document.c.guid,
+                                              Document.c.link).where(Document.c.id.in_(ids[i:i + _CHUNK]))):
                 found[d.id] = d
         for r in rows:
             assert r.doc_id is not None
@@ -138,9 +139,9 @@ class PollWriter:
         self.conn.execute(_INSERT_DOCUMENT, params)
         found: dict[str, int] = {}
         for i in range(0, len(keys), _CHUNK):
-            for key, doc_id in self.conn.execute(select(Document.key, Document.id).where(
-                    Document.feed_id == self.rec.feed_id, Document.key.in_(keys[i:i + _CHUNK]))):
-                found[key] = doc_id
+            for row in self.conn.execute(select(Document.c.key, Document.c.id).where(
+                    Document.c.feed_id == self.rec.feed_id, Document.c.key.in_(keys[i:i + _CHUNK]))):
+                found[row.key] = row.id
         for r, key in zip(rows, keys, strict=True):
             r.doc_id = found[key]
 
@@ -190,9 +191,9 @@ class PollWriter:
                 diff_hash=hashlib.sha256(self.diff_json(diff)).digest() if diff else None))
         self.conn.execute(_INSERT_CHANGE, params)
         # This poll's change rows: one per (document, version, kind), all detected at `now`.
-        ids = {(d, v, k): i for i, d, v, k in self.conn.execute(
-            select(Change.id, Change.document_id, Change.version, Change.kind)
-            .where(Change.feed_id == self.rec.feed_id, Change.detected_at == self.now))}
+        ids: dict[tuple[int, int, str], int] = {(r.document_id, r.version, r.kind): r.id for r in self.conn.execute(
+            select(Change.c.id, Change.c.document_id, Change.c.version, Change.c.kind)
+            .where(Change.c.feed_id == self.rec.feed_id, Change.c.detected_at == self.now))}
         return [RecordedChange(
             id=ids[(p["document_id"], p["version"], p["kind"])], feed=self.rec.feed, document_id=p["document_id"],
             guid=r.guid, link=r.link, title=r.title, kind=ChangeKind(p["kind"]), version=p["version"],
@@ -226,8 +227,8 @@ def latest_raw_hashes(conn: Connection, doc_ids: Sequence[int]) -> dict[int, byt
     """Document id -> raw item hash of its latest version: what a new version is compressed against."""
     out: dict[int, bytes] = {}
     for i in range(0, len(doc_ids), _CHUNK):
-        rows = conn.execute(select(Version.document_id, Version.raw_hash).join(Document, and_(
-            Document.id == Version.document_id, Document.latest_version == Version.number))
-            .where(Version.document_id.in_(doc_ids[i:i + _CHUNK]), Version.raw_hash.is_not(None)))
+        rows = conn.execute(select(Version.c.document_id, Version.c.raw_hash).join(Document, and_(
+            Document.c.id == Version.c.document_id, Document.c.latest_version == Version.c.number))
+            .where(Version.c.document_id.in_(doc_ids[i:i + _CHUNK]), Version.c.raw_hash.is_not(None)))
         out.update({r.document_id: r.raw_hash for r in rows})
     return out

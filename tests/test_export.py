@@ -87,7 +87,7 @@ def counts(database: str) -> dict[str, int]:
     store = Store.open(database)
     try:
         with store.engine.connect() as conn:
-            return {t.__tablename__: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                     for t in (Feed, Document, Version, Change, Blob)}
     finally:
         store.close()

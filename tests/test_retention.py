@@ -88,11 +88,11 @@ def orphan_blobs(database: str) -> int:
     store = Store.open(database, readonly=True)
     try:
         with store.engine.connect() as conn:
-            used = set(conn.execute(select(Version.text_hash)).scalars())
-            used |= set(conn.execute(select(Version.raw_hash)).scalars())
-            used |= set(conn.execute(select(Change.diff_hash)).scalars())
-            used |= set(conn.execute(select(Blob.base)).scalars())
-            return sum(1 for h in conn.execute(select(Blob.hash)).scalars() if h not in used)
+            used = set(conn.execute(select(Version.c.text_hash)).scalars())
+            used |= set(conn.execute(select(Version.c.raw_hash)).scalars())
+            used |= set(conn.execute(select(Change.c.diff_hash)).scalars())
+            used |= set(conn.execute(select(Blob.c.base)).scalars())
+            return sum(1 for h in conn.execute(select(Blob.c.hash)).scalars() if h not in used)
     finally:
         store.close()
 
@@ -207,7 +207,7 @@ def test_age_and_count_together(tmp_path: Path, database_url: str, server: FeedS
     replay(cfg, server, 20)
     store = Store.open(database_url)
     with store.engine.begin() as conn:   # versions 1-3 of every document were recorded 40 days ago
-        conn.execute(update(Version).where(Version.number <= 3).values(created_at=utcnow() - timedelta(days=40)))
+        conn.execute(update(Version).where(Version.c.number <= 3).values(created_at=utcnow() - timedelta(days=40)))
     store.close()
     before = kept_versions(database_url)
     assert cli(cfg, "prune").code == 0
@@ -304,7 +304,7 @@ def test_upgrade_from_0001_keeps_the_data(tmp_path: Path, database_url: str) -> 
         feed.write_bytes(path.read_bytes())
         asyncio.run(poll_due(store, settings, force=True))
     with store.engine.connect() as conn:
-        assert conn.execute(select(func.count()).where(Blob.codec == "zstd-dict")).scalar_one() > 0
+        assert conn.execute(select(func.count()).where(Blob.c.codec == "zstd-dict")).scalar_one() > 0
     store.close()
     after = run_cli("--config", str(tmp_path / "feedwatch.yaml"), "history", "--json").json()
     before = {d["document"]: d["versions"] for d in json.loads(history)["documents"]}

@@ -77,7 +77,7 @@ def test_corpus_takes_at_most_one_and_a_half_times_its_compressed_distinct_texts
     store = replay(tmp_path, f"sqlite:///{db}", corpus_steps())
     with store.engine.connect() as conn:
         versions = conn.execute(select(func.count()).select_from(Version)).scalar_one()
-        stored_texts = {blobs.get_text(conn, h) for h in conn.execute(select(Version.text_hash)).scalars()}
+        stored_texts = {blobs.get_text(conn, h) for h in conn.execute(select(Version.c.text_hash)).scalars()}
     store.close()
     total = file_size(db)
     print(f"\ncorpus: {len(texts)} distinct canonical texts, {versions} versions")
@@ -92,7 +92,7 @@ def test_corpus_takes_at_most_one_and_a_half_times_its_compressed_distinct_texts
 def test_every_stored_blob_reads_back_in_at_most_two_decompressions(tmp_path: Path, database_url: str) -> None:
     store = replay(tmp_path, database_url, corpus_steps()[:30])
     with store.engine.connect() as conn:
-        rows = conn.execute(select(Blob.hash, Blob.codec, Blob.base)).all()
+        rows = conn.execute(select(Blob.c.hash, Blob.c.codec, Blob.c.base)).all()
         codecs = {r.hash: r.codec for r in rows}
         for r in rows:
             assert blobs.digest(blobs.get(conn, r.hash)) == r.hash       # content-addressed, exact
@@ -107,7 +107,7 @@ def test_identical_content_is_stored_once_across_feeds(tmp_path: Path, database_
         with store.engine.connect() as conn:
             result = (conn.execute(select(func.count()).select_from(Version)).scalar_one(),
                       conn.execute(select(func.count()).select_from(Blob)).scalar_one(),
-                      conn.execute(select(func.sum(func.length(Blob.data)))).scalar_one())
+                      conn.execute(select(func.sum(func.length(Blob.c.data)))).scalar_one())
         store.close()
         return result
 
@@ -119,7 +119,7 @@ def test_identical_content_is_stored_once_across_feeds(tmp_path: Path, database_
 
 def counts(store: Store) -> dict[str, int]:
     with store.engine.connect() as conn:
-        return {t.__tablename__: conn.execute(select(func.count()).select_from(t)).scalar_one()
+        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                 for t in (Blob, Document, Version, Change, Delivery)}
 
 
@@ -151,7 +151,7 @@ feeds:
     assert asyncio.run(poll_a_thousand_times()) == {("http", PollStatus.NOT_MODIFIED), ("file", PollStatus.UNCHANGED)}
     assert counts(store) == rows                    # no row added anywhere: only the feed rows changed
     with store.engine.connect() as conn:
-        assert set(conn.execute(select(Feed.polls)).scalars()) == {1001}
+        assert set(conn.execute(select(Feed.c.polls)).scalars()) == {1001}
     wal = db.with_name(db.name + "-wal")
     wal_size = wal.stat().st_size if wal.exists() else 0   # recycled, not grown, past 1,000 pages
     store.close()
