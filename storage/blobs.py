@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import zstandard
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from storage.db import upsert_insert
 from storage.schema import Blob
 
 LEVEL = 9
@@ -72,8 +72,7 @@ def put(conn: Connection, blobs: Mapping[bytes, bytes], *, similar: Mapping[byte
     for h, data in new.items():
         enc = encode(data, keyframes.get(h), ratio=KEYFRAME_RATIO if chain else 1.0)
         rows.append({"hash": h, "codec": enc.codec, "base": enc.base, "size": len(data), "data": enc.data})
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    conn.execute(dialect.insert(Blob).on_conflict_do_nothing(index_elements=["hash"]), rows)
+    conn.execute(upsert_insert(conn, Blob).on_conflict_do_nothing(index_elements=["hash"]), rows)
     return len(rows)
 
 

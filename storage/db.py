@@ -87,6 +87,16 @@ def _sqlite_engine(url: str, database: str | None, *, readonly: bool, create_dir
     return engine
 
 
+def upsert_insert(conn: Connection, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for this connection's dialect. The dialect module is imported
+    here, on use: importing SQLAlchemy's PostgreSQL dialects costs every SQLite user 25 ms of start-up."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert(table)
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, bindparam, case, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from monitor.errors import UsageError
@@ -35,7 +34,7 @@ from monitor.models import (
 )
 from monitor.urls import host_of
 from storage import blobs
-from storage.db import ensure_schema, open_engine, worker_host
+from storage.db import ensure_schema, open_engine, upsert_insert, worker_host
 from storage.outbox import Outbox
 from storage.schema import Change, Delivery, Document, Feed, Host, Version
 from storage.writer import PollWriter
@@ -100,8 +99,7 @@ class Store:
             new = [dict(name=name, url=url, created_at=now, next_due_at=now, baseline_done=False, polls=0,
                         consecutive_errors=0, error_alerted=False) for name, url in wanted.items() if name not in rows]
             if new:
-                dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-                conn.execute(dialect.insert(Feed).on_conflict_do_nothing(index_elements=["name"]), new)
+                conn.execute(upsert_insert(conn, Feed).on_conflict_do_nothing(index_elements=["name"]), new)
                 rows.update({r.name: (r.id, r.url) for chunk in _chunks([n["name"] for n in new]) for r in
                              conn.execute(select(Feed.c.id, Feed.c.name, Feed.c.url).where(Feed.c.name.in_(chunk)))})
             for name, url in wanted.items():
@@ -434,8 +432,7 @@ def _pid_alive(owner: str | None) -> bool:
 
 def _upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str],
             update_values: dict[str, Any]) -> Any:
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(table).values(**values)
+    stmt = upsert_insert(conn, table).values(**values)
     return stmt.on_conflict_do_update(index_elements=keys, set_=update_values)
 
 
