@@ -301,7 +301,7 @@ def _poller_process(store: Store, settings: Settings, names: Sequence[str] | Non
 async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,
                       process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None,
                       stop: asyncio.Event | None) -> list[FeedOutcome]:
-    capacity = max(64, settings.polling.concurrency * 16)   # claimed and queued; leases renewed while queued
+    capacity = max(32, settings.polling.concurrency * 8)   # claimed and queued: small batches balance the pollers
     outcomes: list[FeedOutcome] = []
     polled: set[int] = set()
     async with Fetcher(concurrency=settings.polling.concurrency, per_host=settings.polling.per_host,
