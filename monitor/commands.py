@@ -1,0 +1,473 @@
+"""The commands behind the command line (DESIGN §3): each reads its arguments, calls the library, prints.
+
+Heavy libraries are imported inside the commands that need them, so `feedwatch run` with nothing due
+starts fast. Exit codes: EXIT_OK, EXIT_FAILED (some feed or delivery failed), EXIT_USAGE (nothing ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import ConfigError, StorageError, UsageError
+
+log = logging.getLogger("feedwatch")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+# ------------------------------------------------------------------------------------------ config, store
+
+
+def _settings(args: argparse.Namespace, *, required: bool = True) -> Any:
+    from monitor import config
+
+    path = config.find_config(args.config)
+    if path is None:
+        if required:
+            raise ConfigError("no configuration file found: pass --config PATH, set $FEEDWATCH_CONFIG, or "
+                              "create ./feedwatch.yaml (see config/feedwatch.example.yaml)")
+        return None
+    return config.load(path)
+
+
+def _database_url(args: argparse.Namespace, settings: Any) -> str:
+    from monitor.config import default_database_url
+
+    url = args.database
+    if url:
+        return url if "://" in url else f"sqlite:///{Path(url).resolve()}"
+    return settings.database_url if settings is not None else default_database_url()
+
+
+def _open_store(args: argparse.Namespace, settings: Any, *, readonly: bool = False) -> Any:
+    from storage.db import redact, schema_state, sqlite_path
+    from storage.store import Store
+
+    url = _database_url(args, settings)
+    store = Store.open(url, readonly=readonly)
+    if readonly:
+        path = sqlite_path(store.engine)
+        if path is not None and not path.exists():
+            store.close()
+            raise UsageError(f"no database at {path} yet: run 'feedwatch run' first (or pass --database)")
+        state = schema_state(store.engine)
+        if state == "empty":
+            store.close()
+            raise UsageError(f"the database {redact(url)} has no feedwatch schema yet: run 'feedwatch run' first")
+        if state == "older":      # written by an older feedwatch: upgrade it, as every command does
+            Store.open(url).close()
+    return store
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.models import RunReport
+
+    settings = _settings(args)
+    names = _feed_names(settings, args.feed)
+    if not settings.feeds:
+        raise ConfigError("no feeds configured", source=str(settings.source))
+    store = _open_store(args, settings)
+    try:
+        outcomes = _poll(store, settings, names, force=args.force)
+        deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
+    finally:
+        store.close()
+    report = RunReport(tuple(outcomes), deliveries)
+    _log_run(report)
+    if args.json:
+        _print_json(run_json(report))
+    else:
+        _print_changes(report.changes)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _print_changes(changes: Sequence[Any]) -> None:
+    """One line per change; a feed's first poll (its silent baseline) is one line for the whole feed."""
+    baselines: dict[str, int] = {}
+    for c in changes:
+        if c.baseline and c.kind.value == "added":
+            baselines[c.feed] = baselines.get(c.feed, 0) + 1
+        else:
+            print(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}")
+    for feed, n in baselines.items():
+        print(f"{feed}: first poll: {n} document{'s' if n != 1 else ''} recorded (not notified)")
+
+
+def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool) -> list[Any]:
+    """Poll what is due. With nothing due, the fetch/parse/diff machinery is not even imported."""
+    ids = store.sync_feeds([(f.name, f.url) for f in settings.feeds if names is None or f.name in names])
+    if not force and not store.due_feeds(list(ids.values())):
+        return []
+    from monitor.poll import run_cycle
+
+    return run_cycle(store, settings, names=names, force=force)
+
+
+def _deliver(store: Any, settings: Any, *, send: bool, force: bool = False) -> Any:
+    from monitor.models import DeliveryCounts
+
+    if not send or not store.outbox.due(force=force):
+        counts = store.outbox.counts()
+        return DeliveryCounts(pending=counts["pending"], dead=counts["dead"])
+    from monitor import notify
+
+    return notify.deliver_pending(store, settings, force=force)
+
+
+def _feed_names(settings: Any, wanted: Sequence[str] | None) -> list[str] | None:
+    if not wanted:
+        return None
+    known = [f.name for f in settings.feeds]
+    for name in wanted:
+        if name not in known:
+            raise UsageError(f"--feed {name}: no such feed in {settings.source} (feeds: {', '.join(known)})")
+    return list(wanted)
+
+
+def run_json(report: Any) -> dict[str, Any]:
+    """The `run --json` contract (DESIGN §3)."""
+    from monitor.render import sections_of
+
+    changes = []
+    for c in report.changes:
+        entry: dict[str, Any] = {
+            "feed": c.feed, "document": c.guid or c.link or str(c.document_id), "title": c.title,
+            "kind": c.kind.value, "version": c.version, "sections": sections_of(c.diff),
+            "inserted": list(c.diff.inserted) if c.diff else [],
+            "deleted": list(c.diff.deleted) if c.diff else [],
+            "summary": c.summary,
+        }
+        if c.revert_of is not None:
+            entry["revert_of"] = c.revert_of
+        if c.baseline:
+            entry["baseline"] = True
+        changes.append(entry)
+    return {
+        "feeds": [{"name": o.name, "status": o.status.value, "error": o.error, "documents": o.documents}
+                  for o in report.feeds],
+        "changes": changes,
+        "deliveries": {"sent": report.deliveries.sent, "failed": report.deliveries.failed,
+                       "pending": report.deliveries.pending},
+    }
+
+
+def _log_run(report: Any) -> None:
+    by_status: dict[str, int] = {}
+    for o in report.feeds:
+        by_status[o.status.value] = by_status.get(o.status.value, 0) + 1
+    statuses = " ".join(f"{k}={v}" for k, v in sorted(by_status.items()))
+    d = report.deliveries
+    log.info("run feeds=%d %s changes=%d sent=%d failed=%d pending=%d", len(report.feeds), statuses,
+             len(report.changes), d.sent, d.failed, d.pending)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from monitor.schedule import watch
+
+    settings = _settings(args)
+    store = _open_store(args, settings)
+    try:
+        return watch(store, settings, metrics_port=args.metrics_port)
+    finally:
+        store.close()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from storage.db import open_engine, redact, schema_state, sqlite_path
+
+    settings = _settings(args)
+    url = _database_url(args, settings)
+    problems: list[str] = []
+    schema = "unknown"
+    engine = open_engine(url, readonly=True)
+    try:
+        path = sqlite_path(engine)
+        if path is not None and not path.exists():
+            schema = "absent (created by the first run)"
+            if not _writable_dir(path.parent):
+                problems.append(f"database directory {path.parent} is not writable")
+        else:
+            schema = schema_state(engine)
+    except StorageError as exc:
+        problems.append(str(exc))
+    finally:
+        engine.dispose()
+    problems.extend(_check_targets(settings))
+    result = {"config": str(settings.source), "feeds": len(settings.feeds), "targets": len(settings.targets),
+              "database": redact(url), "schema": schema, "ok": not problems, "problems": problems}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"config {settings.source}: OK ({len(settings.feeds)} feeds, {len(settings.targets)} targets)")
+        print(f"database {redact(url)}: schema {schema}")
+        for p in problems:
+            print(f"problem: {p}")
+    return EXIT_OK if not problems else EXIT_FAILED
+
+
+def _writable_dir(path: Path) -> bool:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK)
+
+
+def _check_targets(settings: Any) -> list[str]:
+    if not settings.targets:
+        return []
+    from monitor import notify
+
+    return notify.check_targets(settings)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from monitor.urls import mask
+
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        names = [f.name for f in settings.feeds] if settings is not None else None
+        rows = store.feed_statuses(names)
+        deliveries = store.outbox.counts()
+        problems = store.outbox.problems()
+    finally:
+        store.close()
+    if args.json:
+        _print_json({"feeds": [{
+            "name": r.name, "url": mask(r.url), "last_poll": _iso(r.last_polled_at), "status": r.last_status,
+            "error": r.last_error, "documents": r.documents, "last_change": _iso(r.last_change_at),
+            "next_due": _iso(r.next_due_at), "consecutive_errors": r.consecutive_errors, "polls": r.polls,
+            "polling_now": r.leased_by is not None} for r in rows],
+            "deliveries": {"pending": deliveries["pending"], "failing": deliveries["failing"],
+                           "dead": deliveries["dead"], "sent": deliveries["sent"],
+                           "problems": [{**p, "next_attempt_at": _iso(p["next_attempt_at"])} for p in problems]}})
+        return EXIT_OK
+    table = [("FEED", "LAST POLL", "RESULT", "DOCS", "LAST CHANGE", "NEXT DUE", "ERRORS")]
+    for r in rows:
+        table.append((r.name, _when(r.last_polled_at), r.last_status or "never", str(r.documents),
+                      _when(r.last_change_at), _when(r.next_due_at), str(r.consecutive_errors)))
+    _print_table(table)
+    for r in rows:
+        if r.last_error:
+            print(f"  {r.name}: {r.last_error}")
+    print(f"deliveries: {deliveries['pending']} pending ({deliveries['failing']} failing), "
+          f"{deliveries['dead']} dead, {deliveries['sent']} sent")
+    for p in problems:
+        what = f"\u201c{p['title']}\u201d" if p["title"] else p["kind"]
+        print(f"  #{p['id']} {p['status']} to {p['target']} ({what}, {p['attempts']} attempts): {p['last_error']}")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        if args.document:
+            docs = [store.find_document(args.document)]
+            if args.feed and docs[0].feed != args.feed:
+                raise UsageError(f"document {args.document} is not in feed {args.feed}")
+        else:
+            docs = store.documents(args.feed)
+            if args.feed and not docs and args.feed not in [r.name for r in store.feed_statuses()]:
+                raise UsageError(f"no feed named '{args.feed}' in the database")
+        entries = [(d, store.changes(d.id)) for d in docs]
+    finally:
+        store.close()
+    if args.json:
+        _print_json({"documents": [{
+            "id": d.id, "feed": d.feed, "document": d.ref, "guid": d.guid, "link": d.link, "title": d.title,
+            "removed": d.removed, "versions": [{
+                "version": c.version, "time": _iso(c.detected_at), "kind": c.kind.value, "summary": c.summary,
+                **({"revert_of": c.revert_of} if c.revert_of is not None else {})} for c in changes]}
+            for d, changes in entries]})
+        return EXIT_OK
+    for d, changes in entries:
+        flag = " (removed)" if d.removed else ""
+        print(f"{d.feed} #{d.id} {d.title}{flag}\n  {d.ref}")
+        for c in changes:
+            print(f"  v{c.version:<3} {_when(c.detected_at)}  {c.kind.value:<8} {c.summary}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        doc = store.find_document(args.doc)
+        version = store.version(doc.id, args.number or doc.latest_version)
+    finally:
+        store.close()
+    sys.stdout.write((version.text or "") + "\n")
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from monitor import render
+    from monitor.diff import Version, diff_versions
+
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        doc = store.find_document(args.doc)
+        to = args.to or doc.latest_version
+        start = args.from_ or to - 1
+        if start < 1:
+            raise UsageError(f"document {doc.id} has only version {to}: nothing to compare (use --from/--to)")
+        if start == to:
+            raise UsageError("--from and --to are the same version")
+        old, new = store.version(doc.id, start), store.version(doc.id, to)
+    finally:
+        store.close()
+    diff = diff_versions(Version(old.title, old.link, old.text or ""), Version(new.title, new.link, new.text or ""))
+    heading = f"{doc.title} (v{start} {render.ARROW} v{to})"
+    if args.format == "json":
+        _print_json(render.render_json(diff, document=doc.ref, from_version=start, to_version=to))
+    elif args.format == "markdown":
+        print(render.render_markdown(diff, title=heading, max_length=1 << 30))
+    elif args.format == "html":
+        print(render.render_html(diff, title=heading))
+    else:
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        sys.stdout.write(render.render_text(diff, color=color, title=heading))
+    return EXIT_OK
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from storage.copy import copy_database
+    from storage.db import redact
+
+    settings = _settings(args, required=False)
+    source = _open_store(args, settings, readonly=True)
+    target = args.to if "://" in args.to else f"sqlite:///{Path(args.to).resolve()}"
+    if target == _database_url(args, settings):
+        raise UsageError("db copy: --to is the source database")
+    try:
+        counts = copy_database(source.engine, target)
+    finally:
+        source.close()
+    summary = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
+    print(f"copied {redact(str(source.engine.url))} to {redact(target)}: {summary or 'nothing (empty)'}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from monitor import report
+    from monitor.models import ReportScope
+    from storage.store import utcnow
+
+    now = utcnow()
+    since = report.parse_when(args.since, now=now, option="--since") if args.since is not None else None
+    until = report.parse_when(args.until, now=now, option="--until", end=True) if args.until is not None else None
+    if since and until and since >= until:
+        raise UsageError(f"report: --since {args.since} is not before --until {args.until}")
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        doc = store.find_document(args.document) if args.document else None
+        scope = ReportScope(tuple(dict.fromkeys(args.feed or ())), doc.id if doc else None, since, until)
+        meta = report.ReportMeta(scope, now, settings.report_url if settings else None, doc.title if doc else None)
+        with store.history(scope) as history:
+            report.check_scope(scope, history.feed_names(), doc)
+            output = Path(args.output) if args.output else None
+            report.write_output(report.render_report(args.format, history, meta), output)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from monitor import retention
+
+    settings = _settings(args)
+    store = _open_store(args, settings)
+    try:
+        report = retention.prune(store, settings, dry_run=args.dry_run)
+    finally:
+        store.close()
+    if args.json:
+        _print_json(retention.report_json(report))
+    else:
+        print("\n".join(retention.report_lines(report)))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from storage import archive
+
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings, readonly=True)
+    try:
+        counts = archive.export_to(store.engine, args.output, args.feed)
+    finally:
+        store.close()
+    log.info("exported %d feeds: %d documents, %d versions, %d change records", len(counts.feeds),
+             counts.documents, counts.versions, counts.changes)
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from storage import archive
+
+    settings = _settings(args, required=False)
+    store = _open_store(args, settings)
+    try:
+        counts = archive.import_from(store.engine, args.file)
+    finally:
+        store.close()
+    for name in counts.feeds:
+        print(f"imported {name}")
+    for name in counts.unchanged:
+        print(f"{name}: already here with the same history; left unchanged")
+    print(f"{counts.documents} documents, {counts.versions} versions, {counts.changes} change records imported")
+    return EXIT_OK
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from monitor import notify
+
+    settings = _settings(args)
+    if args.target and args.target not in settings.targets:
+        known = ", ".join(sorted(settings.targets)) or "none are defined"
+        raise UsageError(f"notify-test: no target named '{args.target}' (targets: {known})")
+    names = [args.target] if args.target else sorted(settings.targets)
+    if not names:
+        raise UsageError(f"notify-test: {settings.source} defines no targets")
+    failed = False
+    for name, outcomes in notify.test_message(settings, names).items():
+        for o in outcomes:
+            failed |= not o.ok
+            print(f"{name}: {o.masked}: {'OK' if o.ok else 'FAILED: ' + (o.detail or 'no answer')}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ printing
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z") if t else None
+
+
+def _when(t: datetime | None) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M") if t else "-"
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
