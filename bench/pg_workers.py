@@ -50,7 +50,9 @@ def drop_database(name: str) -> None:
 
 
 def write_config(directory: Path, url: str, feed_urls: list[str]) -> Path:
-    lines = [f"database: {url}", "polling: {concurrency: 8, per_host: 8}", "defaults: {interval: 1h}", "feeds:"]
+    # One process per worker (polling.processes: 1), so that k workers use k processes.
+    lines = [f"database: {url}", "polling: {concurrency: 8, per_host: 8, processes: 1}", "defaults: {interval: 1h}",
+             "feeds:"]
     lines += [f"  - {{name: f{i}, url: '{u}'}}" for i, u in enumerate(feed_urls)]
     path = directory / "feedwatch.yaml"
     path.write_text("\n".join(lines) + "\n")

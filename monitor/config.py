@@ -101,6 +101,7 @@ class PollingConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     per_host: Positive = 2             # fetches in flight per host
     user_agent: str | None = None
     lease: Duration = "60s"            # how long a claimed feed stays ours without renewal
+    processes: Positive | None = None  # poller processes for a big `run` (default: one per CPU)
 
 
 class RawConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -167,6 +168,7 @@ class PollingSettings:
     per_host: int = 2
     user_agent: str | None = None
     lease: float = 60.0
+    processes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +411,7 @@ class _Resolver:
             database_url=resolve_database_url(database, self.base_dir),
             feeds=tuple(feeds), targets=targets, report_url=raw.report_url,
             polling=PollingSettings(raw.polling.concurrency, raw.polling.per_host, raw.polling.user_agent,
-                                    self.duration(raw.polling.lease, "polling.lease")),
+                                    self.duration(raw.polling.lease, "polling.lease"), raw.polling.processes),
         )
 
     def feed(self, f: FeedConfig, d: DefaultsConfig, path: str,

@@ -247,7 +247,7 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     ids = store.sync_feeds([(f.name, f.url) for f in feeds])
     if force:
         store.make_due(list(ids.values()))
-    workers = os.cpu_count() or 1
+    workers = settings.polling.processes or os.cpu_count() or 1
     if parse_pool and process is None and workers > 1 and store.due_feeds(list(ids.values())) >= POOL_THRESHOLD:
         with ParsePool(workers) as pool:
             return await _poll_cycle(store, settings, ids, owner, pool, stop)
@@ -268,7 +268,7 @@ def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None =
     if force:
         store.make_due(list(ids.values()))
     due = store.due_feeds(list(ids.values()))
-    pollers = min(os.cpu_count() or 1, due // POOL_THRESHOLD)
+    pollers = min(settings.polling.processes or os.cpu_count() or 1, due // POOL_THRESHOLD)
     if pollers <= 1:
         return asyncio.run(poll_due(store, settings, names=names))
     ctx = multiprocessing.get_context("fork")      # before any event loop or thread exists in this process
