@@ -81,6 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         outcomes = _poll(store, settings, names, force=args.force)
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
+        if not outcomes:
+            upcoming = store.next_wakeup(names or [f.name for f in settings.feeds])
+            log.info("nothing due%s (--force polls now)", f"; next at {_when(upcoming)}" if upcoming else "")
     finally:
         store.close()
     report = RunReport(tuple(outcomes), deliveries)

@@ -80,7 +80,7 @@ class Axis:
     def of(cls, meta: ReportMeta, activity: list[DocumentActivity]) -> Axis:
         firsts = [a.first_at for a in activity if a.first_at]
         start = meta.scope.since or (min(firsts) if firsts else meta.generated_at)
-        end = meta.scope.until or max(meta.generated_at, *(a.last_at for a in activity if a.last_at))
+        end = meta.scope.until or max([meta.generated_at, *(a.last_at for a in activity if a.last_at)])
         return cls(start, max(end, start))
 
     def column(self, t: datetime) -> int:

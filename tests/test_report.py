@@ -569,3 +569,14 @@ def test_reports_render_while_they_read(large: Store, queries: PageQueries, fmt:
     assert count == DOCS * POLLS
     per_document = math.ceil((POLLS + 1) / PAGE)
     assert queries.full == (DOCS * POLLS // PAGE + 1 if fmt == "atom" else DOCS * per_document)
+
+
+@pytest.mark.parametrize("fmt", ["html", "markdown", "atom"])
+def test_a_report_with_nothing_recorded_yet(tmp_path: Path, fmt: str) -> None:
+    """A feed that has only failed so far: the report says there is nothing, it does not crash."""
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                          f"feeds:\n  - {{name: gone, url: '{tmp_path / 'missing.xml'}'}}\n")
+    assert run_cli("--config", str(config), "run").code == 1
+    result = run_cli("--config", str(config), "report", "--format", fmt)
+    assert result.code == 0, result.err
+    assert result.out.strip()
