@@ -169,9 +169,9 @@ def _log_run(report: Any) -> None:
     by_status: dict[str, int] = {}
     for o in report.feeds:
         by_status[o.status.value] = by_status.get(o.status.value, 0) + 1
-    statuses = " ".join(f"{k}={v}" for k, v in sorted(by_status.items()))
+    statuses = "".join(f" {k}={v}" for k, v in sorted(by_status.items()))
     d = report.deliveries
-    log.info("run feeds=%d %s changes=%d sent=%d failed=%d pending=%d", len(report.feeds), statuses,
+    log.info("run feeds=%d%s changes=%d sent=%d failed=%d pending=%d", len(report.feeds), statuses,
              len(report.changes), d.sent, d.failed, d.pending)
 
 
