@@ -357,11 +357,6 @@ def _alert_dead(outbox: Outbox, settings: Settings, dead: list[PendingDelivery],
     return alerts
 
 
-def delivery_counts(store: Store) -> DeliveryCounts:
-    counts = store.outbox.counts()
-    return DeliveryCounts(pending=counts["pending"], dead=counts["dead"])
-
-
 def test_message(settings: Settings, names: Sequence[str]) -> dict[str, list[UrlOutcome]]:
     """Send a test message to each named target; per target, what each URL answered."""
     renderer = Renderer(settings)
