@@ -1,7 +1,7 @@
 """A local feed farm for benchmarks: N feeds x K items of realistic HTML on 127.0.0.1.
 
 Each feed is an RSS 2.0 document whose items are pages built from the real Kubernetes community texts
-(../shared/corpus/seed-feed.xml), cut and mixed deterministically per (feed, item), 3-11 KB of HTML each
+(tests/fixtures/corpus/seed-feed.xml), cut and mixed deterministically per (feed, item), 3-11 KB of HTML each
 like the seed's own pages (a 20-item feed is about 140 KB).
 The server answers with ETag and Last-Modified and honours If-None-Match / If-Modified-Since (304).
 `POST /_round` advances the farm by one round: a deterministic fraction of the feeds (default 1%) get one
@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "corpus"
 
 
 def _paragraph_pool() -> list[str]:

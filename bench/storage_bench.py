@@ -2,7 +2,7 @@
 
 Two workloads, each polled through the real pipeline (monitor.poll.poll_due) into a fresh SQLite file:
 
-* ``corpus``: the 60-step Kubernetes community replay (../shared/corpus/k8s-community, or
+* ``corpus``: the 60-step Kubernetes community replay (tests/fixtures/corpus/k8s-community, or
   $FEEDWATCH_CORPUS/k8s-community), one poll per step.
 * ``farm``: a synthetic feed farm of N feeds x K items, polled R rounds; each round a fraction of the
   items is edited (a word fixed, a sentence added, a paragraph dropped or a list item added). Texts are
@@ -43,7 +43,7 @@ from monitor import config  # noqa: E402
 from monitor.poll import poll_due  # noqa: E402
 from storage.store import Store  # noqa: E402
 
-CORPUS = Path(os.environ.get("FEEDWATCH_CORPUS", REPO.parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("FEEDWATCH_CORPUS", REPO / "tests" / "fixtures" / "corpus"))
 
 
 @dataclass

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("FEEDWATCH_CORPUS", REPO.parent / "shared" / "corpus"))
+# The Kubernetes community replay corpus, kept in the repository so that a fresh clone tests everything.
+CORPUS = Path(os.environ.get("FEEDWATCH_CORPUS", REPO / "tests" / "fixtures" / "corpus"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
