@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -238,3 +239,34 @@ def empty_postgres(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
+
+
+def replay_corpus(directory: Path, database: str | None = None) -> tuple[Path, list[Any]]:
+    """Replay all 60 corpus steps through one URL of a local server with `run --force --json`.
+
+    Returns the config file written in `directory` and each step's `run --json` output."""
+    server = FeedServer()
+    try:
+        url = server.set("/community/index.xml", corpus_steps()[0].read_bytes())
+        database = database or f"sqlite:///{directory / 'fw.db'}"
+        config = write_config(directory / "feedwatch.yaml",
+                              f"database: {database}\nfeeds:\n  - name: k8s-community\n    url: {url}\n")
+        runs = []
+        for path in corpus_steps():
+            server.set("/community/index.xml", path.read_bytes())
+            result = run_cli("--config", str(config), "run", "--force", "--json")
+            assert result.code == 0, result.err
+            runs.append(result.json())
+        return config, runs
+    finally:
+        server.close()
+
+
+def sqlite_file_size(db: Path) -> int:
+    """The SQLite file's size once its WAL is checkpointed into it."""
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+    return db.stat().st_size

@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FeedServer, corpus_steps, feedwatch_cmd, manifest, run_cli, write_config
+from tests.helpers import (
+    feedwatch_cmd,
+    manifest,
+    replay_corpus,
+    run_cli,
+)
 
 MENTORING = "https://deploy-preview-670--kubernetes-contributor.netlify.app/community/mentoring/"
 COC = "https://deploy-preview-670--kubernetes-contributor.netlify.app/community/code-of-conduct/"
@@ -47,21 +52,8 @@ class Replayed:
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
-    tmp = tmp_path_factory.mktemp("diff-cli")
-    server = FeedServer()
-    try:
-        url = server.set("/community/index.xml", b"")
-        config = write_config(tmp / "feedwatch.yaml", f"database: sqlite:///{tmp / 'fw.db'}\n"
-                                                      f"feeds:\n  - name: k8s-community\n    url: {url}\n")
-        runs = []
-        for path in corpus_steps():
-            server.set("/community/index.xml", path.read_bytes())
-            result = run_cli("--config", str(config), "run", "--force", "--json")
-            assert result.code == 0, result.err
-            runs.append(result.json())
-        return Replayed(config, runs)
-    finally:
-        server.close()
+    config, runs = replay_corpus(tmp_path_factory.mktemp("diff-cli"))
+    return Replayed(config, runs)
 
 
 def test_step_55_json_has_the_move_with_both_section_paths(replayed: Replayed) -> None:

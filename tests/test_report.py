@@ -31,7 +31,14 @@ from monitor.report import ReportMeta, parse_when, render_report
 from storage.history import History
 from storage.store import Store
 from tests.conftest import require
-from tests.helpers import FeedServer, corpus_steps, empty_postgres, manifest, run_cli, write_config
+from tests.helpers import (
+    FeedServer,
+    empty_postgres,
+    manifest,
+    replay_corpus,
+    run_cli,
+    write_config,
+)
 from tests.history_data import Page, page_text, record
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -49,20 +56,7 @@ def squash(text: str) -> str:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The whole k8s-community history, replayed with `run`; the config and each step's `run --json`."""
-    tmp = tmp_path_factory.mktemp("report-corpus")
-    server = FeedServer()
-    try:
-        url = server.set("/community/index.xml", corpus_steps()[0].read_bytes())
-        config = write_config(tmp / "feedwatch.yaml", f"database: sqlite:///{tmp / 'fw.db'}\n"
-                              f"feeds:\n  - name: k8s-community\n    url: {url}\n")
-        runs = []
-        for path in corpus_steps():
-            server.set("/community/index.xml", path.read_bytes())
-            result = run_cli("--config", str(config), "run", "--force", "--json")
-            assert result.code == 0, result.err
-            runs.append(result.json())
-    finally:
-        server.close()
+    config, runs = replay_corpus(tmp_path_factory.mktemp("report-corpus"))
     history = run_cli("--config", str(config), "history", "--json")
     assert history.code == 0, history.err
     return {"config": str(config), "runs": runs, "history": history.json()["documents"]}

@@ -27,21 +27,20 @@ from monitor.poll import poll_due
 from storage.db import REVISIONS, open_engine, schema_revision
 from storage.schema import Blob, Change, Delivery, Version
 from storage.store import Store, utcnow
-from tests.helpers import FeedServer, corpus_steps, feedwatch_cmd, manifest, run_cli, write_config
+from tests.helpers import (
+    FeedServer,
+    corpus_steps,
+    feedwatch_cmd,
+    manifest,
+    run_cli,
+    sqlite_file_size,
+    write_config,
+)
 from tests.receivers import Webhook
 
 PATH = "/community/index.xml"
 DOWN_FROM = 50       # the webhook is down from this step until after the prune
 KEEP = 5
-
-
-def file_size(db: Path) -> int:
-    con = sqlite3.connect(db)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
-    return db.stat().st_size
 
 
 def expected_versions() -> dict[str, tuple[list[int], set[int]]]:
@@ -131,7 +130,7 @@ def test_keep_five_versions_after_sixty_steps(tmp_path: Path, database_url: str,
     history = cli(cfg, "history", "--json").out
     before = diffs(cfg, keep)
     sqlite_db = Path(database_url.removeprefix("sqlite:///")) if database_url.startswith("sqlite") else None
-    size_before = file_size(sqlite_db) if sqlite_db else None
+    size_before = sqlite_file_size(sqlite_db) if sqlite_db else None
 
     report = cli(cfg, "prune", "--json")
     assert report.code == 0, report.err
@@ -152,7 +151,7 @@ def test_keep_five_versions_after_sixty_steps(tmp_path: Path, database_url: str,
 
     if sqlite_db is not None and size_before is not None:
         freed = report.json()["database"]
-        size_after = file_size(sqlite_db)
+        size_after = sqlite_file_size(sqlite_db)
         print(f"\nSQLite file before prune {size_before:,} B, after {size_after:,} B")
         assert size_after < size_before
         assert freed["before"] == size_before and freed["after"] == size_after

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -28,18 +27,9 @@ from monitor.poll import poll_due, process_body
 from storage import blobs
 from storage.schema import Blob, Change, Delivery, Document, Feed, Version
 from storage.store import Store
-from tests.helpers import FeedServer, corpus_steps, write_config
+from tests.helpers import FeedServer, corpus_steps, sqlite_file_size, write_config
 
 BOUND = 1.5
-
-
-def file_size(db: Path) -> int:
-    con = sqlite3.connect(db)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
-    return db.stat().st_size
 
 
 def corpus_texts() -> set[str]:
@@ -73,13 +63,13 @@ def test_corpus_takes_at_most_one_and_a_half_times_its_compressed_distinct_texts
     texts_size = sum(len(compressor.compress(t.encode())) for t in texts)
     db = tmp_path / "feedwatch.db"
     Store.open(f"sqlite:///{db}").close()
-    schema = file_size(db)
+    schema = sqlite_file_size(db)
     store = replay(tmp_path, f"sqlite:///{db}", corpus_steps())
     with store.engine.connect() as conn:
         versions = conn.execute(select(func.count()).select_from(Version)).scalar_one()
         stored_texts = {blobs.get_text(conn, h) for h in conn.execute(select(Version.c.text_hash)).scalars()}
     store.close()
-    total = file_size(db)
+    total = sqlite_file_size(db)
     print(f"\ncorpus: {len(texts)} distinct canonical texts, {versions} versions")
     print(f"texts, each zstd-3 alone:       {texts_size:>9,} B")
     print(f"database growth (file - schema): {total - schema:>9,} B = {(total - schema) / texts_size:.2f} x texts"
@@ -139,7 +129,7 @@ feeds:
 """))
     store = Store.open(settings.database_url)
     assert {o.status for o in asyncio.run(poll_due(store, settings, force=True))} == {PollStatus.OK}
-    first = file_size(db)
+    first = sqlite_file_size(db)
     rows = counts(store)
 
     async def poll_a_thousand_times() -> set[tuple[str, PollStatus]]:
@@ -155,7 +145,7 @@ feeds:
     wal = db.with_name(db.name + "-wal")
     wal_size = wal.stat().st_size if wal.exists() else 0   # recycled, not grown, past 1,000 pages
     store.close()
-    after = file_size(db)
+    after = sqlite_file_size(db)
     print(f"\nafter the first poll: {first:,} B; after 1,000 more polls of each feed: {after:,} B "
           f"(+{after - first:,} B, {100 * (after - first) / first:.2f}%); WAL before the checkpoint: {wal_size:,} B")
     assert server.count("/community/index.xml", status=304) == 1000
