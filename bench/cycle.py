@@ -6,6 +6,8 @@ Everything runs here, in one run, against the same local farm (bench/farm.py, it
   the floors (bench/floors.py);
 * urlwatch 2.29 from PyPI, installed into its own virtual environment (bench/.venv-urlwatch) on first use:
   one `url` job per feed, its SQLite cache;
+* changedetection.io from PyPI, in its own environment (bench/.venv-changedetection): one watch per feed,
+  run in its batch mode (`-r all -b`: check everything once, then exit), private addresses allowed;
 * feedwatch (this checkout, from the current environment): `feedwatch run` on a fresh SQLite database.
 
 Cold = the first cycle (empty cache/database); warm = the next cycle after the farm edited 1% of the feeds.
@@ -35,10 +37,12 @@ sys.path.insert(0, str(HERE))
 from farm import Farm  # noqa: E402
 
 BENCH_VENV = HERE / ".venv-urlwatch"
+CD_VENV = HERE / ".venv-changedetection"
 FEEDWATCH = Path(sys.executable).parent / "feedwatch"
-TOOLS = ["aiohttp", "httpx4", "httpx50", "httpx-feedparser", "urlwatch", "feedwatch"]
+TOOLS = ["aiohttp", "httpx4", "httpx50", "httpx-feedparser", "urlwatch", "changedetection", "feedwatch"]
 LABELS = {"aiohttp": "aiohttp fetch only", "httpx4": "httpx fetch, 4 in flight", "httpx50": "httpx fetch, 50 in flight",
-          "httpx-feedparser": "httpx + feedparser", "urlwatch": "urlwatch 2.29", "feedwatch": "feedwatch"}
+          "httpx-feedparser": "httpx + feedparser", "urlwatch": "urlwatch 2.29",
+          "changedetection": "changedetection.io", "feedwatch": "feedwatch"}
 
 
 @dataclass
@@ -57,6 +61,17 @@ def bench_venv() -> Path:
         subprocess.run([str(python), "-m", "pip", "install", "-q", "urlwatch==2.29", "aiohttp", "httpx",
                         "feedparser"], check=True)
     return python
+
+
+def changedetection_venv() -> Path:
+    """A virtual environment with changedetection.io, made once."""
+    script = CD_VENV / "bin" / "changedetection.py"
+    if not script.exists():
+        print("creating bench/.venv-changedetection (changedetection.io) ...", file=sys.stderr)
+        venv.create(CD_VENV, with_pip=True)
+        subprocess.run([str(CD_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "changedetection.io"],
+                       check=True)
+    return script
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Sample:
@@ -95,6 +110,16 @@ def one_tool(tool: str, feeds: int, items: int, python: Path) -> tuple[Sample, S
         if tool == "feedwatch":
             config = feedwatch_config(work, urls)
             cmd = [str(FEEDWATCH), "--config", str(config), "-q", "run", "--force"]
+        elif tool == "changedetection":
+            store = str(work / "datastore")
+            cold_cmd = [str(changedetection_venv()), "-d", store, "-C", "-l", "WARNING"]
+            for u in urls:
+                cold_cmd += ["-u", u]
+            env = {"HOME": str(work), "ALLOW_IANA_RESTRICTED_ADDRESSES": "true"}
+            cold = timed([*cold_cmd, "-r", "all", "-b"], work, env)
+            farm.next_round()
+            warm = timed([str(changedetection_venv()), "-d", store, "-l", "WARNING", "-r", "all", "-b"], work, env)
+            return cold, warm
         elif tool == "urlwatch":
             urlwatch_files(work, urls)
             cmd = [str(python.parent / "urlwatch"), "--urls", "urls.yaml", "--config", "urlwatch.yaml",
