@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from monitor import config  # noqa: E402
 from monitor.poll import poll_due  # noqa: E402
 from storage.store import Store  # noqa: E402
+from tests.helpers import sqlite_file_size  # noqa: E402
 
 CORPUS = Path(os.environ.get("FEEDWATCH_CORPUS", REPO / "tests" / "fixtures" / "corpus"))
 
@@ -60,16 +61,6 @@ class Row:
         return self.file - self.schema
 
 
-def file_size(db: Path) -> int:
-    """The database file after folding the WAL into it (what a backup or `du` sees at rest)."""
-    con = sqlite3.connect(db)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
-    return db.stat().st_size
-
-
 def measure(name: str, work: Path, polls: Callable[[Path], list[Path]]) -> Row:
     """Create a database, run `polls` (which writes feed files and returns them), measure."""
     db = work / "feedwatch.db"
@@ -78,11 +69,11 @@ def measure(name: str, work: Path, polls: Callable[[Path], list[Path]]) -> Row:
     (work / "feedwatch.yaml").write_text("\n".join(lines) + "\n")
     settings = config.load(work / "feedwatch.yaml")
     store = Store.open(settings.database_url)
-    schema = file_size(db)
+    schema = sqlite_file_size(db)
     for _ in _rounds(work):
         asyncio.run(poll_due(store, settings, force=True))
     store.close()
-    size = file_size(db)
+    size = sqlite_file_size(db)
     con = sqlite3.connect(db)
     try:
         versions = con.execute("SELECT count(*) FROM versions").fetchone()[0]
