@@ -14,9 +14,12 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ConfigError, StorageError, UsageError
+
+if TYPE_CHECKING:
+    from storage.store import Store
 
 log = logging.getLogger("feedwatch")
 
@@ -47,7 +50,7 @@ def _database_url(args: argparse.Namespace, settings: Any) -> str:
     return settings.database_url if settings is not None else default_database_url()
 
 
-def _open_store(args: argparse.Namespace, settings: Any, *, readonly: bool = False) -> Any:
+def _open_store(args: argparse.Namespace, settings: Any, *, readonly: bool = False) -> Store:
     from storage.db import redact, schema_state, sqlite_path
     from storage.store import Store
 
@@ -77,15 +80,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     names = _feed_names(settings, args.feed)
     if not settings.feeds:
         raise ConfigError("no feeds configured", source=str(settings.source))
-    store = _open_store(args, settings)
-    try:
+    with _open_store(args, settings) as store:
         outcomes = _poll(store, settings, names, force=args.force)
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
         if not outcomes:
             upcoming = store.next_wakeup(names or [f.name for f in settings.feeds])
             log.info("nothing due%s (--force polls now)", f"; next at {_when(upcoming)}" if upcoming else "")
-    finally:
-        store.close()
     report = RunReport(tuple(outcomes), deliveries)
     _log_run(report)
     if args.json:
@@ -179,11 +179,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from monitor.schedule import watch
 
     settings = _settings(args)
-    store = _open_store(args, settings)
-    try:
+    with _open_store(args, settings) as store:
         return watch(store, settings, metrics_port=args.metrics_port)
-    finally:
-        store.close()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -237,14 +234,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from monitor.urls import mask
 
     settings = _settings(args, required=False)
-    store = _open_store(args, settings, readonly=True)
-    try:
+    with _open_store(args, settings, readonly=True) as store:
         names = [f.name for f in settings.feeds] if settings is not None else None
         rows = store.feed_statuses(names)
         deliveries = store.outbox.counts()
         problems = store.outbox.problems()
-    finally:
-        store.close()
     if args.json:
         _print_json({"feeds": [{
             "name": r.name, "url": mask(r.url), "last_poll": _iso(r.last_polled_at), "status": r.last_status,
@@ -273,8 +267,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     settings = _settings(args, required=False)
-    store = _open_store(args, settings, readonly=True)
-    try:
+    with _open_store(args, settings, readonly=True) as store:
         if args.document:
             docs = [store.find_document(args.document)]
             if args.feed and docs[0].feed != args.feed:
@@ -284,8 +277,6 @@ def cmd_history(args: argparse.Namespace) -> int:
             if args.feed and not docs and args.feed not in [r.name for r in store.feed_statuses()]:
                 raise UsageError(f"no feed named '{args.feed}' in the database")
         entries = [(d, store.changes(d.id)) for d in docs]
-    finally:
-        store.close()
     if args.json:
         _print_json({"documents": [{
             "id": d.id, "feed": d.feed, "document": d.ref, "guid": d.guid, "link": d.link, "title": d.title,
@@ -304,12 +295,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     settings = _settings(args, required=False)
-    store = _open_store(args, settings, readonly=True)
-    try:
+    with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.doc)
         version = store.version(doc.id, args.number or doc.latest_version)
-    finally:
-        store.close()
     sys.stdout.write((version.text or "") + "\n")
     return EXIT_OK
 
@@ -319,8 +307,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from monitor.diff import Version, diff_versions
 
     settings = _settings(args, required=False)
-    store = _open_store(args, settings, readonly=True)
-    try:
+    with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.doc)
         to = args.to or doc.latest_version
         start = args.from_ or to - 1
@@ -329,8 +316,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if start == to:
             raise UsageError("--from and --to are the same version")
         old, new = store.version(doc.id, start), store.version(doc.id, to)
-    finally:
-        store.close()
     diff = diff_versions(Version(old.title, old.link, old.text or ""), Version(new.title, new.link, new.text or ""))
     heading = f"{doc.title} (v{start} {render.ARROW} v{to})"
     if args.format == "json":
@@ -350,14 +335,11 @@ def cmd_db(args: argparse.Namespace) -> int:
     from storage.db import redact
 
     settings = _settings(args, required=False)
-    source = _open_store(args, settings, readonly=True)
     target = args.to if "://" in args.to else f"sqlite:///{Path(args.to).resolve()}"
     if target == _database_url(args, settings):
         raise UsageError("db copy: --to is the source database")
-    try:
+    with _open_store(args, settings, readonly=True) as source:
         counts = copy_database(source.engine, target)
-    finally:
-        source.close()
     summary = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
     print(f"copied {redact(str(source.engine.url))} to {redact(target)}: {summary or 'nothing (empty)'}")
     return EXIT_OK
@@ -374,8 +356,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if since and until and since >= until:
         raise UsageError(f"report: --since {args.since} is not before --until {args.until}")
     settings = _settings(args, required=False)
-    store = _open_store(args, settings, readonly=True)
-    try:
+    with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.document) if args.document else None
         scope = ReportScope(tuple(dict.fromkeys(args.feed or ())), doc.id if doc else None, since, until)
         meta = report.ReportMeta(scope, now, settings.report_url if settings else None, doc.title if doc else None)
@@ -383,8 +364,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             report.check_scope(scope, history.feed_names(), doc)
             output = Path(args.output) if args.output else None
             report.write_output(report.render_report(args.format, history, meta), output)
-    finally:
-        store.close()
     return EXIT_OK
 
 
@@ -392,11 +371,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from monitor import retention
 
     settings = _settings(args)
-    store = _open_store(args, settings)
-    try:
+    with _open_store(args, settings) as store:
         report = retention.prune(store, settings, dry_run=args.dry_run)
-    finally:
-        store.close()
     if args.json:
         _print_json(retention.report_json(report))
     else:
@@ -408,11 +384,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from storage import archive
 
     settings = _settings(args, required=False)
-    store = _open_store(args, settings, readonly=True)
-    try:
+    with _open_store(args, settings, readonly=True) as store:
         counts = archive.export_to(store.engine, args.output, args.feed)
-    finally:
-        store.close()
     log.info("exported %d feeds: %d documents, %d versions, %d change records", len(counts.feeds),
              counts.documents, counts.versions, counts.changes)
     return EXIT_OK
@@ -422,11 +395,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from storage import archive
 
     settings = _settings(args, required=False)
-    store = _open_store(args, settings)
-    try:
+    with _open_store(args, settings) as store:
         counts = archive.import_from(store.engine, args.file)
-    finally:
-        store.close()
     for name in counts.feeds:
         print(f"imported {name}")
     for name in counts.unchanged:
