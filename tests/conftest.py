@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import pytest
 
 from tests.helpers import CORPUS, FeedServer, empty_postgres
+from tests.receivers import Webhook
 
 # Tests must never read the developer's own config or state.
 for var in ("FEEDWATCH_CONFIG", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "STATE_DIRECTORY"):
@@ -35,6 +36,14 @@ def server() -> Iterator[FeedServer]:
     s = FeedServer()
     yield s
     s.close()
+
+
+@pytest.fixture
+def hook() -> Iterator[Webhook]:
+    """A webhook receiver on 127.0.0.1 that answers 200 and keeps what it was sent."""
+    h = Webhook()
+    yield h
+    h.down()
 
 
 # ---------------------------------------------------------------------------------------------- resources

@@ -27,13 +27,6 @@ def smtp() -> Iterator[SMTPServer]:
     s.close()
 
 
-@pytest.fixture
-def hook() -> Iterator[Webhook]:
-    h = Webhook()
-    yield h
-    h.down()
-
-
 def configure(tmp_path: Path, feeds: str, targets: str, defaults: str = "") -> Callable[..., Any]:
     config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
                           f"defaults:\n  interval: 1h\n{defaults}targets:\n{targets}feeds:\n{feeds}")

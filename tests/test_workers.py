@@ -74,13 +74,6 @@ def db(postgres_url: str) -> Iterator[Db]:
     d.close()
 
 
-@pytest.fixture
-def hook() -> Iterator[Webhook]:
-    h = Webhook()
-    yield h
-    h.down()
-
-
 def setup_farm(tmp_path: Path, server: FeedServer, hook: Webhook, postgres_url: str, feeds: int,
                delay: float = 0.0, lease: str = "10s") -> Path:
     lines = [f"database: {postgres_url}", "polling: {concurrency: 8, per_host: 8, lease: " + lease + "}",
