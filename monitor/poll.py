@@ -328,7 +328,8 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
                     done = await asyncio.wait_for(finished.get(), timeout=lease / 3)
                     while True:
                         del tasks[done]
-                        outcomes.append(done.result())
+                        if not (outcome := done.result()).skipped:   # a discarded poll: its new owner reports it
+                            outcomes.append(outcome)
                         if finished.empty():
                             break
                         done = finished.get_nowait()

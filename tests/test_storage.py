@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
+from monitor import config
 from monitor.errors import SchemaTooNewError
 from monitor.models import ChangeKind, Decision, DocumentUpdate, Item, PollRecord, PollStatus
 from monitor.normalize import state_hash
+from monitor.poll import poll_due, process_body
 from storage.db import HEAD, REVISIONS, open_engine, schema_state
-from storage.schema import Blob, Change, Delivery, Version
+from storage.schema import Blob, Change, Delivery, Feed, Version
 from storage.store import LeaseLost, Store, utcnow
+from tests.helpers import CORPUS, write_config
 
 
 def new_item(key: str, text_: str, title: str = "T") -> Item:
@@ -126,3 +132,29 @@ def test_the_migrations_build_exactly_the_schema_the_code_declares(database_url:
         assert [d for d in diffs if not (d[0] == "remove_index" and d[1].name in POSTGRESQL_ONLY_INDEXES)] == []
     finally:
         store.close()
+
+
+def test_a_poll_whose_lease_was_taken_over_is_discarded_and_not_reported(tmp_path: Path) -> None:
+    """Another process took the feed while this one was parsing: nothing is written, nothing reported."""
+    seed = tmp_path / "seed.xml"
+    seed.write_bytes((CORPUS / "seed-feed.xml").read_bytes())
+    other = tmp_path / "other.xml"
+    other.write_bytes(seed.read_bytes())
+    settings = config.load(write_config(tmp_path / "feedwatch.yaml", f"""\
+database: sqlite:///{tmp_path / 'fw.db'}
+feeds:
+  - {{name: taken, url: '{seed}'}}
+  - {{name: kept, url: '{other}'}}
+"""))
+    store = Store.open(settings.database_url)
+
+    async def parse_while_another_process_takes_the_feed(feed: Any, fetched: Any) -> list[Item]:
+        if feed.name == "taken":
+            with store.engine.begin() as conn:
+                conn.execute(update(Feed).where(Feed.c.name == "taken").values(lease_owner="host-b:1"))
+        return process_body(feed, fetched)
+
+    outcomes = asyncio.run(poll_due(store, settings, process=parse_while_another_process_takes_the_feed))
+    assert [(o.name, o.status, len(o.changes)) for o in outcomes] == [("kept", PollStatus.OK, 4)]
+    assert [d.feed for d in store.documents(None)] == ["kept"] * 4
+    store.close()
