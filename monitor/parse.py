@@ -9,7 +9,9 @@ Content-Type. Its field names stop here. Two decisions:
 - A feed whose DOCTYPE declares entities is refused, and any other DOCTYPE is removed before parsing.
   Real feeds do not need entity declarations, and feedparser's lenient fallback would otherwise expand a
   quadratic entity bomb itself (8.9 s and 890 MB for a 110 KB feed, notes/libraries.md §3.7). UTF-16 and
-  UTF-32 bodies are re-encoded as UTF-8 first, so the check sees their markup too.
+  UTF-32 bodies (with or without a BOM) are re-encoded as UTF-8 first, so the check sees their markup too.
+  Only the real prolog is read (:func:`scan_prolog`, linear, any length): a ``<!DOCTYPE`` inside CDATA
+  or the document is content. Whitespace before ``<?xml`` is removed (a common real-world defect).
 
 What counts as an error: no RSS/Atom root at all, or XML that is broken (truncated, mismatched tags) —
 unless the feed is configured ``lenient: true``. Undefined HTML entities such as ``&rsquo;`` in the XML
@@ -23,6 +25,7 @@ import io
 import json
 import re
 import xml.sax.expatreader
+from dataclasses import dataclass
 from typing import Any
 
 import feedparser
@@ -32,10 +35,7 @@ import feedparser.exceptions
 from monitor.errors import ParseError
 from monitor.models import FetchResult, ParsedFeed, ParsedItem
 
-_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S | re.I)
-_SUBSET_START = re.compile(rb"<!DOCTYPE[^\[>]*\[", re.I)
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.I)
-_HEAD = 64 * 1024
 _ENCODING_DECL = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)["'][^"']*["']""")
 _HARMLESS = ("undefined entity",)
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -67,20 +67,110 @@ if __name__ not in feedparser.api.PREFERRED_XML_PARSERS:
     feedparser.api.PREFERRED_XML_PARSERS.insert(0, __name__)
 
 
+_WS = re.compile(rb"[ \t\r\n]*")
+_DECL_TEXT = re.compile(rb"[^\"'\[>]*")        # inside <!DOCTYPE ...>, up to a quote, a subset or the end
+_SUBSET_TEXT = re.compile(rb"[^\"'\]<]*")      # inside the internal subset, up to a quote, markup or its end
+
+
+@dataclass(frozen=True, slots=True)
+class Prolog:
+    """Where the prolog's DOCTYPE is (``start == end`` when there is none) and where the prolog ends."""
+
+    start: int
+    end: int
+    declares_entities: bool
+
+
+def scan_prolog(body: bytes) -> Prolog:
+    """Find the DOCTYPE of the real prolog: after the XML declaration, comments, processing instructions and
+    whitespace, before the root element. Never inside CDATA, a comment or the document.
+
+    Linear in the body: every construct is skipped with one ``find`` or one match from the current position
+    (the regular expression this replaces backtracked for seconds on repeated ``<!DOCTYPE a [``). Entity
+    declarations anywhere in the prolog count, comments included: feedparser's own DOCTYPE rewrite reads
+    them there (feedparser.sanitizer.replace_doctype).
+    """
+    i = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
+    while True:
+        i = _skip(_WS, body, i)
+        if body.startswith(b"<?", i):
+            i = _after(body, b"?>", i + 2)
+        elif body.startswith(b"<!--", i):
+            i = _after(body, b"-->", i + 4)
+        elif body[i:i + 9].upper() == b"<!DOCTYPE":
+            end = _doctype_end(body, i + 9)
+            return Prolog(i, end, _ENTITY_DECL.search(body, 0, end) is not None)
+        else:
+            return Prolog(i, i, _ENTITY_DECL.search(body, 0, i) is not None)
+
+
+def _skip(pattern: re.Pattern[bytes], body: bytes, i: int) -> int:
+    match = pattern.match(body, i)
+    return match.end() if match else i
+
+
+def _after(body: bytes, token: bytes, i: int) -> int:
+    """The position after the next `token` (the end of the body when it never comes)."""
+    j = body.find(token, i)
+    return len(body) if j < 0 else j + len(token)
+
+
+def _doctype_end(body: bytes, i: int) -> int:
+    """The position after the ``>`` that closes a DOCTYPE whose name starts at `i`."""
+    n = len(body)
+    while i < n:
+        i = _skip(_DECL_TEXT, body, i)
+        if i >= n:
+            break
+        char = body[i:i + 1]
+        if char == b">":
+            return i + 1
+        if char in (b'"', b"'"):
+            i = _after(body, char, i + 1)
+        else:                                   # "[": the internal subset, up to its "]"
+            i = _subset_end(body, i + 1)
+    return n
+
+
+def _subset_end(body: bytes, i: int) -> int:
+    n = len(body)
+    while i < n:
+        i = _skip(_SUBSET_TEXT, body, i)
+        if i >= n:
+            break
+        char = body[i:i + 1]
+        if char == b"]":
+            return i + 1
+        if char in (b'"', b"'"):
+            i = _after(body, char, i + 1)
+        elif body.startswith(b"<!--", i):
+            i = _after(body, b"-->", i + 4)
+        else:
+            i += 1                              # "<" of a declaration: its text is scanned on
+    return n
+
+
 def strip_doctype(body: bytes) -> bytes:
-    """Remove a DOCTYPE (and its internal subset, where entity bombs live) from the start of a body."""
-    head = body[:_HEAD]
-    if b"<!DOCTYPE" not in head.upper():
-        return body
-    return _DOCTYPE.sub(b"", head, count=1) + body[_HEAD:]
+    """Remove the prolog's DOCTYPE (and its internal subset, where entity bombs live)."""
+    prolog = scan_prolog(body)
+    return body[:prolog.start] + body[prolog.end:] if prolog.end > prolog.start else body
 
 
 def declares_entities(body: bytes) -> bool:
-    """True when a DOCTYPE opens an internal subset and entities are declared (what entity bombs need).
+    """True when the prolog declares entities (what entity bombs need), however long the prolog is."""
+    return scan_prolog(body).declares_entities
 
-    The subset can be longer than the head we inspect (a 100 KB entity value), so once one opens, the
-    whole body is searched."""
-    return _SUBSET_START.search(body[:_HEAD]) is not None and _ENTITY_DECL.search(body) is not None
+
+def strip_leading_space(body: bytes) -> bytes:
+    """Whitespace before the XML declaration (after a BOM, if any) removed.
+
+    "XML or text declaration not at start of entity" is one of the most common real-world defects
+    (a newline printed by a template before ``<?xml``); feedparser reads such feeds, and so do we.
+    """
+    bom = codecs.BOM_UTF8 if body.startswith(codecs.BOM_UTF8) else b""
+    rest = body[len(bom):]
+    stripped = rest.lstrip(b" \t\r\n")
+    return body if len(stripped) == len(rest) else bom + stripped
 
 
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
@@ -88,10 +178,16 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
 
 
 def _wide_codec(body: bytes) -> str | None:
+    """UTF-16/32 by its BOM, or without one by the zero bytes around the first ASCII characters (any
+    document starts with "<" or whitespace, XML 1.0 Appendix F)."""
     for bom, codec in _BOMS:
         if body.startswith(bom):
             return codec
-    return {b"<\0?\0": "utf-16-le", b"\0<\0?": "utf-16-be"}.get(body[:4])
+    zeros = "".join("0" if b == 0 else "x" for b in body[:4])
+    return _ZERO_PATTERNS.get(zeros)
+
+
+_ZERO_PATTERNS = {"x000": "utf-32-le", "000x": "utf-32-be", "x0x0": "utf-16-le", "0x0x": "utf-16-be"}
 
 
 def as_utf8(body: bytes) -> bytes:
@@ -105,13 +201,14 @@ def as_utf8(body: bytes) -> bytes:
 
 def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFeed:
     """Parse a fetched body. Raises ParseError naming the feed when it is not a usable feed."""
-    body = as_utf8(fetched.body)
+    body = strip_leading_space(as_utf8(fetched.body))
     if not body.strip():
         raise ParseError(name, "empty response (no feed)")
-    if declares_entities(body):
+    prolog = scan_prolog(body)
+    if prolog.declares_entities:
         raise ParseError(name, "refused: the feed declares XML entities in its DOCTYPE (entity expansion can "
                                "exhaust memory; real feeds do not need them)")
-    body = strip_doctype(body)
+    body = body[:prolog.start] + body[prolog.end:]
     # No Content-Location: feedparser would resolve guids against it, and a guid is an opaque identifier.
     # Relative links are resolved by normalize, against the final URL.
     headers = {}

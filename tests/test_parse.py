@@ -9,7 +9,7 @@ import pytest
 from monitor.errors import ParseError
 from monitor.models import FetchResult, Validators
 from monitor.normalize import normalize_item
-from monitor.parse import parse
+from monitor.parse import parse, strip_doctype
 from tests.helpers import FIXTURES
 
 
@@ -138,3 +138,54 @@ def test_the_buffered_expat_driver_reads_every_corpus_step_like_the_default() ->
 
 
 ParsedItemView = tuple[tuple[str | None, str, str], ...]
+
+
+RSS_ITEM = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title><item>'
+            '<guid>a</guid><title>kept</title><description>{}</description></item></channel></rss>')
+
+
+@pytest.mark.parametrize("prefix", [b"\n", b"  \r\n\t", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n  "],
+                         ids=["newline", "spaces", "bom", "bom-newline"])
+def test_whitespace_or_a_bom_before_the_xml_declaration_parses_strictly(prefix: bytes) -> None:
+    feed = parse("t", fetched(prefix + RSS_ITEM.format("body").encode()))
+    assert [i.content for i in feed.items] == ["body"] and feed.warnings == ()
+
+
+def test_a_doctype_inside_cdata_is_content_not_a_prolog() -> None:
+    feed = parse("t", fetched(RSS_ITEM.format("<![CDATA[ <!DOCTYPE ]]>").encode()))
+    assert [i.content for i in feed.items] == ["<!DOCTYPE"] and feed.warnings == ()
+
+
+def test_the_entity_guard_holds_after_a_long_comment() -> None:
+    body = ('<?xml version="1.0"?><!--' + "x" * 70_000 + '--><!DOCTYPE rss [<!ENTITY a "aaaa">]>'
+            + RSS_ITEM.split("?>", 1)[1].format("&a;")).encode()
+    with pytest.raises(ParseError, match="declares XML entities"):
+        parse("t", fetched(body), lenient=True)
+
+
+@pytest.mark.parametrize("declaration", ['<?xml version="1.0" encoding="utf-16"?>', ""], ids=["decl", "no-decl"])
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_guarded_and_read(codec: str, declaration: str) -> None:
+    plain = declaration + RSS_ITEM.split("?>", 1)[1].format("wide")
+    assert parse("t", fetched(plain.encode(codec), None)).items[0].content == "wide"
+    bomb = declaration + '<!DOCTYPE rss [<!ENTITY a "aaaa">]>' + RSS_ITEM.split("?>", 1)[1].format("&a;")
+    with pytest.raises(ParseError, match="declares XML entities"):
+        parse("t", fetched(bomb.encode(codec), None), lenient=True)
+
+
+def test_doctype_scanning_is_linear_on_repeated_unclosed_subsets() -> None:
+    """strip_doctype's old regular expression backtracked (~7 s of CPU for 64 KiB); at 1 MiB it would run
+    for minutes. The prolog scanner reads it once: the unclosed DOCTYPE swallows the body, which is then
+    not a feed."""
+    body = b"<!DOCTYPE a [" * ((1 << 20) // 13)
+    started = time.process_time()
+    assert strip_doctype(body) == b""
+    with pytest.raises(ParseError, match="not an RSS or Atom feed"):
+        parse("t", fetched(body))
+    assert time.process_time() - started < 5                    # a guard, not a benchmark
+
+
+def test_only_the_prolog_doctype_is_removed() -> None:
+    body = (b'<?xml version="1.0"?>\n<!-- c --><?pi x?>\n<!DOCTYPE rss PUBLIC "-//x//>" "http://x/[">'
+            b'<rss><![CDATA[<!DOCTYPE b>]]></rss>')
+    assert strip_doctype(body) == b'<?xml version="1.0"?>\n<!-- c --><?pi x?>\n<rss><![CDATA[<!DOCTYPE b>]]></rss>'
