@@ -25,6 +25,7 @@ from monitor.commands import (
     cmd_history,
     cmd_import,
     cmd_notify_test,
+    cmd_preview,
     cmd_prune,
     cmd_report,
     cmd_run,
@@ -159,6 +160,19 @@ def build_parser() -> _Parser:
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "
                 "URLs are shown with secrets masked.")
     p.add_argument("target", nargs="?", metavar="TARGET", help="a target name from the config")
+    p = command("preview", cmd_preview, "print what feedwatch would store for a URL; write nothing",
+                "Fetch a feed, a page or a sitemap and print the canonical text of every document feedwatch "
+                "would store for it, with nothing written: the way to tune --select/--exclude before adding "
+                "the source to the config. Example: feedwatch preview https://example.org/coc --kind page "
+                "--select article --exclude .edit-this-page")
+    p.add_argument("url", metavar="URL", help="the feed, page or sitemap (http(s), file:// or a path)")
+    p.add_argument("--kind", choices=("feed", "page", "sitemap"), default="feed",
+                   help="what URL is (default: feed)")
+    p.add_argument("--follow", action="store_true", help="feed: each item's document is its linked page")
+    p.add_argument("--select", action="append", metavar="CSS",
+                   help="the part of a page that is the document (repeatable; 'xpath:' for XPath)")
+    p.add_argument("--exclude", action="append", metavar="CSS", help="parts removed first (repeatable)")
+    p.add_argument("--json", action="store_true", help="documents with their blocks and heading paths")
     return parser
 
 

@@ -157,7 +157,8 @@ def run_json(report: Any) -> dict[str, Any]:
             entry["baseline"] = True
         changes.append(entry)
     return {
-        "feeds": [{"name": o.name, "status": o.status.value, "error": o.error, "documents": o.documents}
+        "feeds": [{"name": o.name, "status": o.status.value, "error": o.error, "documents": o.documents,
+                   **({"page_errors": list(o.page_errors)} if o.page_errors else {})}
                   for o in report.feeds],
         "changes": changes,
         "deliveries": {"sent": report.deliveries.sent, "failed": report.deliveries.failed,
@@ -244,7 +245,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "name": r.name, "url": mask(r.url), "last_poll": _iso(r.last_polled_at), "status": r.last_status,
             "error": r.last_error, "documents": r.documents, "last_change": _iso(r.last_change_at),
             "next_due": _iso(r.next_due_at), "consecutive_errors": r.consecutive_errors, "polls": r.polls,
-            "polling_now": r.leased_by is not None} for r in rows],
+            "polling_now": r.leased_by is not None, "page_errors": list(r.page_errors)} for r in rows],
             "deliveries": {"pending": deliveries["pending"], "failing": deliveries["failing"],
                            "dead": deliveries["dead"], "sent": deliveries["sent"],
                            "problems": [{**p, "next_attempt_at": _iso(p["next_attempt_at"])} for p in problems]}})
@@ -257,6 +258,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         if r.last_error:
             print(f"  {r.name}: {r.last_error}")
+        for error in r.page_errors:
+            print(f"  {error}")
     print(f"deliveries: {deliveries['pending']} pending ({deliveries['failing']} failing), "
           f"{deliveries['dead']} dead, {deliveries['sent']} sent")
     for p in problems:
@@ -424,6 +427,29 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ printing
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from monitor import preview
+    from monitor.canonical import parse_canonical
+
+    feed = preview.source(args.url, kind=args.kind, follow=args.follow, select=args.select or (),
+                          exclude=args.exclude or ())
+    result = preview.preview(feed)
+    if args.json:
+        _print_json({"documents": [{
+            "id": i.key.split(":", 1)[1] if i.key.startswith(("guid:", "link:")) else i.key,
+            "title": i.title, "link": i.link,
+            "blocks": [{"kind": b.kind.value, "text": b.text, "path": list(b.path)}
+                       for b in parse_canonical(i.text)]} for i in result.items],
+            "errors": list(result.errors), "warnings": list(result.warnings)})
+    else:
+        for n, item in enumerate(result.items):
+            print(("\n" if n else "") + f"== {item.title or '(no title)'}" + (f" <{item.link}>" if item.link else ""))
+            print(item.text)
+    for line in (*result.warnings, *result.errors):
+        print(f"feedwatch: {line}", file=sys.stderr)
+    return EXIT_FAILED if result.errors else EXIT_OK
 
 
 def _print_json(data: Any) -> None:

@@ -30,6 +30,7 @@ from monitor.errors import ConfigError
 # Bumped whenever normalisation changes the canonical text of unchanged input: stored documents are then
 # silently re-baselined instead of being reported as changed (see monitor.poll).
 NORMALIZER_VERSION = 1
+MAX_DOCUMENTS = 1000        # pages of one sitemap source, unless `max_documents` says otherwise
 
 FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _ENV = re.compile(r"\$(\$)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -82,6 +83,14 @@ class FeedConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     max_bytes: str | int | None = None
     lenient: bool | None = None
     retention: RetentionConfig | None = None
+    # Sources beyond a feed's own text (DESIGN §2b)
+    kind: Literal["feed", "page", "sitemap"] = "feed"
+    follow: bool = False               # kind feed: each item's document is its linked page
+    select: tuple[str, ...] = ()       # CSS selectors (or "xpath:...") of the part of a page that is the document
+    exclude: tuple[str, ...] = ()      # ... removed first
+    include: tuple[str, ...] = ()      # kind sitemap: URL regexes kept (default: all)
+    exclude_urls: tuple[str, ...] = () # kind sitemap: URL regexes dropped
+    max_documents: Positive | None = None   # kind sitemap: at most this many pages (default 1000)
 
 
 class TargetConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -140,11 +149,25 @@ class FeedSettings:
     max_bytes: int = 10 << 20
     lenient: bool = False
     retention: Retention = field(default_factory=Retention)
+    kind: str = "feed"              # feed | page | sitemap
+    follow: bool = False
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    include: tuple[re.Pattern[str], ...] = ()
+    exclude_urls: tuple[re.Pattern[str], ...] = ()
+    max_documents: int = MAX_DOCUMENTS
+
+    @property
+    def fetches_pages(self) -> bool:
+        """Whether the source's documents are web pages (page, sitemap, or a feed with follow)."""
+        return self.kind != "feed" or self.follow
 
     @property
     def settings_hash(self) -> bytes:
         """Hash of everything that shapes canonical text; a change re-baselines the feed silently."""
-        spec = [NORMALIZER_VERSION, self.links, *(p.pattern for p in self.ignore)]
+        spec: list[object] = [NORMALIZER_VERSION, self.links, *(p.pattern for p in self.ignore)]
+        if self.fetches_pages:     # appended only for page sources: plain feeds keep their hash
+            spec += [self.kind, self.follow, self.select, self.exclude]
         return hashlib.sha256(repr(spec).encode()).digest()
 
 
@@ -437,7 +460,39 @@ class _Resolver:
             max_bytes=self.size(pick(f.max_bytes, d.max_bytes), f"{path}.max_bytes"),
             lenient=pick(f.lenient, d.lenient),
             retention=self.retention(f.retention or d.retention, f"{path}.retention"),
+            **self.source(f, path),
         )
+
+    def source(self, f: FeedConfig, path: str) -> dict[str, Any]:
+        """The keys of sources beyond a feed's own text (DESIGN §2b), checked for the source's kind."""
+        misplaced = [("follow", f.follow, f.kind != "feed", "only a feed (kind: feed) has items to follow"),
+                     ("include", f.include, f.kind != "sitemap", "only applies to kind: sitemap"),
+                     ("exclude_urls", f.exclude_urls, f.kind != "sitemap", "only applies to kind: sitemap"),
+                     ("max_documents", f.max_documents, f.kind != "sitemap", "only applies to kind: sitemap")]
+        for key, value, wrong, why in misplaced:
+            if value and wrong:
+                raise self.doc.error(f"{path}.{key}", f"{path}.{key}: {why}")
+        pages = f.kind != "feed" or f.follow
+        for key in ("select", "exclude"):
+            if getattr(f, key) and not pages:
+                raise self.doc.error(f"{path}.{key}", f"{path}.{key}: selects part of a web page; it applies "
+                                     "with follow: true, kind: page or kind: sitemap")
+            self.selectors(getattr(f, key), f"{path}.{key}")
+        return {"kind": f.kind, "follow": f.follow, "select": f.select, "exclude": f.exclude,
+                "include": self.patterns(f.include, f"{path}.include"),
+                "exclude_urls": self.patterns(f.exclude_urls, f"{path}.exclude_urls"),
+                "max_documents": f.max_documents or MAX_DOCUMENTS}
+
+    def selectors(self, selectors: tuple[str, ...], path: str) -> None:
+        if not selectors:
+            return
+        from monitor.select import SelectorInvalid, compile_selector  # lxml.html + cssselect: only when used
+
+        for i, selector in enumerate(selectors):
+            try:
+                compile_selector(selector)
+            except SelectorInvalid as exc:
+                raise self.doc.error(f"{path}[{i}]", f"{path}[{i}]: {exc}") from None
 
     def target(self, name: str, data: Any) -> TargetSettings:
         path = f"targets.{name}"

@@ -118,6 +118,7 @@ class KnownDocument:
     recent_states: tuple[tuple[int, bytes], ...]  # (version, state_hash), newest first, for reverts
     absent_polls: int = 0
     removed: bool = False
+    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,21 @@ class Decision:
     new_version: bool               # whether a version row is written
     revert_of: int | None = None
     absent_polls: int = 0           # the document's absence counter after this poll
+
+
+@dataclass(frozen=True, slots=True)
+class PageState:
+    """What feedwatch knows of one web page of a source (a followed link, a page, a sitemap URL): the
+    validators for its next conditional request, the sitemap's ``lastmod`` when it was fetched, the hashes
+    of its body and of its canonical text, its title, and its last error (None after a good fetch)."""
+
+    url: str
+    validators: Validators = Validators()
+    lastmod: str | None = None
+    body_hash: bytes | None = None
+    text_hash: bytes | None = None
+    title: str = ""
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +239,7 @@ class FeedOutcome:
     changes: tuple[RecordedChange, ...] = ()
     elapsed_ms: int = 0
     skipped: bool = False           # another process held the feed
+    page_errors: tuple[str, ...] = ()   # one line per page of the source that failed this poll
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +301,8 @@ class PollRecord:
     alerts: tuple[Alert, ...] = ()
     error: str | None = None        # set for failed polls (status ERROR)
     error_alerted: bool = False     # the feed's error-alert state after this poll
+    pages: tuple[PageState, ...] = ()   # page states to store (fetched, changed or failed this poll)
+    page_errors: tuple[str, ...] = ()   # one line per page that failed (its document kept as it was)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +349,7 @@ class FeedStatusInfo:
     consecutive_errors: int
     polls: int
     leased_by: str | None = None
+    page_errors: tuple[str, ...] = ()   # pages of the source whose last fetch failed, one line each
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from monitor import compare, identity, parse
+from monitor import compare, identity, jsonfeed, parse
 from monitor.config import FeedSettings, Settings
 from monitor.diff import Version, diff_versions
 from monitor.errors import FeedError
@@ -46,6 +47,7 @@ from monitor.models import (
     FeedState,
     FetchResult,
     Item,
+    ParsedItem,
     PollRecord,
     PollStatus,
     RecordedChange,
@@ -63,11 +65,23 @@ ERROR_BACKOFF = 60.0      # first retry after a failure; doubles per failure, ca
 
 def process_body(feed: FeedSettings, fetched: FetchResult) -> list[Item]:
     """Parse, normalise and key a fetched body: the CPU-bound part of a poll, free of I/O."""
-    parsed = parse.parse(feed.name, fetched, lenient=feed.lenient)
+    items = [normalize_item(p, links=feed.links, base=fetched.url, ignore=feed.ignore)
+             for p in parsed_items(feed, fetched)]
+    return identity.assign_keys(items)
+
+
+def parsed_items(feed: FeedSettings, fetched: FetchResult) -> list[ParsedItem]:
+    """The entries of a fetched source body, by the source's kind and format: a page is one entry; a feed
+    is read as JSON Feed, or as RSS/Atom (feedparser)."""
+    if feed.kind == "page":
+        from monitor import pages
+
+        return [pages.page_item(feed, fetched)]
+    parsed = jsonfeed.parse(feed.name, fetched) if jsonfeed.looks_like(fetched) else \
+        parse.parse(feed.name, fetched, lenient=feed.lenient)
     for warning in parsed.warnings:
         log.info("feed=%s warning=%s", feed.name, json.dumps(warning))
-    items = [normalize_item(p, links=feed.links, base=fetched.url, ignore=feed.ignore) for p in parsed.items]
-    return identity.assign_keys(items)
+    return list(parsed.items)
 
 
 def next_due(feed: FeedSettings, now: datetime, *, errors: int = 0, retry_after: float | None = None) -> datetime:
@@ -157,7 +171,8 @@ class Poller:
                  started: float) -> FeedOutcome:
         elapsed = int((time.monotonic() - started) * 1000)
         outcome = FeedOutcome(record.feed, record.status, documents=self._documents(state, record),
-                              error=record.error, changes=changes, elapsed_ms=elapsed)
+                              error=record.error, changes=changes, elapsed_ms=elapsed,
+                              page_errors=record.page_errors)
         _log_poll(outcome)
         return outcome
 
@@ -166,7 +181,10 @@ class Poller:
         fetched = await self.fetcher.fetch(feed.name, feed.url, state.validators if same_settings else None,
                                            timeout=feed.timeout, max_bytes=feed.max_bytes)
         body_hash = hashlib.sha256(fetched.body).digest() if not fetched.not_modified else state.body_hash
-        if fetched.not_modified or (same_settings and body_hash == state.body_hash):
+        quiet = fetched.not_modified or (same_settings and body_hash == state.body_hash)
+        if feed.follow or feed.kind == "sitemap":
+            return await self._poll_pages(state, feed, now, fetched, body_hash, quiet=quiet)
+        if quiet:
             status = PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED
             absent = self.store.known_documents(state.id, absent_only=True) if state.absent else []
             decisions = compare.absences(absent, removal_grace=feed.removal_grace)
@@ -176,6 +194,37 @@ class Poller:
         decisions = compare.compare(identity.match(items, known), known, removal_grace=feed.removal_grace)
         return self._success(state, feed, now, PollStatus.OK, fetched, body_hash, decisions,
                              documents=len(items))
+
+    async def _poll_pages(self, state: FeedState, feed: FeedSettings, now: datetime, fetched: FetchResult,
+                          body_hash: bytes | None, *, quiet: bool) -> PollRecord:
+        """A source whose documents are the pages it lists (follow, sitemap): the source's entries, then
+        every page, each as cheaply as its server allows (monitor.pages), then compare as for items."""
+        from monitor import pages
+
+        same_settings = state.settings_hash == feed.settings_hash
+        states = self.store.page_states(state.id)
+        known = self.store.known_documents(state.id)
+        present = [d for d in known if not d.removed and not d.absent_polls]
+        held = set()
+        if quiet:       # the source did not change: its pages still may have
+            source = pages.stored_entries(feed, [(d.guid, d.link, d.title) for d in present], states)
+            held = {d.id for d in present if not pages.followable(d.link)}
+        elif feed.kind == "sitemap":
+            source, body_hash = await pages.sitemap_entries(feed, fetched, self.fetcher)
+        else:
+            source = pages.follow_entries(parsed_items(feed, fetched))
+        for warning in source.warnings:
+            log.warning("feed=%s warning=%s", feed.name, json.dumps(warning))
+        reads = await pages.read_pages(feed, source.entries, states, self.fetcher, use_validators=same_settings)
+        texts = self.store.texts(r.stored for r in reads if r.stored is not None)
+        docs = pages.documents(feed, reads, texts, base=fetched.url)
+        items = identity.assign_keys(docs.items)
+        keep = [d for d in known if d.id not in held and d.link not in docs.held_links]
+        decisions = compare.compare(identity.match(items, known), keep, removal_grace=feed.removal_grace)
+        status = PollStatus.OK if docs.states or not quiet else (
+            PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED)
+        record = self._success(state, feed, now, status, fetched, body_hash, decisions, documents=len(items))
+        return dataclasses.replace(record, pages=docs.states, page_errors=docs.errors)
 
     async def _process(self, feed: FeedSettings, fetched: FetchResult) -> list[Item]:
         if self.process is not None:
@@ -349,7 +398,7 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
 def _quiet(record: PollRecord) -> bool:
     """A poll that changes nothing but the feed's row (no documents, no alerts, no state to reset)."""
     return (record.status in (PollStatus.NOT_MODIFIED, PollStatus.UNCHANGED) and not record.updates
-            and not record.alerts)
+            and not record.alerts and not record.pages)
 
 
 def _log_poll(o: FeedOutcome) -> None:
@@ -359,5 +408,9 @@ def _log_poll(o: FeedOutcome) -> None:
     fields = f"feed={o.name} status={o.status.value} documents={o.documents} changes={len(o.changes)} ms={o.elapsed_ms}"
     if o.error:
         fields += f" error={json.dumps(o.error)}"
+    if o.page_errors:
+        fields += f" page_errors={len(o.page_errors)}"
     log.log(level, fields)
+    for error in o.page_errors:
+        log.warning("%s", error)
 

@@ -37,7 +37,14 @@ def mask_tokens(url: str) -> str:
 
 
 def mask(url: str) -> str:
-    """A URL safe to print: user info and secret-looking query values are replaced by ****."""
+    """A URL safe to print: user info, secret-looking query values and token-like path segments are
+    replaced by ****."""
+    return mask_credentials(url) if is_local(url) else mask_tokens(mask_credentials(url))
+
+
+def mask_credentials(url: str) -> str:
+    """A web page's URL safe to print: user info and secret-looking query values replaced by ****, the
+    path kept readable (page paths are names, not tokens)."""
     if is_local(url):
         return url
     try:
@@ -47,7 +54,7 @@ def mask(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "****@" + netloc.rsplit("@", 1)[1]
-    return mask_tokens(_SECRET_QUERY.sub(r"\1****", urlunsplit(parts._replace(netloc=netloc))))
+    return _SECRET_QUERY.sub(r"\1****", urlunsplit(parts._replace(netloc=netloc)))
 
 
 _WEB = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.I)

@@ -15,12 +15,12 @@ from sqlalchemy import Engine, Table, func, insert, select, text
 
 from monitor.errors import StorageError, UsageError
 from storage.db import HEAD, redact, schema_revision
-from storage.schema import Blob, Change, Delivery, DeliveryAttempt, Document, Feed, Host, Version
+from storage.schema import Blob, Change, Delivery, DeliveryAttempt, Document, Feed, Host, Page, Version
 from storage.store import Store
 
 BATCH = 1000
 # Foreign-key order: a row's references are copied before it.
-TABLES: tuple[Table, ...] = (Feed, Document, Version, Change, Delivery, DeliveryAttempt, Host)
+TABLES: tuple[Table, ...] = (Feed, Page, Document, Version, Change, Delivery, DeliveryAttempt, Host)
 LEASE_COLUMNS = ("lease_owner", "lease_until")
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from monitor.errors import SchemaTooNewError, StorageError
 
 # Every migration revision, oldest first; tests check this against storage/migrations/versions.
-REVISIONS = ("0001", "0002")
+REVISIONS = ("0001", "0002", "0003")
 HEAD = REVISIONS[-1]
 BUSY_TIMEOUT_S = 30
 SQLITE_PAGE_SIZE = 2048   # for new files; existing files keep theirs (README, Storage)

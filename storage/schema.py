@@ -219,3 +219,19 @@ Host = Table(
     _col("backoff_until", UTCDateTime),
     _col("reason", Text, null=True),
 )
+
+# Web pages of a source (followed item links, a single page, sitemap URLs): what the next conditional
+# request sends, and what the page gave last time, so an unchanged page costs a 304 or nothing at all.
+Page = Table(
+    "pages", metadata,
+    _col("feed_id", ForeignKey("feeds.id"), primary_key=True),
+    _col("url", Text, primary_key=True),
+    _col("etag", Text, null=True),
+    _col("last_modified", Text, null=True),
+    _col("lastmod", Text, null=True),                            # the sitemap's <lastmod> when fetched
+    _col("body_hash", Hash, null=True),
+    _col("text_hash", Hash, null=True),                          # canonical text (a blob) it gave
+    _col("title", Text, default=""),
+    _col("error", Text, null=True),                              # the last fetch's error; None when fine
+    _col("checked_at", UTCDateTime),
+)

@@ -25,6 +25,7 @@ from monitor.models import (
     FeedState,
     FeedStatusInfo,
     KnownDocument,
+    PageState,
     PollRecord,
     PollStatus,
     RecordedChange,
@@ -36,7 +37,7 @@ from monitor.urls import host_of
 from storage import blobs
 from storage.db import ensure_schema, open_engine, upsert_insert, worker_host
 from storage.outbox import Outbox
-from storage.schema import Change, Delivery, Document, Feed, Host, Version
+from storage.schema import Blob, Change, Delivery, Document, Feed, Host, Page, Version
 from storage.writer import PollWriter
 
 if TYPE_CHECKING:
@@ -222,7 +223,8 @@ class Store:
             recent = self._recent_states(conn, [d.id for d in docs]) if not absent_only else {}
         return [KnownDocument(id=d.id, key=d.key, guid=d.guid, link=d.link, latest_version=d.latest_version,
                               state_hash=d.state_hash, recent_states=recent.get(d.id, ()),
-                              absent_polls=d.absent_polls, removed=d.removed_at is not None) for d in docs]
+                              absent_polls=d.absent_polls, removed=d.removed_at is not None, title=d.title)
+                for d in docs]
 
     def _recent_states(self, conn: Connection, doc_ids: list[int]) -> dict[int, tuple[tuple[int, bytes], ...]]:
         out: dict[int, list[tuple[int, bytes]]] = {}
@@ -249,6 +251,31 @@ class Store:
                 for v in rows:
                     out[v.document_id] = _version_info(v, text=blobs.get_text(conn, v.text_hash))
         return out
+
+    # ------------------------------------------------------------------------------------ pages
+
+    def page_states(self, feed_id: int) -> dict[str, PageState]:
+        """The stored state of every page of a source, by URL. A page whose canonical text is no longer
+        stored (pruned) comes back without validators, so it is fetched in full again."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Page, Blob.c.hash.label("text_stored"))
+                                .join(Blob, Blob.c.hash == Page.c.text_hash, isouter=True)
+                                .where(Page.c.feed_id == feed_id)).all()
+        out = {}
+        for r in rows:
+            if r.text_hash is not None and r.text_stored is None:
+                out[r.url] = PageState(r.url, title=r.title, error=r.error)
+            else:
+                out[r.url] = PageState(r.url, Validators(r.etag, r.last_modified), r.lastmod, r.body_hash,
+                                       r.text_hash, r.title, r.error)
+        return out
+
+    def texts(self, hashes: Iterable[bytes]) -> dict[bytes, str]:
+        """Stored canonical texts by hash (the ones that exist)."""
+        wanted = list(set(hashes))
+        with self.engine.connect() as conn:
+            present = {h for chunk in _chunks(wanted) for h in blobs.stored(conn, chunk)}
+            return {h: blobs.get_text(conn, h) for h in present}
 
     # ------------------------------------------------------------------------------------ the poll
 
@@ -304,11 +331,16 @@ class Store:
             if names is not None:
                 query = query.where(Feed.c.name.in_(list(names)))
             now = utcnow()
+            pages: dict[int, list[str]] = {}
+            for r in conn.execute(select(Page.c.feed_id, Page.c.error).where(Page.c.error.is_not(None))
+                                  .order_by(Page.c.url)):
+                pages.setdefault(r.feed_id, []).append(r.error)
             return [FeedStatusInfo(
                 name=f.name, url=f.url, last_polled_at=f.last_polled_at, last_status=f.last_status,
                 last_error=f.last_error, documents=counts.get(f.id, 0), last_change_at=f.last_change_at,
                 next_due_at=f.next_due_at, consecutive_errors=f.consecutive_errors, polls=f.polls,
-                leased_by=f.lease_owner if f.lease_until and f.lease_until > now else None)
+                leased_by=f.lease_owner if f.lease_until and f.lease_until > now else None,
+                page_errors=tuple(pages.get(f.id, ())))
                 for f in conn.execute(query).all()]
 
     def documents(self, feed: str | None = None) -> list[DocumentInfo]:

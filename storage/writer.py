@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 from monitor import codec
 from monitor.models import ChangeKind, DocumentDiff, DocumentUpdate, PollRecord, RecordedChange
 from storage import blobs
-from storage.schema import Change, Delivery, Document, Version
+from storage.db import upsert_insert
+from storage.schema import Change, Delivery, Document, Page, Version
 
 _CHUNK = 500
 
@@ -68,7 +69,19 @@ class PollWriter:
         self.insert_versions([r for r in rows if r.update.decision.item is not None and r.update.decision.new_version])
         changes = self.insert_changes([r for r in rows if r.update.decision.kind is not None])
         self.outbox(changes)
+        self.pages()
         return changes
+
+    def pages(self) -> None:
+        """Upsert the page states of this poll (validators, hashes, errors) with its documents."""
+        if not self.rec.pages:
+            return
+        for p in self.rec.pages:
+            values = {"etag": p.validators.etag, "last_modified": p.validators.last_modified,
+                      "lastmod": p.lastmod, "body_hash": p.body_hash, "text_hash": p.text_hash,
+                      "title": p.title, "error": p.error, "checked_at": self.now}
+            stmt = upsert_insert(self.conn, Page).values(feed_id=self.rec.feed_id, url=p.url, **values)
+            self.conn.execute(stmt.on_conflict_do_update(index_elements=["feed_id", "url"], set_=values))
 
     def diff_json(self, diff: DocumentDiff) -> bytes:
         key = id(diff)

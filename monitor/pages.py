@@ -1,0 +1,304 @@
+"""Sources whose documents are web pages (DESIGN §2b): what to fetch, and what each page gave.
+
+Three kinds of source read pages:
+
+- a feed with ``follow: true``: each item's document is the page its link points to (the item keeps its
+  guid and title);
+- ``kind: page``: the source URL is one page, one document (its id the URL, its title the page's);
+- ``kind: sitemap``: every ``<loc>`` of a sitemap (or of the sitemaps of a sitemap index) is a document,
+  narrowed by ``include`` / ``exclude_urls`` and capped by ``max_documents``.
+
+A page costs as little as the server allows: a sitemap ``<lastmod>`` that has not moved costs no request
+at all, a conditional GET with the page's stored validators costs a 304, and a body identical to the last
+one is not parsed. In each of those cases the page's stored canonical text stands for it. A page that
+fails keeps its document as it was (its error is recorded on the page, named by URL, and the other pages
+go on); it never turns into a removal or a change.
+
+This module does the I/O of pages through the Fetcher it is given; it never touches the database. The
+orchestrator (monitor.poll) hands it the stored page states and stores what it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import mimetypes
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from monitor import sitemap
+from monitor.config import FeedSettings
+from monitor.errors import FeedError, ParseError
+from monitor.fetch import Fetcher
+from monitor.models import FetchResult, Item, PageState, ParsedItem, Validators
+from monitor.normalize import normalize_item, state_hash, title_text
+from monitor.select import Page, parse_html, select
+from monitor.urls import mask_credentials
+
+MAX_SITEMAPS = 50           # child sitemaps read from one sitemap index
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One document of a source before its page is read: the item as the source lists it and the page
+    whose content is the document (None: the item's own content is the document)."""
+
+    item: ParsedItem
+    page: str | None = None
+    lastmod: str | None = None
+    title_from_page: bool = False   # sitemap URLs have no title of their own
+
+
+@dataclass(frozen=True, slots=True)
+class PageRead:
+    """What reading one entry's page gave.
+
+    ``item`` carries the selected HTML when the page was read now; ``stored`` is set instead when the
+    page's stored canonical text stands for it (not modified, lastmod unchanged, identical body, or a
+    failure after an earlier success). ``state`` is the page state to keep; ``dirty`` says it differs
+    from the stored one. ``error`` is the one-line error of a failed page."""
+
+    entry: Entry
+    state: PageState
+    item: ParsedItem | None = None
+    base: str | None = None
+    stored: bytes | None = None     # text hash of the stored canonical text that stands for the page
+    error: str | None = None
+    dirty: bool = False
+
+
+@dataclass
+class SourceEntries:
+    entries: list[Entry]
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def page_item(feed: FeedSettings, fetched: FetchResult) -> ParsedItem:
+    """`kind: page`: the fetched body is the document. Raises ParseError when it is not a usable page."""
+    page = read_page(feed, fetched)
+    return ParsedItem(guid=None, link=feed.url, title=page.title, content=page.html,
+                      raw=_raw(feed.url, page), content_is_html=True)
+
+
+def follow_entries(items: Sequence[ParsedItem]) -> SourceEntries:
+    """`follow: true`: each item's page is its link (items without an http(s) link keep their content)."""
+    return SourceEntries([Entry(i, i.link if followable(i.link) else None) for i in items])
+
+
+async def sitemap_entries(feed: FeedSettings, fetched: FetchResult, fetcher: Fetcher) -> tuple[SourceEntries, bytes]:
+    """`kind: sitemap`: the pages the sitemap lists, and the hash of every sitemap body read (an index's
+    child sitemaps included), which says whether anything in the sitemap moved."""
+    parsed = sitemap.parse(feed.name, fetched.body, max_bytes=feed.max_bytes)
+    digest = hashlib.sha256(fetched.body)
+    pages = list(parsed.pages)
+    warnings = []
+    if parsed.children:
+        if len(parsed.children) > MAX_SITEMAPS:
+            warnings.append(f"the sitemap index lists {len(parsed.children)} sitemaps; the first "
+                            f"{MAX_SITEMAPS} are read")
+        for child in parsed.children[:MAX_SITEMAPS]:
+            body = await _fetch_child(feed, fetcher, child)
+            digest.update(body)
+            pages.extend(sitemap.parse(feed.name, body, max_bytes=feed.max_bytes).pages)
+    wanted = [p for p in _unique(pages) if _wanted(feed, p.url)]
+    if len(wanted) > feed.max_documents:
+        warnings.append(f"the sitemap lists {len(wanted)} pages; max_documents is {feed.max_documents}, "
+                        f"so the first {feed.max_documents} are watched")
+        wanted = wanted[:feed.max_documents]
+    entries = [Entry(ParsedItem(guid=None, link=p.url, title="", content="", raw=b""), p.url, p.lastmod,
+                     title_from_page=True) for p in wanted]
+    return SourceEntries(entries, warnings), digest.digest()
+
+
+def stored_entries(feed: FeedSettings, documents: Sequence[tuple[str | None, str | None, str]],
+                   states: dict[str, PageState]) -> SourceEntries:
+    """When the source itself has not changed (304, identical body): its present documents, as they were
+    listed last time, so their pages are still checked. `documents` are (guid, link, title)."""
+    entries = []
+    for guid, link, title in documents:
+        if not followable(link):
+            continue
+        assert link is not None
+        state = states.get(link)
+        entries.append(Entry(ParsedItem(guid=guid, link=link, title=title, content="", raw=b""), link,
+                             state.lastmod if state else None, title_from_page=feed.kind == "sitemap"))
+    return SourceEntries(entries)
+
+
+async def _fetch_child(feed: FeedSettings, fetcher: Fetcher, url: str) -> bytes:
+    fetched = await fetcher.fetch(feed.name, url, None, timeout=feed.timeout, max_bytes=feed.max_bytes)
+    return fetched.body
+
+
+def _unique(pages: Sequence[sitemap.SitemapEntry]) -> list[sitemap.SitemapEntry]:
+    seen: set[str] = set()
+    out = []
+    for p in pages:
+        if p.url not in seen:
+            seen.add(p.url)
+            out.append(p)
+    return out
+
+
+def _wanted(feed: FeedSettings, url: str) -> bool:
+    if not followable(url):
+        return False
+    if feed.include and not any(p.search(url) for p in feed.include):
+        return False
+    return not any(p.search(url) for p in feed.exclude_urls)
+
+
+def followable(url: str | None) -> bool:
+    return bool(url) and str(url).lower().startswith(("http://", "https://", "file:"))
+
+
+# ---------------------------------------------------------------------------------------------- pages
+
+
+async def read_pages(feed: FeedSettings, entries: Sequence[Entry], states: dict[str, PageState],
+                     fetcher: Fetcher, *, use_validators: bool) -> list[PageRead]:
+    """Read every entry's page, concurrently (the Fetcher's total and per-host limits apply)."""
+    return list(await asyncio.gather(*(read_page_entry(feed, e, states.get(e.page or ""), fetcher,
+                                                       use_validators=use_validators) for e in entries)))
+
+
+async def read_page_entry(feed: FeedSettings, entry: Entry, state: PageState | None, fetcher: Fetcher, *,
+                          use_validators: bool) -> PageRead:
+    if entry.page is None:
+        return PageRead(entry, PageState(""), item=entry.item)
+    url = entry.page
+    known = state if (state is not None and use_validators and state.text_hash is not None) else None
+    if known is not None and entry.lastmod is not None and entry.lastmod == known.lastmod and not known.error:
+        return _unchanged(entry, known)          # the sitemap says the page has not moved: no request
+    try:
+        fetched = await fetcher.fetch(feed.name, url, known.validators if known else None,
+                                      timeout=feed.timeout, max_bytes=feed.max_bytes)
+        if fetched.not_modified and known is not None:
+            return _unchanged(entry, replace(known, validators=_keep(fetched.validators, known.validators)),
+                              dirty=known.lastmod != entry.lastmod)
+        body_hash = hashlib.sha256(fetched.body).digest()
+        if known is not None and body_hash == known.body_hash:
+            return _unchanged(entry, replace(known, validators=fetched.validators), dirty=True)
+        page = read_page(feed, fetched)
+    except FeedError as err:
+        return _failed(entry, state, known, f"{err.stage}: {feed.name}: page {mask_credentials(url)}: {err.detail}")
+    title = page.title if entry.title_from_page else entry.item.title
+    item = replace(entry.item, title=title, content=page.html, raw=_raw(url, page, entry.item.raw),
+                   content_is_html=True)
+    new = PageState(url, fetched.validators, entry.lastmod, body_hash, None, page.title)
+    return PageRead(entry, new, item=item, base=fetched.url, dirty=True)
+
+
+def _unchanged(entry: Entry, state: PageState, *, dirty: bool = False) -> PageRead:
+    state = replace(state, lastmod=entry.lastmod or state.lastmod, error=None)
+    title = state.title if entry.title_from_page else entry.item.title
+    return PageRead(replace(entry, item=replace(entry.item, title=title)), state, stored=state.text_hash,
+                    dirty=dirty)
+
+
+def _failed(entry: Entry, state: PageState | None, known: PageState | None, error: str) -> PageRead:
+    """A page that failed: its document stays as it was (stored text), its error is recorded."""
+    kept = state or PageState(entry.page or "")
+    stored = known.text_hash if known is not None else (state.text_hash if state else None)
+    title = kept.title if entry.title_from_page else entry.item.title
+    return PageRead(replace(entry, item=replace(entry.item, title=title)), replace(kept, error=error),
+                    stored=stored, error=error, dirty=kept.error != error)
+
+
+def _keep(new: Validators, old: Validators) -> Validators:
+    """A 304 may omit the validators (RFC 9110 §15.4.5 asks servers to repeat them; not all do)."""
+    return Validators(new.etag or old.etag, new.last_modified or old.last_modified)
+
+
+def read_page(feed: FeedSettings, fetched: FetchResult) -> Page:
+    """A fetched page -> its selected document. Raises ParseError for a body that is not an HTML page."""
+    media = _media_type(fetched)
+    if media == "text/plain":
+        text = fetched.body.decode("utf-8", "replace")
+        return Page(_first_line(text), "<pre>" + _escape(text) + "</pre>")
+    if media not in HTML_TYPES and media is not None:
+        raise ParseError(feed.name, f"not an HTML page (content-type {media})")
+    if b"\x00" in fetched.body[:4096]:
+        raise ParseError(feed.name, "not an HTML page (binary content)")
+    root = parse_html(fetched.body, fetched.content_type)
+    if root is None:
+        raise ParseError(feed.name, "not an HTML page (nothing could be parsed)")
+    page = select(root, select=feed.select, exclude=feed.exclude)
+    if not page.matched:
+        raise ParseError(feed.name, f"select matched nothing on the page ({', '.join(feed.select)})")
+    return page
+
+
+def _media_type(fetched: FetchResult) -> str | None:
+    if fetched.url.startswith("file:"):
+        guessed, _ = mimetypes.guess_type(fetched.url)
+        return guessed or "text/html"
+    if not fetched.content_type:
+        return None
+    return fetched.content_type.split(";", 1)[0].strip().lower()
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:200]
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _raw(url: str, page: Page, item_raw: bytes = b"") -> bytes:
+    """What a page document keeps as its raw item: the page URL and title, the feed item it came from (if
+    any) and the selected HTML, so its canonical text can be rebuilt."""
+    raw: dict[str, object] = {"page": url, "title": page.title, "html": page.html}
+    if item_raw:
+        raw["item"] = json.loads(item_raw) if item_raw.startswith(b"{") else item_raw.decode("utf-8", "replace")
+    return json.dumps(raw, ensure_ascii=False, sort_keys=True).encode()
+
+
+# ---------------------------------------------------------------------------------------------- documents
+
+
+@dataclass(frozen=True, slots=True)
+class Documents:
+    """The items a page source contributes to a poll, the page states to store, and the links of pages
+    that failed before they ever gave a text (their documents, if any, are held as they are)."""
+
+    items: list[Item]
+    states: tuple[PageState, ...]
+    held_links: frozenset[str]
+    errors: tuple[str, ...]
+
+
+def documents(feed: FeedSettings, reads: Sequence[PageRead], texts: dict[bytes, str], *,
+              base: str | None) -> Documents:
+    """Normalise what the pages gave into items (pure: `texts` are the stored texts of `reads[].stored`)."""
+    items: list[Item] = []
+    states: list[PageState] = []
+    held: set[str] = set()
+    for r in reads:
+        if r.stored is not None and r.stored in texts:
+            items.append(_stored_item(r.entry.item, texts[r.stored], r.stored))
+        elif r.item is not None and r.error is None:
+            item = normalize_item(r.item, links=feed.links, base=r.base or base, ignore=feed.ignore)
+            items.append(item)
+            if r.entry.page is not None:
+                states.append(replace(r.state, text_hash=item.text_hash))
+                continue
+        elif r.entry.item.link:
+            held.add(r.entry.item.link)
+        if r.dirty and r.entry.page is not None:
+            states.append(r.state)
+    return Documents(items, tuple(states), frozenset(held), tuple(r.error for r in reads if r.error))
+
+
+def _stored_item(item: ParsedItem, text: str, text_hash: bytes) -> Item:
+    """A document whose page did not change (or failed): its stored canonical text, today's title."""
+    title = title_text(item.title, is_html=item.title_is_html)
+    raw = json.dumps({"page": item.link, "title": title}, ensure_ascii=False, sort_keys=True).encode()
+    return Item(key="", guid=item.guid, link=item.link, title=title, text=text, raw=raw, text_hash=text_hash,
+                state_hash=state_hash(title, item.link, text_hash))
