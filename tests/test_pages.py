@@ -471,3 +471,38 @@ def test_hostile_pages_are_bounded_and_only_their_own_error(server: FeedServer, 
     if server.url("/bad/deep") in added:
         assert "before" in fw(cfg, "show", server.url("/bad/deep")).out
 
+
+
+# ---------------------------------------------------------------------------------- the rest of the house
+
+
+def test_page_documents_in_messages_reports_history_and_copies(server: FeedServer, site: Site, hook: Any,
+                                                               tmp_path: Path, fw: Callable[..., Any]) -> None:
+    page = site.add("/community/coc/", "Code of Conduct")
+    cfg = write_config(tmp_path / "feedwatch.yaml",
+                       f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                       f"targets:\n  chat:\n    urls: ['{hook.url()}']\n    format: markdown\n"
+                       f"feeds:\n  - name: coc\n    kind: page\n    url: {page}\n    notify: [chat]\n")
+    poll(fw, cfg)
+    site.edit("/community/coc/", "promptly and fairly", "within two weeks")
+    result = poll(fw, cfg)
+    assert result["deliveries"]["sent"] == 1
+    [message] = hook.bodies
+    assert "Code of Conduct | Site" in message["title"]
+    assert "within two weeks" in message["message"] and "Enforcement" in message["message"]
+    assert "Recent posts" not in message["message"]
+    history = fw(cfg, "history", "--json")
+    assert history.code == 0, history.err
+    assert page in history.out and "Code of Conduct | Site" in history.out
+    report = fw(cfg, "report", "--format", "markdown")
+    assert report.code == 0 and "within two weeks" in report.out and page in report.out
+    # a history file and a database copy carry page documents like any other
+    exported = tmp_path / "history.jsonl"
+    assert fw(cfg, "export", "--output", str(exported)).code == 0
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert run_cli("--database", other, "import", str(exported)).code == 0
+    assert run_cli("--database", other, "diff", page, "--format", "json").json()["sections"] == \
+        fw(cfg, "diff", page, "--format", "json").json()["sections"]
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    assert fw(cfg, "db", "copy", "--to", copy).code == 0
+    assert run_cli("--database", copy, "show", page).out == fw(cfg, "show", page).out
