@@ -34,7 +34,7 @@ from monitor.fetch import Fetcher
 from monitor.models import FetchResult, Item, PageState, ParsedItem, Validators
 from monitor.normalize import normalize_item, state_hash, title_text
 from monitor.select import Page, parse_html, select
-from monitor.urls import mask_credentials
+from monitor.urls import host_of, mask_credentials
 
 MAX_SITEMAPS = 50           # child sitemaps read from one sitemap index
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -67,6 +67,7 @@ class PageRead:
     stored: bytes | None = None     # text hash of the stored canonical text that stands for the page
     error: str | None = None
     dirty: bool = False
+    retry_after: float | None = None    # the page's server asked to wait (429/503 with Retry-After)
 
 
 @dataclass
@@ -161,10 +162,39 @@ def followable(url: str | None) -> bool:
 
 
 async def read_pages(feed: FeedSettings, entries: Sequence[Entry], states: dict[str, PageState],
-                     fetcher: Fetcher, *, use_validators: bool) -> list[PageRead]:
-    """Read every entry's page, concurrently (the Fetcher's total and per-host limits apply)."""
-    return list(await asyncio.gather(*(read_page_entry(feed, e, states.get(e.page or ""), fetcher,
-                                                       use_validators=use_validators) for e in entries)))
+                     fetcher: Fetcher, *, use_validators: bool, workers: int = 8) -> PageReads:
+    """Read every entry's page, `workers` at a time (the Fetcher's total and per-host limits apply too).
+
+    A host that answers 429 or 503 with Retry-After is asked nothing more in this poll: its remaining pages
+    keep their documents as they are, with an error saying why, and the host's back-off is returned."""
+    reads: list[PageRead | None] = [None] * len(entries)
+    backoff: dict[str, tuple[float, str]] = {}
+    queue = list(enumerate(entries))
+    queue.reverse()
+
+    async def worker() -> None:
+        while queue:
+            index, entry = queue.pop()
+            host = host_of(entry.page) if entry.page else ""
+            if host in backoff:
+                error = f"fetch: {feed.name}: page {mask_credentials(entry.page or '')}: not fetched, {host} " \
+                        f"asked to wait (retry after {backoff[host][0]:.0f} s)"
+                reads[index] = _failed(entry, states.get(entry.page or ""), None, error)
+                continue
+            read = await read_page_entry(feed, entry, states.get(entry.page or ""), fetcher,
+                                         use_validators=use_validators)
+            if read.retry_after is not None:
+                backoff[host] = (read.retry_after, read.error or "")
+            reads[index] = read
+
+    await asyncio.gather(*(worker() for _ in range(min(workers, len(entries)))))
+    return PageReads([r for r in reads if r is not None], backoff)
+
+
+@dataclass(frozen=True, slots=True)
+class PageReads:
+    reads: list[PageRead]
+    backoff: dict[str, tuple[float, str]]      # host -> (Retry-After seconds, the error that asked it)
 
 
 async def read_page_entry(feed: FeedSettings, entry: Entry, state: PageState | None, fetcher: Fetcher, *,
@@ -186,7 +216,10 @@ async def read_page_entry(feed: FeedSettings, entry: Entry, state: PageState | N
             return _unchanged(entry, replace(known, validators=fetched.validators), dirty=True)
         page = read_page(feed, fetched)
     except FeedError as err:
-        return _failed(entry, state, known, f"{err.stage}: {feed.name}: page {mask_credentials(url)}: {err.detail}")
+        failed = _failed(entry, state, known, f"{err.stage}: {feed.name}: page {mask_credentials(url)}: {err.detail}")
+        if err.retry_after is not None and err.http_status in (429, 503):
+            return replace(failed, retry_after=err.retry_after)
+        return failed
     title = page.title if entry.title_from_page else entry.item.title
     item = replace(entry.item, title=title, content=page.html, raw=_raw(url, page, entry.item.raw),
                    content_is_html=True)

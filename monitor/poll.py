@@ -61,6 +61,7 @@ log = logging.getLogger("feedwatch.poll")
 
 JITTER = 0.1              # next due time = interval +-10%, so feeds spread out
 ERROR_BACKOFF = 60.0      # first retry after a failure; doubles per failure, capped at the interval
+MAX_PAGE_BACKOFF = 86400.0   # a page's Retry-After backs its host off for at most a day
 
 
 def process_body(feed: FeedSettings, fetched: FetchResult) -> list[Item]:
@@ -215,9 +216,11 @@ class Poller:
             source = pages.follow_entries(parsed_items(feed, fetched))
         for warning in source.warnings:
             log.warning("feed=%s warning=%s", feed.name, json.dumps(warning))
-        reads = await pages.read_pages(feed, source.entries, states, self.fetcher, use_validators=same_settings)
-        texts = self.store.texts(r.stored for r in reads if r.stored is not None)
-        docs = pages.documents(feed, reads, texts, base=fetched.url)
+        read = await pages.read_pages(feed, source.entries, states, self.fetcher, use_validators=same_settings)
+        for host, (seconds, reason) in read.backoff.items():
+            self.store.back_off_host(host, now + timedelta(seconds=min(seconds, MAX_PAGE_BACKOFF)), reason)
+        texts = self.store.texts(r.stored for r in read.reads if r.stored is not None)
+        docs = pages.documents(feed, read.reads, texts, base=fetched.url)
         items = identity.assign_keys(docs.items)
         keep = [d for d in known if d.id not in held and d.link not in docs.held_links]
         decisions = compare.compare(identity.match(items, known), keep, removal_grace=feed.removal_grace)

@@ -506,3 +506,23 @@ def test_page_documents_in_messages_reports_history_and_copies(server: FeedServe
     copy = f"sqlite:///{tmp_path / 'copy.db'}"
     assert fw(cfg, "db", "copy", "--to", copy).code == 0
     assert run_cli("--database", copy, "show", page).out == fw(cfg, "show", page).out
+
+
+def test_a_page_asking_to_wait_stops_requests_to_its_host(server: FeedServer, tmp_path: Path,
+                                                          fw: Callable[..., Any]) -> None:
+    paths = [f"/p/{n}" for n in range(12)]
+    for n, p in enumerate(paths):
+        server.set(p, static_page(n), content_type="text/html")
+    server.set("/sitemap.xml", sitemap([server.url(p) for p in paths]), content_type="application/xml")
+    cfg = config(tmp_path, f"  - name: site\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n")
+    assert len(poll(fw, cfg)["changes"]) == 12
+    for p in paths:
+        server.set(p, b"slow down", status=429, headers={"Retry-After": "120"}, content_type="text/plain")
+    mark = len(server.hits)
+    result = poll(fw, cfg)
+    assert result["changes"] == []
+    asked = [h for h in server.hits[mark:] if h.path.startswith("/p/")]
+    assert 0 < len(asked) < 12, "after the first 429s nothing more is asked of the host"
+    errors = result["feeds"][0]["page_errors"]
+    assert len(errors) == 12 and sum("asked to wait (retry after 120 s)" in e for e in errors) >= 12 - len(asked)
+    assert all("This is page number" in fw(cfg, "show", server.url(p)).out for p in paths[:3])
