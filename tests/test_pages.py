@@ -99,9 +99,9 @@ def fw(tmp_path: Path) -> Callable[..., Any]:
     return run
 
 
-def config(tmp_path: Path, source: str) -> Path:
-    return write_config(tmp_path / "feedwatch.yaml",
-                        f"database: sqlite:///{tmp_path / 'fw.db'}\nfeeds:\n{source}")
+def config(tmp_path: Path, source: str, database: str | None = None) -> Path:
+    database = database or f"sqlite:///{tmp_path / 'fw.db'}"
+    return write_config(tmp_path / "feedwatch.yaml", f"database: {database}\nfeeds:\n{source}")
 
 
 def poll(fw: Callable[..., Any], cfg: Path) -> dict[str, Any]:
@@ -165,13 +165,14 @@ def static_page(n: int, extra: str = "") -> str:
 
 
 @pytest.fixture
-def big_site(server: FeedServer, tmp_path: Path) -> tuple[Path, list[str]]:
+def big_site(server: FeedServer, tmp_path: Path, database_url: str) -> tuple[Path, list[str]]:
+    """45 static pages with ETags in a sitemap, recorded in SQLite and in PostgreSQL."""
     paths = [f"/handbook/{n}/" for n in range(45)]
     for n, p in enumerate(paths):
         server.set(p, static_page(n), content_type="text/html; charset=utf-8")
     server.set("/sitemap.xml", sitemap([server.url(p) for p in paths]), content_type="application/xml")
     cfg = config(tmp_path, f"  - name: handbook\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n"
-                           "    removal_grace: 2\n")
+                           "    removal_grace: 2\n", database_url)
     return cfg, paths
 
 
