@@ -6,11 +6,15 @@ A page is much more than its document: navigation, headers and footers, sidebars
 1. ``exclude`` selectors are removed first (CSS, or XPath after an ``xpath:`` prefix).
 2. With ``select``, the document is every element the selectors match, in page order (an element inside
    another match is not taken twice).
-3. Without ``select``, the document is the page's main content: the first ``<main>``, else the first
-   element with ``role="main"``, else the ``<article>`` elements, else ``<body>``. Inside it, ``nav``,
+3. Without ``select``, the document is the page's main content: the first ``<main>`` (else the first
+   element with ``role="main"``), or the one ``<article>`` inside it when there is exactly one; without
+   either, the ``<article>`` elements, else ``<body>``. Inside it, ``nav``,
    ``header`` (but an ``<article>``'s own header, which holds its title), ``footer``, ``aside``,
    ``form``, ``script``, ``style``, ``template``, ``noscript`` and hidden elements (``hidden``,
-   ``aria-hidden="true"``, inline ``display:none``) are dropped.
+   ``aria-hidden="true"``, inline ``display:none``) are dropped, and so is page chrome known by its class
+   or id (breadcrumbs, feedback widgets, "last modified" lines, comments, share buttons, related posts,
+   tables of contents, cookie notices: :data:`CHROME_WORDS`), and the permalink anchors sites put in
+   headings (``<a href="#…">¶</a>``).
 
 The result is an HTML fragment that monitor.normalize turns into canonical text, exactly as it does an
 item's HTML, so heading paths, moves and the noise rules are the same for pages and feed items.
@@ -19,6 +23,7 @@ item's HTML, so heading paths, moves and the noise rules are the same for pages 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +42,16 @@ NOISE = ("//nav", "//header[not(ancestor::article)]", "//footer", "//aside", "//
 _HIDDEN = ("[hidden]", "[aria-hidden=true]")
 _DISPLAY_NONE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _MAIN = ("main", "[role=main]")
+# Words in a class or id that mark page chrome rather than the document (measured on tests/fixtures/pages:
+# Docsy's feedback widget and "Last modified" line, WordPress comments, share buttons and related posts).
+CHROME_WORDS = frozenset({"breadcrumb", "breadcrumbs", "feedback", "comment", "comments", "share", "sharing",
+                          "sharedaddy", "relatedposts", "related", "sidebar", "toc", "lastmod", "cookie",
+                          "cookies", "consent", "advert", "advertisement", "ads", "promo", "newsletter",
+                          "pagination", "skip"})
+CHROME_PAIRS = frozenset({("page", "meta"), ("last", "modified"), ("last", "updated"), ("edit", "page"),
+                          ("edit", "this"), ("post", "navigation"), ("author", "bio")})
+PERMALINK_GLYPHS = frozenset({"", "¶", "#", "§", "🔗"})   # heading anchors (MkDocs, Sphinx, GitHub)
+_WORDS = re.compile(r"[\s_-]+")
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 
 
@@ -79,6 +94,8 @@ def parse_html(body: bytes, content_type: str | None) -> lxml.etree._Element | N
     charset = None
     if content_type and (m := _CHARSET.search(content_type)):
         charset = m.group(1)
+    elif _is_utf8(body):
+        charset = "utf-8"     # no charset in the header: most pages are UTF-8 (lxml alone would guess Latin-1)
     parser = lxml.html.HTMLParser(encoding=_known_codec(charset), remove_comments=True, remove_pis=True,
                                   no_network=True, recover=True,
                                   huge_tree=True)   # nesting deeper than 256 must not cut the page
@@ -87,6 +104,14 @@ def parse_html(body: bytes, content_type: str | None) -> lxml.etree._Element | N
     except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
         return None
     return root
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _known_codec(name: str | None) -> str | None:
@@ -125,17 +150,33 @@ def select(root: lxml.etree._Element, *, select: Sequence[str] = (), exclude: Se
     for selector in _HIDDEN:
         _drop(compile_selector(selector)(root))
     _drop([e for e in root.iter() if isinstance(e.tag, str) and _DISPLAY_NONE.search(e.get("style") or "")])
+    _drop([e for e in root.iter() if isinstance(e.tag, str) and e.tag not in ("html", "body") and _is_chrome(e)])
+    _drop([a for a in root.iter("a") if (a.get("href") or "").startswith("#")
+           and collapse("".join(str(t) for t in a.itertext())) in PERMALINK_GLYPHS])
     return Page(title, "".join(_fragment(e) for e in _main(root)))
 
 
 def _main(root: lxml.etree._Element) -> list[lxml.etree._Element]:
-    for selector in _MAIN:
-        if found := compile_selector(selector)(root):
-            return found[:1]
-    if articles := _outermost(compile_selector("article")(root)):
+    region = next((found[0] for s in _MAIN if (found := compile_selector(s)(root))), None)
+    articles = _outermost(compile_selector("article")(region if region is not None else root))
+    if region is not None:
+        return articles if len(articles) == 1 else [region]   # one article in the main region is the document
+    if articles:
         return articles
     body = root.find("body")
     return [body if body is not None else root]
+
+
+def _is_chrome(el: lxml.etree._Element) -> bool:
+    """Page chrome by its class or id: breadcrumbs, feedback widgets, "last modified" lines, comments,
+    share buttons, related posts, tables of contents, cookie notices (see CHROME_WORDS)."""
+    names = f"{el.get('class') or ''} {el.get('id') or ''}".lower()
+    if not names.strip():
+        return False
+    words = _WORDS.split(names)
+    if CHROME_WORDS.intersection(words):
+        return True
+    return any(pair in CHROME_PAIRS for pair in itertools.pairwise(words))
 
 
 def _outermost(elements: list[lxml.etree._Element]) -> list[lxml.etree._Element]:
