@@ -257,7 +257,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parent.parent / "config" / "feedwatch.example.yaml"
     result = run_cli("--config", str(example), "--database", str(tmp_path / "x.db"), "check", "--json", env=env)
     assert result.code == 0, result.err + result.out
-    assert result.json()["feeds"] == 2 and result.json()["targets"] == 2
+    assert result.json()["feeds"] == 5 and result.json()["targets"] == 2   # two feeds, three page sources
     k8s = Path(__file__).resolve().parent.parent / "config" / "kubernetes-community.yaml"
     assert run_cli("--config", str(k8s), "--database", str(tmp_path / "y.db"), "check").code == 0
     assert CORPUS.exists()
