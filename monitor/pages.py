@@ -26,6 +26,7 @@ import json
 import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from urllib.parse import urljoin
 
 from monitor import sitemap
 from monitor.config import FeedSettings
@@ -86,9 +87,14 @@ def page_item(feed: FeedSettings, fetched: FetchResult) -> ParsedItem:
                       raw=_raw(feed.url, page), content_is_html=True)
 
 
-def follow_entries(items: Sequence[ParsedItem]) -> SourceEntries:
-    """`follow: true`: each item's page is its link (items without an http(s) link keep their content)."""
-    return SourceEntries([Entry(i, i.link if followable(i.link) else None) for i in items])
+def follow_entries(items: Sequence[ParsedItem], base: str) -> SourceEntries:
+    """`follow: true`: each item's page is its link, resolved against the feed's URL (items without an
+    http(s) link keep their own content)."""
+    entries = []
+    for item in items:
+        link = urljoin(base, item.link) if item.link else None
+        entries.append(Entry(replace(item, link=link), link) if followable(link) else Entry(item))
+    return SourceEntries(entries)
 
 
 async def sitemap_entries(feed: FeedSettings, fetched: FetchResult, fetcher: Fetcher) -> tuple[SourceEntries, bytes]:

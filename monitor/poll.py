@@ -213,7 +213,7 @@ class Poller:
         elif feed.kind == "sitemap":
             source, body_hash = await pages.sitemap_entries(feed, fetched, self.fetcher)
         else:
-            source = pages.follow_entries(parsed_items(feed, fetched))
+            source = pages.follow_entries(parsed_items(feed, fetched), fetched.url)
         for warning in source.warnings:
             log.warning("feed=%s warning=%s", feed.name, json.dumps(warning))
         read = await pages.read_pages(feed, source.entries, states, self.fetcher, use_validators=same_settings)

@@ -527,3 +527,14 @@ def test_a_page_asking_to_wait_stops_requests_to_its_host(server: FeedServer, tm
     errors = result["feeds"][0]["page_errors"]
     assert len(errors) == 12 and sum("asked to wait (retry after 120 s)" in e for e in errors) >= 12 - len(asked)
     assert all("This is page number" in fw(cfg, "show", server.url(p)).out for p in paths[:3])
+
+
+def test_follow_resolves_relative_links_against_the_feed(server: FeedServer, tmp_path: Path,
+                                                         fw: Callable[..., Any]) -> None:
+    server.set("/blog/posts/one.html", static_page(1), content_type="text/html")
+    server.set("/blog/feed.xml", rss([("g1", "One", "posts/one.html")]))
+    cfg = config(tmp_path, f"  - name: blog\n    url: {server.url('/blog/feed.xml')}\n    follow: true\n")
+    [change] = poll(fw, cfg)["changes"]
+    assert change["document"] == "g1" and server.count("/blog/posts/one.html") == 1
+    assert "This is page number 1" in fw(cfg, "show", "g1").out
+    assert server.url("/blog/posts/one.html") in fw(cfg, "history", "--json").out
