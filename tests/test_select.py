@@ -45,7 +45,7 @@ def test_select_and_exclude_pick_and_drop() -> None:
     page = PAGES / "docsy-code-of-conduct.html"
     whole = document(page, select=("body",))
     assert "Was this page helpful?" in whole and "Last modified" in whole      # select overrides the default
-    chosen = document(page, select=("xpath://h2[1]",))
+    chosen = document(page, select=("xpath:(//h2)[1]",))
     assert chosen.count("\n") == 0 and chosen.startswith("## ")
     without = document(page, exclude=("h2",))
     assert "## " not in without and len(without) > 1000
