@@ -118,7 +118,8 @@ class KnownDocument:
     recent_states: tuple[tuple[int, bytes], ...]  # (version, state_hash), newest first, for reverts
     absent_polls: int = 0
     removed: bool = False
-    title: str = ""
+    title: str = ""                 # the latest version's title and canonical text hash: they confirm a
+    text_hash: bytes | None = None  # pairing by link, or pair by content (monitor.identity)
 
 
 @dataclass(frozen=True, slots=True)

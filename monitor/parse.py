@@ -220,7 +220,8 @@ def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFe
     except (ValueError, UnicodeError, LookupError, RecursionError) as exc:   # feedparser bugs on hostile bytes
         raise ParseError(name, f"unreadable feed ({type(exc).__name__}: {_first_line(exc)})") from None
     warnings = _check(name, d, body, lenient)
-    items = tuple(_item(e) for e in d.get("entries", ()))
+    atom = str(d.get("version", "")).startswith("atom")
+    items = tuple(_item(e, atom=atom) for e in d.get("entries", ()))
     feed = d.get("feed", {})
     return ParsedFeed(title=_clean(feed.get("title", "")), link=feed.get("link") or None,
                       format=d.get("version", ""), items=items, warnings=warnings)
@@ -255,7 +256,7 @@ def _message(exc: Exception) -> str:
     return re.sub(r"^<unknown>:\d+:\d+: ", "", str(message)).strip()
 
 
-def _item(entry: Any) -> ParsedItem:
+def _item(entry: Any, *, atom: bool = False) -> ParsedItem:
     content_html, content_type = _content(entry)
     title_detail = entry.get("title_detail") or {}
     title = entry.get("title", "") or ""
@@ -271,13 +272,23 @@ def _item(entry: Any) -> ParsedItem:
     raw = {k: v for k, v in raw.items() if v is not None}
     return ParsedItem(
         guid=_clean(entry.get("id")) or None,
-        link=_clean(entry.get("link")) or None,
+        link=_clean(_link(entry, atom=atom)) or None,
         title=_text(title),
         content=_text(content_html),
         raw=json.dumps(raw, ensure_ascii=False, sort_keys=True).encode("utf-8", "replace"),
         title_is_html=title_detail.get("type") in _HTML_TYPES,
         content_is_html=content_type != "text/plain",
     )
+
+
+def _link(entry: Any, *, atom: bool) -> Any:
+    """The entry's link. feedparser copies an Atom ``id`` into the link when the entry has no link element
+    (an RSS ``guid`` is a permalink unless it says otherwise; an Atom id such as ``tag:…`` is not)."""
+    link = entry.get("link")
+    hrefs = {element.get("href") for element in entry.get("links", ())}
+    if atom and link and link == entry.get("id") and link not in hrefs:
+        return None
+    return link
 
 
 def _content(entry: Any) -> tuple[str, str]:

@@ -220,25 +220,30 @@ class Store:
             if absent_only:
                 query = query.where(Document.c.absent_polls > 0, Document.c.removed_at.is_(None))
             docs = conn.execute(query).all()
-            recent = self._recent_states(conn, [d.id for d in docs]) if not absent_only else {}
+            recent, texts = self._recent_states(conn, [d.id for d in docs]) if not absent_only else ({}, {})
         return [KnownDocument(id=d.id, key=d.key, guid=d.guid, link=d.link, latest_version=d.latest_version,
                               state_hash=d.state_hash, recent_states=recent.get(d.id, ()),
-                              absent_polls=d.absent_polls, removed=d.removed_at is not None, title=d.title)
-                for d in docs]
+                              absent_polls=d.absent_polls, removed=d.removed_at is not None,
+                              title=d.title, text_hash=texts.get(d.id)) for d in docs]
 
-    def _recent_states(self, conn: Connection, doc_ids: list[int]) -> dict[int, tuple[tuple[int, bytes], ...]]:
+    def _recent_states(self, conn: Connection, doc_ids: list[int]
+                       ) -> tuple[dict[int, tuple[tuple[int, bytes], ...]], dict[int, bytes]]:
+        """Each document's latest version states, newest first, and its latest canonical text hash."""
         out: dict[int, list[tuple[int, bytes]]] = {}
+        texts: dict[int, bytes] = {}
         for chunk in _chunks(doc_ids):
-            ranked = (select(Version.c.document_id, Version.c.number, Version.c.state_hash,
+            ranked = (select(Version.c.document_id, Version.c.number, Version.c.state_hash, Version.c.text_hash,
                              func.row_number().over(partition_by=Version.c.document_id,
                                                     order_by=Version.c.number.desc()).label("rank"))
                       .where(Version.c.document_id.in_(chunk)).subquery())
-            rows = conn.execute(select(ranked.c.document_id, ranked.c.number, ranked.c.state_hash)
+            rows = conn.execute(select(ranked.c.document_id, ranked.c.number, ranked.c.state_hash,
+                                       ranked.c.text_hash)
                                 .where(ranked.c.rank <= REVERT_DEPTH)
                                 .order_by(ranked.c.document_id, ranked.c.number.desc()))
             for r in rows:
                 out.setdefault(r.document_id, []).append((r.number, r.state_hash))
-        return {k: tuple(v) for k, v in out.items()}
+                texts.setdefault(r.document_id, r.text_hash)
+        return {k: tuple(v) for k, v in out.items()}, texts
 
     def latest_versions(self, doc_ids: Sequence[int]) -> dict[int, VersionInfo]:
         """The latest stored version (with text) of each document."""

@@ -28,14 +28,32 @@ def known(doc_id: int, it: Item, *, versions: int = 1, absent: int = 0, removed:
     older = tuple((versions - 1 - i, h.state_hash) for i, h in enumerate(history))
     states = ((versions, it.state_hash), *older)
     return KnownDocument(id=doc_id, key=it.key, guid=it.guid, link=it.link, latest_version=versions,
-                         state_hash=it.state_hash, recent_states=states, absent_polls=absent, removed=removed)
+                         state_hash=it.state_hash, recent_states=states, absent_polls=absent, removed=removed,
+                         title=it.title, text_hash=it.text_hash)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+KEY_CASES = [c for c in CASES if "keys" in c]
+MATCH_CASES = [c for c in CASES if "pairs" in c]
+
+
+@pytest.mark.parametrize("case", KEY_CASES, ids=[c["name"] for c in KEY_CASES])
 def test_identity_keys(case: dict[str, Any]) -> None:
     keys = [i.key for i in assign_keys([item(**spec) for spec in case["items"]])]
     assert [k if not k.startswith("hash:") else "hash" for k in keys] == case["keys"]
     assert len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("case", MATCH_CASES, ids=[c["name"] for c in MATCH_CASES])
+def test_identity_matching(case: dict[str, Any]) -> None:
+    docs = [known(n, it) for n, it in enumerate(assign_keys([item(**spec) for spec in case["known"]]), start=1)]
+    items = assign_keys([item(**spec) for spec in case["items"]])
+    pairs = match(items, docs)
+    assert [doc.id if doc else None for _, doc in pairs] == case["pairs"]
+    for decision in compare(pairs, docs, removal_grace=3):
+        if decision.document_id is not None and decision.item is not None:
+            paired = next(d for _, d in pairs if d is not None and d.id == decision.document_id)
+            same = decision.item.state_hash == paired.state_hash
+            assert decision.kind is (None if same else ChangeKind.CHANGED)    # a rename is silent
 
 
 def test_guid_change_with_same_link_is_the_same_document() -> None:
