@@ -25,6 +25,7 @@ import io
 import json
 import re
 import xml.sax.expatreader
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ import feedparser
 import feedparser.api
 import feedparser.exceptions
 
+from monitor.body import EntryFilter
 from monitor.errors import ParseError
 from monitor.models import FetchResult, ParsedFeed, ParsedItem
 
@@ -56,6 +58,28 @@ class _BufferedExpat(xml.sax.expatreader.ExpatParser):
         parser = self._parser  # type: ignore[attr-defined]  # the pyexpat parser, set by reset()
         parser.buffer_text = True
         parser.buffer_size = 1 << 16
+
+    def setContentHandler(self, handler: Any) -> None:
+        """feedparser's handler, behind the body rule's filter (monitor.body)."""
+        super().setContentHandler(EntryFilter(handler, _prefix_lookup(handler), _known_element(handler)))
+
+
+def _prefix_lookup(handler: Any) -> Callable[[str | None], str | None]:
+    """feedparser's prefix for a namespace URI ('' for the RSS/Atom core), None for one it does not know."""
+    def prefix_of(uri: str | None) -> str | None:
+        lower = (uri or "").lower()
+        if "backend.userland.com/rss" in lower:    # feedparser matches any of these (parsers/strict.py)
+            return ""
+        prefix: str | None = handler._matchnamespaces.get(lower)
+        return prefix
+    return prefix_of
+
+
+def _known_element(handler: Any) -> Callable[[str, str], bool]:
+    """Whether feedparser has a handler for an element (its own dispatch: mixin.unknown_starttag)."""
+    def knows(prefix: str, local: str) -> bool:
+        return hasattr(handler, f"_start_{prefix}_{local}" if prefix else f"_start_{local}")
+    return knows
 
 
 def create_parser(*args: Any, **kwargs: Any) -> _BufferedExpat:
@@ -292,7 +316,7 @@ def _link(entry: Any, *, atom: bool) -> Any:
 
 
 def _content(entry: Any) -> tuple[str, str]:
-    """The richest body: Atom content / RSS content:encoded, else summary/description."""
+    """The body by the documented rule (monitor.body): full content, else the summary."""
     for c in entry.get("content", ()):
         if c.get("value"):
             return c["value"], c.get("type", "text/html")
