@@ -305,23 +305,29 @@ def _raw(url: str, page: Page, item_raw: bytes = b"") -> bytes:
 @dataclass(frozen=True, slots=True)
 class Documents:
     """The items a page source contributes to a poll, the page states to store, and the links of pages
-    that failed before they ever gave a text (their documents, if any, are held as they are)."""
+    that failed before they ever gave a text (their documents, if any, are held as they are).
+
+    Items of pages that did not change carry their stored text's hash but not the text itself (``text``
+    is empty): comparing needs only the hash, and the text is loaded only for the few that get a new
+    version (see :func:`with_text`)."""
 
     items: list[Item]
     states: tuple[PageState, ...]
     held_links: frozenset[str]
     errors: tuple[str, ...]
+    unloaded: frozenset[bytes] = frozenset()    # text hashes of items whose text is not loaded
 
 
-def documents(feed: FeedSettings, reads: Sequence[PageRead], texts: dict[bytes, str], *,
-              base: str | None) -> Documents:
-    """Normalise what the pages gave into items (pure: `texts` are the stored texts of `reads[].stored`)."""
+def documents(feed: FeedSettings, reads: Sequence[PageRead], *, base: str | None) -> Documents:
+    """Normalise what the pages gave into items (pure)."""
     items: list[Item] = []
     states: list[PageState] = []
     held: set[str] = set()
+    unloaded: set[bytes] = set()
     for r in reads:
-        if r.stored is not None and r.stored in texts:
-            items.append(_stored_item(r.entry.item, texts[r.stored], r.stored))
+        if r.stored is not None:
+            items.append(_stored_item(r.entry.item, r.stored))
+            unloaded.add(r.stored)
         elif r.item is not None and r.error is None:
             item = normalize_item(r.item, links=feed.links, base=r.base or base, ignore=feed.ignore)
             items.append(item)
@@ -332,12 +338,19 @@ def documents(feed: FeedSettings, reads: Sequence[PageRead], texts: dict[bytes, 
             held.add(r.entry.item.link)
         if r.dirty and r.entry.page is not None:
             states.append(r.state)
-    return Documents(items, tuple(states), frozenset(held), tuple(r.error for r in reads if r.error))
+    return Documents(items, tuple(states), frozenset(held), tuple(r.error for r in reads if r.error),
+                     frozenset(unloaded))
 
 
-def _stored_item(item: ParsedItem, text: str, text_hash: bytes) -> Item:
-    """A document whose page did not change (or failed): its stored canonical text, today's title."""
+def with_text(item: Item, texts: dict[bytes, str]) -> Item:
+    """An item of an unchanged page with its stored text filled in (for a new version or a diff)."""
+    return replace(item, text=texts[item.text_hash]) if item.text_hash in texts and not item.text else item
+
+
+def _stored_item(item: ParsedItem, text_hash: bytes) -> Item:
+    """A document whose page did not change (or failed): its stored canonical text (by hash; the text is
+    loaded only when needed), today's title."""
     title = title_text(item.title, is_html=item.title_is_html)
     raw = json.dumps({"page": item.link, "title": title}, ensure_ascii=False, sort_keys=True).encode()
-    return Item(key="", guid=item.guid, link=item.link, title=title, text=text, raw=raw, text_hash=text_hash,
+    return Item(key="", guid=item.guid, link=item.link, title=title, text="", raw=raw, text_hash=text_hash,
                 state_hash=state_hash(title, item.link, text_hash))

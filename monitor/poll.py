@@ -219,11 +219,19 @@ class Poller:
         read = await pages.read_pages(feed, source.entries, states, self.fetcher, use_validators=same_settings)
         for host, (seconds, reason) in read.backoff.items():
             self.store.back_off_host(host, now + timedelta(seconds=min(seconds, MAX_PAGE_BACKOFF)), reason)
-        texts = self.store.texts(r.stored for r in read.reads if r.stored is not None)
-        docs = pages.documents(feed, read.reads, texts, base=fetched.url)
+        docs = pages.documents(feed, read.reads, base=fetched.url)
         items = identity.assign_keys(docs.items)
         keep = [d for d in known if d.id not in held and d.link not in docs.held_links]
         decisions = compare.compare(identity.match(items, known), keep, removal_grace=feed.removal_grace)
+        need = [d.item.text_hash for d in decisions if d.item is not None and d.new_version
+                and d.item.text_hash in docs.unloaded]
+        if need:     # an unchanged page whose document gets a new version anyway (a new title, a return)
+            texts = self.store.texts(need)
+            if len(texts) < len(set(need)):
+                raise FeedError(feed.name, "a stored page text went missing during the poll (pruned?); the "
+                                "next poll fetches those pages again")
+            decisions = [dataclasses.replace(d, item=pages.with_text(d.item, texts)) if d.item else d
+                         for d in decisions]
         status = PollStatus.OK if docs.states or not quiet else (
             PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED)
         record = self._success(state, feed, now, status, fetched, body_hash, decisions, documents=len(items))

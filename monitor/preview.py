@@ -57,5 +57,5 @@ async def _preview(feed: FeedSettings) -> Preview:
         else:
             entries = pages.follow_entries(parsed_items(feed, fetched), fetched.url)
         read = await pages.read_pages(feed, entries.entries, {}, fetcher, use_validators=False)
-        docs = pages.documents(feed, read.reads, {}, base=fetched.url)
+        docs = pages.documents(feed, read.reads, base=fetched.url)
         return Preview(identity.assign_keys(docs.items), docs.errors, tuple(entries.warnings))

@@ -538,3 +538,26 @@ def test_follow_resolves_relative_links_against_the_feed(server: FeedServer, tmp
     assert change["document"] == "g1" and server.count("/blog/posts/one.html") == 1
     assert "This is page number 1" in fw(cfg, "show", "g1").out
     assert server.url("/blog/posts/one.html") in fw(cfg, "history", "--json").out
+
+
+def test_a_new_title_over_an_unchanged_page_keeps_the_page_text(server: FeedServer, tmp_path: Path,
+                                                                fw: Callable[..., Any]) -> None:
+    server.set("/post/1", static_page(1), content_type="text/html")
+    server.set("/feed.xml", rss([("g1", "Old title", server.url("/post/1"))]))
+    cfg = config(tmp_path, f"  - name: blog\n    url: {server.url('/feed.xml')}\n    follow: true\n"
+                           "    removal_grace: 1\n")
+    poll(fw, cfg)
+    server.set("/feed.xml", rss([("g1", "New title", server.url("/post/1"))]))
+    [change] = poll(fw, cfg)["changes"]
+    assert (change["kind"], change["title"], change["version"]) == ("changed", "New title", 2)
+    assert change["inserted"] == ["New"] and change["deleted"] == ["Old"], "only the title changed, not the text"
+    assert server.count("/post/1", status=304) == 1                    # the page itself was not downloaded
+    assert fw(cfg, "show", "g1", "--version", "2").out == fw(cfg, "show", "g1", "--version", "1").out
+    assert "This is page number 1" in fw(cfg, "show", "g1").out
+    # gone from the feed, then back with the page unchanged: its text comes back with it
+    server.set("/feed.xml", rss([]))
+    assert [c["kind"] for c in poll(fw, cfg)["changes"]] == ["removed"]
+    server.set("/feed.xml", rss([("g1", "New title", server.url("/post/1"))]))
+    [back] = poll(fw, cfg)["changes"]
+    assert back["kind"] == "added"
+    assert "This is page number 1" in fw(cfg, "show", "g1").out
