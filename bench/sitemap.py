@@ -126,6 +126,8 @@ def timed(cmd: list[str]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pages", type=int, default=1000)
+    parser.add_argument("--per-host", type=int, default=2,
+                        help="feedwatch's polling.per_host (default 2, as in the default config)")
     args = parser.parse_args(argv)
     ctx = multiprocessing.get_context("spawn")
     ready: Any = ctx.Queue()
@@ -137,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "feedwatch.yaml"
-            config.write_text(f"database: sqlite:///{tmp}/fw.db\nfeeds:\n  - name: site\n    kind: sitemap\n"
-                              f"    url: {base}/sitemap.xml\n    max_documents: {args.pages}\n")
+            config.write_text(f"database: sqlite:///{tmp}/fw.db\npolling:\n  per_host: {args.per_host}\n"
+                              f"feeds:\n  - name: site\n    kind: sitemap\n    url: {base}/sitemap.xml\n"
+                              f"    max_documents: {args.pages}\n")
             run = [feedwatch, "-q", "--config", str(config), "run", "--force"]
             urls = [f"{base}/page/{n}" for n in range(args.pages)]
             state: dict[str, dict[str, str]] = {}
