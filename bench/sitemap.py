@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                              after["not_modified"] - before["not_modified"]))
     finally:
         site.terminate()
-    print(f"sitemap of {args.pages} pages on 127.0.0.1 (one run each; the floor fetches the same pages with "
-          "aiohttp, conditionally when warm)\n")
+    print(f"sitemap of {args.pages} pages on 127.0.0.1, feedwatch with polling.per_host {args.per_host} (one run "
+          "each; the floor fetches the same pages with aiohttp, 50 in flight, conditionally when warm)\n")
     print("| cycle | feedwatch s | aiohttp floor s | ratio | page bodies downloaded | 304s |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, seconds, floor, bodies, not_modified in rows:
