@@ -20,6 +20,7 @@ from monitor.commands import (
     EXIT_USAGE,
     cmd_check,
     cmd_db,
+    cmd_deliveries_retry,
     cmd_diff,
     cmd_export,
     cmd_history,
@@ -156,6 +157,21 @@ def build_parser() -> _Parser:
                 "already here with the same history is left alone; one with a different history is refused.")
     p.add_argument("file", metavar="FILE", help="a feedwatch-history file, or - for stdin")
 
+    p = command("deliveries", cmd_deliveries_retry, "the outbox: send dead deliveries again",
+                "The notification outbox. A delivery is retried with back-off for about four days (see "
+                "targets' max_attempts), then it is dead: 'status' lists it and an alert says so. 'deliveries "
+                "retry' queues dead deliveries again, all or those of --target/--feed, with fresh attempts; "
+                "the next 'run' (or 'watch') sends them.")
+    dl_sub = p.add_subparsers(dest="deliveries_command", metavar="ACTION", required=True, parser_class=_Parser)
+    retry = dl_sub.add_parser("retry", help="queue dead deliveries again", parents=[common],
+                              description="Queue dead deliveries again (all, or only those to --target or about "
+                                          "--feed), with fresh attempts; the next 'run' or 'watch' sends them.")
+    retry.add_argument("--target", action="append", metavar="NAME", help="only deliveries to this target "
+                       "(repeatable)")
+    retry.add_argument("--feed", action="append", metavar="NAME", help="only deliveries about this feed "
+                       "(repeatable)")
+    retry.add_argument("--json", action="store_true", help="print how many were queued as JSON")
+
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "
                 "URLs are shown with secrets masked.")
@@ -212,8 +228,20 @@ def _setup_logging(args: argparse.Namespace) -> None:
     fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else \
         "%(asctime)s %(levelname)s %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_inert_log)
     for noisy in ("httpx", "httpcore", "apprise", "alembic", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _inert_log(record: logging.LogRecord) -> bool:
+    """Log lines can quote feed text (titles, errors): their control characters are shown, not sent."""
+    message = record.getMessage()
+    if any((ord(ch) < 32 and ch not in "\t\n") or 0x7F <= ord(ch) <= 0x9F for ch in message):
+        from monitor.render import inert
+
+        record.msg, record.args = inert(message), None
+    return True
 
 
 if __name__ == "__main__":

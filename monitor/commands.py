@@ -102,7 +102,7 @@ def _print_changes(changes: Sequence[Any]) -> None:
         if c.baseline and c.kind.value == "added":
             baselines[c.feed] = baselines.get(c.feed, 0) + 1
         else:
-            print(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}")
+            print(_inert(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}"))
     for feed, n in baselines.items():
         print(f"{feed}: first poll: {n} document{'s' if n != 1 else ''} recorded (not notified)")
 
@@ -166,6 +166,13 @@ def run_json(report: Any) -> dict[str, Any]:
     }
 
 
+def _dead_warning(dead: dict[str, int]) -> str:
+    total = sum(dead.values())
+    where = ", ".join(f"{n} to {t}" for t, n in sorted(dead.items()))
+    return (f"WARNING: {total} deliver{'ies were' if total != 1 else 'y was'} given up ({where}); "
+            "send again with: feedwatch deliveries retry [--target NAME] [--feed NAME]")
+
+
 def _log_run(report: Any) -> None:
     by_status: dict[str, int] = {}
     for o in report.feeds:
@@ -174,6 +181,9 @@ def _log_run(report: Any) -> None:
     d = report.deliveries
     log.info("run feeds=%d%s changes=%d sent=%d failed=%d pending=%d", len(report.feeds), statuses,
              len(report.changes), d.sent, d.failed, d.pending)
+    if d.dead:
+        log.warning("%d deliver%s given up: see 'feedwatch status'; send again with 'feedwatch deliveries retry'",
+                    d.dead, "ies were" if d.dead != 1 else "y was")
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -204,17 +214,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         problems.append(str(exc))
     finally:
         engine.dispose()
-    problems.extend(_check_targets(settings))
+    templates = [str(e) for e in _check_templates(settings)]    # config errors: file:line, exit 2
+    problems = templates + problems + _check_targets(settings)
     result = {"config": str(settings.source), "feeds": len(settings.feeds), "targets": len(settings.targets),
               "database": redact(url), "schema": schema, "ok": not problems, "problems": problems}
     if args.json:
         _print_json(result)
     else:
-        print(f"config {settings.source}: OK ({len(settings.feeds)} feeds, {len(settings.targets)} targets)")
+        verdict = f"{len(templates)} template problem{'s' if len(templates) != 1 else ''}" if templates else "OK"
+        print(f"config {settings.source}: {verdict} ({len(settings.feeds)} feeds, {len(settings.targets)} targets)")
         print(f"database {redact(url)}: schema {schema}")
         for p in problems:
             print(f"problem: {p}")
-    return EXIT_OK if not problems else EXIT_FAILED
+    return EXIT_USAGE if templates else EXIT_OK if not problems else EXIT_FAILED
 
 
 def _writable_dir(path: Path) -> bool:
@@ -231,6 +243,14 @@ def _check_targets(settings: Any) -> list[str]:
     return notify.check_targets(settings)
 
 
+def _check_templates(settings: Any) -> list[Any]:
+    if not settings.targets:
+        return []
+    from monitor import notify
+
+    return notify.check_templates(settings)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.urls import mask
 
@@ -240,6 +260,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows = store.feed_statuses(names)
         deliveries = store.outbox.counts()
         problems = store.outbox.problems()
+        dead = store.outbox.counts_by_target("dead")
     if args.json:
         _print_json({"feeds": [{
             "name": r.name, "url": mask(r.url), "last_poll": _iso(r.last_polled_at), "status": r.last_status,
@@ -247,7 +268,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "next_due": _iso(r.next_due_at), "consecutive_errors": r.consecutive_errors, "polls": r.polls,
             "polling_now": r.leased_by is not None, "page_errors": list(r.page_errors)} for r in rows],
             "deliveries": {"pending": deliveries["pending"], "failing": deliveries["failing"],
-                           "dead": deliveries["dead"], "sent": deliveries["sent"],
+                           "dead": deliveries["dead"], "sent": deliveries["sent"], "dead_by_target": dead,
                            "problems": [{**p, "next_attempt_at": _iso(p["next_attempt_at"])} for p in problems]}})
         return EXIT_OK
     table = [("FEED", "LAST POLL", "RESULT", "DOCS", "LAST CHANGE", "NEXT DUE", "ERRORS")]
@@ -257,14 +278,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     _print_table(table)
     for r in rows:
         if r.last_error:
-            print(f"  {r.name}: {r.last_error}")
+            print(_inert(f"  {r.name}: {r.last_error}"))
         for error in r.page_errors:
-            print(f"  {error}")
+            print(_inert(f"  {error}"))
     print(f"deliveries: {deliveries['pending']} pending ({deliveries['failing']} failing), "
           f"{deliveries['dead']} dead, {deliveries['sent']} sent")
+    if deliveries["dead"]:
+        print(_dead_warning(dead))
     for p in problems:
         what = f"\u201c{p['title']}\u201d" if p["title"] else p["kind"]
-        print(f"  #{p['id']} {p['status']} to {p['target']} ({what}, {p['attempts']} attempts): {p['last_error']}")
+        print(_inert(f"  #{p['id']} {p['status']} to {p['target']} ({what}, {p['attempts']} attempts): "
+                     f"{p['last_error']}"))
     return EXIT_OK
 
 
@@ -290,9 +314,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_OK
     for d, changes in entries:
         flag = " (removed)" if d.removed else ""
-        print(f"{d.feed} #{d.id} {d.title}{flag}\n  {d.ref}")
+        print(_inert(f"{d.feed} #{d.id} {d.title}{flag}\n  {d.ref}"))
         for c in changes:
-            print(f"  v{c.version:<3} {_when(c.detected_at)}  {c.kind.value:<8} {c.summary}")
+            print(_inert(f"  v{c.version:<3} {_when(c.detected_at)}  {c.kind.value:<8} {c.summary}"))
     return EXIT_OK
 
 
@@ -301,7 +325,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.doc)
         version = store.version(doc.id, args.number or doc.latest_version)
-    sys.stdout.write((version.text or "") + "\n")
+    sys.stdout.write(_inert(version.text or "") + "\n")
     return EXIT_OK
 
 
@@ -328,7 +352,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     elif args.format == "html":
         print(render.render_html(diff, title=heading))
     else:
-        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         sys.stdout.write(render.render_text(diff, color=color, title=heading))
     return EXIT_OK
 
@@ -408,6 +432,27 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_deliveries_retry(args: argparse.Namespace) -> int:
+    from monitor import notify
+
+    settings = _settings(args, required=False)
+    with _open_store(args, settings) as store:
+        dead = store.outbox.counts_by_target("dead")
+        for name in args.target or ():
+            if name not in dead and (settings is None or name not in settings.targets):
+                raise UsageError(f"deliveries retry: no target named '{name}' (dead deliveries: "
+                                 f"{', '.join(sorted(dead)) or 'none'})")
+        n = notify.requeue(store, targets=args.target or (), feeds=args.feed or ())
+    if args.json:
+        _print_json({"requeued": n})
+    elif n:
+        print(f"{n} dead deliver{'ies' if n != 1 else 'y'} queued again: the next 'feedwatch run' (or 'watch') "
+              "sends them")
+    else:
+        print("no dead deliveries" + (" matching --target/--feed" if args.target or args.feed else ""))
+    return EXIT_OK
+
+
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from monitor import notify
 
@@ -445,11 +490,19 @@ def cmd_preview(args: argparse.Namespace) -> int:
             "errors": list(result.errors), "warnings": list(result.warnings)})
     else:
         for n, item in enumerate(result.items):
-            print(("\n" if n else "") + f"== {item.title or '(no title)'}" + (f" <{item.link}>" if item.link else ""))
-            print(item.text)
+            print(_inert(("\n" if n else "") + f"== {item.title or '(no title)'}" +
+                         (f" <{item.link}>" if item.link else "")))
+            print(_inert(item.text))
     for line in (*result.warnings, *result.errors):
-        print(f"feedwatch: {line}", file=sys.stderr)
+        print(_inert(f"feedwatch: {line}"), file=sys.stderr)
     return EXIT_FAILED if result.errors else EXIT_OK
+
+
+def _inert(text: str) -> str:
+    """Feed text for the terminal: its control characters shown, never executed (monitor.render.inert)."""
+    from monitor.render import inert
+
+    return inert(text)
 
 
 def _print_json(data: Any) -> None:
@@ -468,5 +521,5 @@ def _when(t: datetime | None) -> str:
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        print(_inert("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()))
 

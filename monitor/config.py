@@ -39,6 +39,8 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?i?b?)$", re.I)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 Duration = str | int | float
+TEMPLATE_KEYS = ("title", "body", "digest_title", "digest_body", "alert_title", "alert_body", "test_title",
+                 "test_body")
 T = TypeVar("T")
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
@@ -99,9 +101,15 @@ class TargetConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     format: Literal["text", "markdown", "html"] = "markdown"
     mode: Literal["immediate", "digest"] = "immediate"
     digest_period: Duration | None = None
-    title: str | None = None           # Jinja2 template
-    body: str | None = None            # Jinja2 template
-    max_attempts: Positive = 8
+    title: str | None = None           # Jinja2 templates of a change message ...
+    body: str | None = None
+    digest_title: str | None = None    # ... of a digest (mode: digest) ...
+    digest_body: str | None = None
+    alert_title: str | None = None     # ... of error, recovery and dead-delivery alerts ...
+    alert_body: str | None = None
+    test_title: str | None = None      # ... and of `notify-test`'s message
+    test_body: str | None = None
+    max_attempts: Positive = 100       # with the back-off of monitor.notify: about four days
     max_length: Positive = 4000        # characters of rendered diff in a message
 
 
@@ -179,9 +187,9 @@ class TargetSettings:
     format: str = "markdown"
     mode: str = "immediate"
     digest_period: float | None = None
-    title: str | None = None
-    body: str | None = None
-    max_attempts: int = 8
+    templates: Mapping[str, str] = field(default_factory=dict)     # TEMPLATE_KEYS given in the config
+    template_lines: Mapping[str, int] = field(default_factory=dict)  # ... and the line each is on
+    max_attempts: int = 100
     max_length: int = 4000
 
 
@@ -505,8 +513,10 @@ class _Resolver:
             if not config_file.is_absolute():
                 config_file = (self.base_dir / config_file).resolve()
         period = self.duration(t.digest_period, f"{path}.digest_period") if t.digest_period else None
+        templates = {k: getattr(t, k) for k in TEMPLATE_KEYS if getattr(t, k) is not None}
+        lines = {k: self.doc.lines[f"{path}.{k}"] for k in templates if f"{path}.{k}" in self.doc.lines}
         return TargetSettings(name=name, urls=t.urls, config_file=config_file, format=t.format, mode=t.mode,
-                              digest_period=period, title=t.title, body=t.body,
+                              digest_period=period, templates=templates, template_lines=lines,
                               max_attempts=t.max_attempts, max_length=t.max_length)
 
     def check_target_refs(self, names: tuple[str, ...], path: str, targets: Mapping[str, Any]) -> None:

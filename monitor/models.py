@@ -252,6 +252,18 @@ class DeliveryCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered notification, ready for monitor.sending."""
+
+    title: str                      # plain text (inert): a subject line, or merged into the body
+    body: str                       # in `format`
+    format: str                     # text | markdown | html
+    level: str = "info"             # info | success | warning | failure (the service's notification type)
+    text: str | None = None         # an html body's plain-text alternative, rendered from the same diff
+    delivery_id: str | None = None  # stable per outbox row: a repeat after a crash carries the same id
+
+
+@dataclass(frozen=True, slots=True)
 class RunReport:
     feeds: tuple[FeedOutcome, ...]
     deliveries: DeliveryCounts = field(default_factory=DeliveryCounts)

@@ -1,39 +1,37 @@
-"""Deliver the outbox through Apprise: the only module that imports apprise.
+"""Deliver the outbox: claim, render (monitor.messages), send (monitor.sending), record.
 
 - Each pending delivery is claimed under a lease, rendered with its target's format and templates, and
   sent to each of the target's URLs that has not yet accepted it. The outcome of every URL is recorded;
   a row is ``sent`` once every URL accepted it and is never sent again.
-- Failures retry with exponential back-off; after ``max_attempts`` the row is ``dead`` and an alert goes
-  to the feed's error targets (other than the failing one).
+- Every delivery carries a stable id derived from its outbox row (``delivery_id``): a message repeated
+  after a crash carries the same id as its first copy, so a receiver can drop it.
+- Failures retry with exponential back-off: after 30 s, doubling up to once an hour. With the default
+  ``max_attempts`` (100) a delivery is retried for about four days, so an outage over a long weekend
+  loses nothing. Then the row is ``dead``: `run` and `status` say so, and an alert goes to the feed's
+  error targets other than the failing one, or, when there is no other, to the failing target itself
+  (it arrives once the target works again). ``requeue`` sends dead deliveries again.
+- A template error is its target's delivery error: the other targets still deliver.
 - ``digest`` targets get one message listing every pending change: per ``run``, or per
   ``digest_period`` in ``watch``.
-- URLs hold secrets: only Apprise's privacy form (``json://user:****@host``) is ever printed, logged or
-  stored, and failure details are scrubbed of every part of the URL that the privacy form hides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import apprise
-import jinja2
-import jinja2.sandbox
-from markupsafe import Markup
-
-from monitor import render
+from monitor import messages, sending
 from monitor.config import Settings, TargetSettings
-from monitor.models import ChangeContext, DeliveryCounts
+from monitor.errors import ConfigError
+from monitor.messages import Renderer, TemplateProblem
+from monitor.models import ChangeContext, DeliveryCounts, Message
 from monitor.urls import mask as mask_url
-from monitor.urls import mask_tokens
 from storage.db import owner_id
 from storage.outbox import Outbox, PendingDelivery, UrlOutcome
 from storage.store import Store, utcnow
@@ -42,28 +40,7 @@ log = logging.getLogger("feedwatch.notify")
 
 MIN_LEASE = 30.0             # a delivery lease never shorter than this (one send can take seconds)
 BACKOFF_BASE = 30.0          # first retry after 30 s, doubling per attempt ...
-BACKOFF_MAX = 6 * 3600.0     # ... up to 6 h
-HTML_MARKUP = 4               # an html diff may take this many characters per character of max_length
-FORMATS = {"text": apprise.NotifyFormat.TEXT, "markdown": apprise.NotifyFormat.MARKDOWN,
-           "html": apprise.NotifyFormat.HTML}
-EXTENSIONS = {"text": "txt", "markdown": "md", "html": "html"}
-TEMPLATE_DIRS = (Path(__file__).parent / "templates", Path(__file__).parent.parent / "config" / "templates")
-DEFAULT_TITLES = {
-    "change": "feedwatch: {{ title }} {{ 'was added' if kind == 'added' else 'was removed' if kind == 'removed' "
-              "else 'reverted to version ' ~ revert_of if revert_of else 'changed' }}",
-    "digest": "feedwatch: {{ count }} change{{ 's' if count != 1 else '' }} in {{ feeds | join(', ') }}",
-    "error": "feedwatch: feed {{ feed }} is failing",
-    "recovery": "feedwatch: feed {{ feed }} works again",
-    "dead": "feedwatch: notifications to {{ target }} are failing",
-    "test": "feedwatch: test message",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    title: str
-    body: str
-    format: str
+BACKOFF_MAX = 3600.0         # ... up to once an hour (a target that recovers gets its messages within the hour)
 
 
 @dataclass
@@ -73,170 +50,31 @@ class _Tally:
     dead: list[PendingDelivery] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------------------------------------ URLs
+def backoff(attempts: int) -> float:
+    """Seconds to wait after failed attempt number `attempts` (1, 2, ...)."""
+    return float(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(max(0, attempts - 1), 32)))
 
 
-def url_id(url: str) -> str:
-    """A stable name for a URL that does not reveal it (the outbox records which URLs accepted a row)."""
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
+def retry_span(max_attempts: int) -> float:
+    """How long a delivery is retried before it is dead: the sum of its waits."""
+    return sum(backoff(a) for a in range(1, max_attempts))
 
 
-def privacy_url(url: str) -> str:
-    """The URL as Apprise prints it with secrets masked (our own masking if Apprise does not know it)."""
-    try:
-        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    except Exception:
-        plugin = None
-    if not plugin:
-        return mask_url(url)
-    masked: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
-    # Apprise hides what each service calls secret; a token in a generic webhook path is not among them.
-    return mask_tokens(masked.split("?", 1)[0])
-
-
-def scrub(text: str, url: str, masked: str) -> str:
-    """Remove from `text` every piece of `url` that its privacy form hides (passwords, tokens)."""
-    split = re.compile(r"[/:@?&=#,.]+")
-    visible = set(split.split(masked))
-    for piece in sorted(set(split.split(url)) - visible, key=len, reverse=True):
-        if len(piece) >= 4:
-            text = text.replace(piece, "****")
-    return text.replace(url, masked)
+def delivery_id(deliveries: Sequence[PendingDelivery]) -> str:
+    """A stable id for the message sent on behalf of these outbox rows (one, or a digest's)."""
+    key = "|".join(f"{d.id}:{d.target}:{d.kind}:{d.change_id}:{d.created_at.isoformat()}"
+                   for d in sorted(deliveries, key=lambda d: d.id))
+    return "feedwatch-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def check_targets(settings: Settings) -> list[str]:
-    """Problems with the configured targets (URLs Apprise does not understand, missing config files)."""
-    problems = []
-    for name, target in settings.targets.items():
-        for i, url in enumerate(target.urls):
-            if not apprise.Apprise.instantiate(url, suppress_exceptions=True):
-                problems.append(f"targets.{name}.urls[{i}]: Apprise does not understand {mask_url(url)}")
-        if target.config_file and not target.config_file.is_file():
-            problems.append(f"targets.{name}.config: no such file {target.config_file}")
-    return problems
+    """Problems with the targets' URLs (for `check`)."""
+    return sending.check_urls(settings)
 
 
-# ------------------------------------------------------------------------------------------------ sending
-
-
-@contextmanager
-def _apprise_log() -> Iterator[list[str]]:
-    """Collect Apprise's warnings during one send (its only account of why a send failed)."""
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = Collect(level=logging.WARNING)
-    logger = logging.getLogger("apprise")
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-
-
-def send(target: TargetSettings, message: Message, *, skip: frozenset[str] = frozenset()) -> list[UrlOutcome]:
-    """Send `message` to every URL of `target` not in `skip`; one outcome per URL tried."""
-    outcomes = []
-    units: list[tuple[str, str, Any]] = [(url, privacy_url(url), url) for url in target.urls]
-    if target.config_file:
-        units.append((f"config:{target.config_file}", f"config file {target.config_file}", target.config_file))
-    for key, masked, source in units:
-        uid = url_id(key)
-        if uid in skip:
-            continue
-        outcomes.append(_send_one(uid, masked, source, key, message))
-    return outcomes
-
-
-def _send_one(uid: str, masked: str, source: Any, key: str, message: Message) -> UrlOutcome:
-    ap = apprise.Apprise()
-    if isinstance(source, Path):
-        config = apprise.AppriseConfig()
-        added = config.add(str(source)) and ap.add(config)
-    else:
-        added = ap.add(source)
-    if not added or len(ap) == 0:
-        return UrlOutcome(uid, masked, False, "Apprise does not understand this URL")
-    with _apprise_log() as logs:
-        try:
-            ok = bool(ap.notify(title=message.title, body=message.body, body_format=FORMATS[message.format]))
-        except Exception as exc:
-            ok, logs[:] = False, [f"{type(exc).__name__}: {exc}"]
-    detail = None if ok else scrub("; ".join(logs[-2:]) or "failed", key, masked)
-    return UrlOutcome(uid, masked, ok, detail)
-
-
-def backoff(attempts: int) -> float:
-    return float(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
-
-
-# ------------------------------------------------------------------------------------------------ rendering
-
-
-class Renderer:
-    """Messages from Jinja2 templates (sandboxed; autoescaped for html targets)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        loader = jinja2.FileSystemLoader([str(d) for d in TEMPLATE_DIRS if d.is_dir()])
-        self.envs = {fmt: jinja2.sandbox.SandboxedEnvironment(
-            loader=loader, autoescape=fmt == "html", trim_blocks=True, lstrip_blocks=True,
-            keep_trailing_newline=False) for fmt in FORMATS}
-        for env in self.envs.values():
-            env.filters["md"] = lambda v: render.md_escape(str(v)) if v is not None else ""
-            env.filters["safe_url"] = safe_url
-
-    def message(self, target: TargetSettings, kind: str, variables: dict[str, Any]) -> Message:
-        env = self.envs[target.format]
-        title_src = target.title or DEFAULT_TITLES[kind]
-        title = self.envs["text"].from_string(title_src).render(**variables).strip()
-        if target.body:
-            body = env.from_string(target.body).render(**variables)
-        else:
-            template = "alert" if kind in ("error", "recovery", "dead", "test") else kind
-            body = env.get_template(f"{template}.{EXTENSIONS[target.format]}.j2").render(**variables)
-        return Message(title=" ".join(title.split())[:250], body=body.strip() + "\n", format=target.format)
-
-    def change_variables(self, ctx: ChangeContext, target: TargetSettings, budget: int) -> dict[str, Any]:
-        c = ctx.change
-        diff_text: Any = ""
-        if c.diff is not None:
-            hint = self._more_hint(c)
-            if target.format == "html":   # inline styles: the same text takes about twice the characters
-                diff_text = Markup(render.render_html(c.diff, max_chars=HTML_MARKUP * budget, more_hint=hint))
-            elif target.format == "markdown":
-                diff_text = render.render_markdown(c.diff, max_length=budget, more_hint=hint)
-            else:
-                diff_text = render.render_text(c.diff, max_chars=budget, more_hint=hint)
-        return {
-            "feed": c.feed, "title": c.title, "url": c.link, "document": c.guid or c.link or str(c.document_id),
-            "document_id": c.document_id, "version": c.version, "from_version": c.from_version,
-            "kind": c.kind.value, "summary": c.summary, "sections": render.sections_of(c.diff),
-            "diff": diff_text, "excerpt": _truncate(ctx.excerpt or "", budget, None) if ctx.excerpt else None,
-            "revert_of": c.revert_of, "detected_at": c.detected_at.isoformat(timespec="seconds"),
-            "report_url": self.settings.report_url,
-        }
-
-    def _more_hint(self, c: Any) -> str:
-        if self.settings.report_url:
-            return f"full report: {self.settings.report_url}"
-        return f"see: feedwatch diff {c.document_id} --to {c.version}"
-
-
-def safe_url(url: Any) -> str:
-    """The URL if it is http(s) or mailto, else "" (feed links could be javascript:)."""
-    text = str(url or "").strip()
-    return text if re.match(r"^(https?://|mailto:)", text, re.I) else ""
-
-
-def _truncate(text: str, limit: int, hint: str | None) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[:limit].rsplit("\n", 1)[0]
-    return cut + "\n\u2026" + (f" ({hint})" if hint else "")
+def check_templates(settings: Settings) -> list[ConfigError]:
+    """Every template compiled and rendered against a sample change (for `check`): file:line problems."""
+    return messages.check_templates(settings)
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
@@ -264,8 +102,8 @@ def deliver_pending(store: Store, settings: Settings, *, owner: str | None = Non
                 by_target.setdefault(d.target, []).append(d)
             for name, deliveries in by_target.items():
                 outbox.renew(owner, [d.id for d in deliveries], lease)
-                _deliver_target(outbox, settings, renderer, owner, now, name, deliveries, contexts, tally,
-                                digest_due)
+                _Dispatch(outbox, settings, renderer, owner, now, tally).target(name, deliveries, contexts,
+                                                                                 digest_due)
             _alert_dead(outbox, settings, tally.dead, now)   # sent by the next batch
             tally.dead = []
     finally:
@@ -274,30 +112,93 @@ def deliver_pending(store: Store, settings: Settings, *, owner: str | None = Non
     return DeliveryCounts(sent=tally.sent, failed=tally.failed, pending=counts["pending"], dead=counts["dead"])
 
 
-def _deliver_target(outbox: Outbox, settings: Settings, renderer: Renderer, owner: str, now: datetime,
-                    name: str, deliveries: list[PendingDelivery], contexts: dict[int, ChangeContext],
-                    tally: _Tally, digest_due: bool) -> None:
-    target = settings.targets.get(name)
-    if target is None:
+@dataclass
+class _Dispatch:
+    outbox: Outbox
+    settings: Settings
+    renderer: Renderer
+    owner: str
+    now: datetime
+    tally: _Tally
+
+    def target(self, name: str, deliveries: list[PendingDelivery], contexts: dict[int, ChangeContext],
+               digest_due: bool) -> None:
+        target = self.settings.targets.get(name)
+        if target is None:
+            for d in deliveries:
+                self.record(d, [UrlOutcome("-", name, False, f"target '{name}' is not in the config")], ["-"], 1)
+            return
+        changes = [d for d in deliveries if d.kind == "change" and d.change_id in contexts]
+        others = [d for d in deliveries if d not in changes]
+        if target.mode == "digest" and changes:
+            if digest_due or _period_over(self.outbox, target, self.now):
+                self.send(target, changes, lambda: self.digest(target, [contexts[d.change_id] for d in changes
+                                                                        if d.change_id is not None], changes))
+            changes = []
+        for d in changes:
+            assert d.change_id is not None
+            ctx = contexts[d.change_id]
+            self.send(target, [d], lambda ctx=ctx, d=d: self.renderer.message(
+                target, "change", self.renderer.change_variables(ctx, target.format, target.max_length),
+                text_variables=self.renderer.change_variables(ctx, "text", target.max_length)
+                if target.format == "html" else None, delivery_id=delivery_id([d])))
+        for d in others:
+            self.send(target, [d], lambda d=d: self.alert(target, d))
+
+    def digest(self, target: TargetSettings, contexts: list[ChangeContext],
+               deliveries: list[PendingDelivery]) -> Message:
+        budget = max(400, target.max_length // max(1, len(contexts)))
+
+        def variables(fmt: str) -> dict[str, Any]:
+            items = [self.renderer.change_variables(ctx, fmt, budget) for ctx in contexts]
+            return {"changes": items, "count": len(items), "feeds": sorted({i["feed"] for i in items}),
+                    "report_url": self.settings.report_url}
+        return self.renderer.message(target, "digest", variables(target.format),
+                                     text_variables=variables("text") if target.format == "html" else None,
+                                     delivery_id=delivery_id(deliveries))
+
+    def alert(self, target: TargetSettings, d: PendingDelivery) -> Message:
+        payload = {"target": d.target, "feed": d.feed, **d.payload}
+        if d.feed is not None:
+            with contextlib.suppress(KeyError):
+                payload["feed_url"] = mask_url(self.settings.feed(d.feed).url)
+            if d.kind == "error":
+                due = self.outbox.feed_next_due(d.feed)
+                payload["next_retry"] = due.isoformat(timespec="seconds").replace("+00:00", "Z") if due else None
+        if d.kind == "dead":
+            payload["dead"] = self.outbox.counts_by_target("dead").get(str(payload.get("target")), 0)
+        variables = self.renderer.alert_variables(d.kind, payload)
+        return self.renderer.message(target, d.kind, variables, delivery_id=delivery_id([d]))
+
+    def send(self, target: TargetSettings, deliveries: Sequence[PendingDelivery], make: Any) -> None:
+        """Render and send one message on behalf of one or more deliveries; record it for each of them."""
+        keys = sending.target_keys(target)
+        try:
+            message: Message = make()
+        except TemplateProblem as exc:    # this target's problem: recorded, retried, the others go on
+            for d in deliveries:
+                self.record(d, [UrlOutcome("-", "template", False, str(exc))], keys, target.max_attempts)
+            return
+        skip = frozenset.intersection(*(d.done_urls for d in deliveries))
+        outcomes = sending.send(target, message, skip=skip)
         for d in deliveries:
-            _record(outbox, d, owner, now, [UrlOutcome("-", name, False, f"target '{name}' is not in the config")],
-                    ["-"], 1, tally)
-        return
-    changes = [d for d in deliveries if d.kind == "change" and d.change_id in contexts]
-    others = [d for d in deliveries if d not in changes]
-    if target.mode == "digest" and changes:
-        if digest_due or _period_over(outbox, target, now):
-            message = _digest_message(renderer, target, [contexts[d.change_id] for d in changes
-                                                         if d.change_id is not None])
-            _send_group(outbox, target, message, changes, owner, now, tally)
-        changes = []
-    for d in changes:
-        assert d.change_id is not None
-        variables = renderer.change_variables(contexts[d.change_id], target, target.max_length)
-        _send_group(outbox, target, renderer.message(target, "change", variables), [d], owner, now, tally)
-    for d in others:
-        variables = {"target": d.target, "feed": d.feed, "kind": d.kind, **d.payload}
-        _send_group(outbox, target, renderer.message(target, d.kind, variables), [d], owner, now, tally)
+            self.record(d, [o for o in outcomes if o.url_id not in d.done_urls], keys, target.max_attempts)
+
+    def record(self, d: PendingDelivery, outcomes: Sequence[UrlOutcome], keys: Sequence[str],
+               max_attempts: int) -> None:
+        status = self.outbox.record(d, self.owner, now=self.now, outcomes=outcomes, urls=keys,
+                                    max_attempts=max_attempts, backoff=backoff(d.attempts + 1))
+        failures = [o for o in outcomes if not o.ok]
+        if status == "sent":
+            self.tally.sent += 1
+        else:
+            self.tally.failed += 1
+            if status == "dead":
+                self.tally.dead.append(d)
+        level = logging.INFO if status == "sent" else logging.ERROR if status == "dead" else logging.WARNING
+        detail = "; ".join(f"{o.masked}: {o.detail}" for o in failures)
+        log.log(level, "delivery=%d target=%s kind=%s status=%s attempts=%d%s", d.id, d.target, d.kind, status,
+                d.attempts + 1, f" error={json.dumps(detail)}" if detail else "")
 
 
 def _period_over(outbox: Outbox, target: TargetSettings, now: datetime) -> bool:
@@ -305,56 +206,30 @@ def _period_over(outbox: Outbox, target: TargetSettings, now: datetime) -> bool:
     return target.digest_period is None or last is None or (now - last).total_seconds() >= target.digest_period
 
 
-def _digest_message(renderer: Renderer, target: TargetSettings, contexts: list[ChangeContext]) -> Message:
-    budget = max(400, target.max_length // max(1, len(contexts)))
-    items = [renderer.change_variables(ctx, target, budget) for ctx in contexts]
-    feeds = sorted({i["feed"] for i in items})
-    return renderer.message(target, "digest", {"changes": items, "count": len(items), "feeds": feeds,
-                                               "report_url": renderer.settings.report_url})
-
-
-def _send_group(outbox: Outbox, target: TargetSettings, message: Message, deliveries: Sequence[PendingDelivery],
-                owner: str, now: datetime, tally: _Tally) -> None:
-    """Send one message on behalf of one or more deliveries (a digest) and record it for each of them."""
-    skip = frozenset.intersection(*(d.done_urls for d in deliveries))
-    outcomes = send(target, message, skip=skip)
-    keys = [url_id(u) for u in target.urls] + ([url_id(f"config:{target.config_file}")] if target.config_file else [])
-    for d in deliveries:
-        mine = [o for o in outcomes if o.url_id not in d.done_urls]
-        _record(outbox, d, owner, now, mine, keys, target.max_attempts, tally)
-
-
-def _record(outbox: Outbox, d: PendingDelivery, owner: str, now: datetime, outcomes: Sequence[UrlOutcome],
-            keys: Sequence[str], max_attempts: int, tally: _Tally) -> None:
-    status = outbox.record(d, owner, now=now, outcomes=outcomes, urls=keys, max_attempts=max_attempts,
-                           backoff=backoff(d.attempts + 1))
-    failures = [o for o in outcomes if not o.ok]
-    if status == "sent":
-        tally.sent += 1
-    else:
-        tally.failed += 1
-        if status == "dead":
-            tally.dead.append(d)
-    level = logging.INFO if status == "sent" else logging.WARNING
-    detail = "; ".join(f"{o.masked}: {o.detail}" for o in failures)
-    log.log(level, "delivery=%d target=%s kind=%s status=%s attempts=%d%s", d.id, d.target, d.kind, status,
-            d.attempts + 1, f" error={json.dumps(detail)}" if detail else "")
-
-
 def _alert_dead(outbox: Outbox, settings: Settings, dead: list[PendingDelivery], now: datetime) -> int:
-    """A delivery gave up: tell the feed's error targets (not the failing one; never about an alert)."""
+    """Deliveries gave up: tell the feed's error targets other than the failing one, or, when there is no
+    other, the failing target itself (the alert waits for it to work again). One pending alert per target;
+    never an alert about an alert."""
+    waiting = set(outbox.pending_alert_targets("dead"))
     alerts = 0
     for d in dead:
         if d.kind != "change" or d.feed is None:
             continue
         try:
-            targets = [t for t in settings.feed(d.feed).error_notify if t != d.target]
+            others = [t for t in settings.feed(d.feed).error_notify if t != d.target]
         except KeyError:
             continue
+        targets = [t for t in (others or [d.target]) if (t, d.target) not in waiting]
         payload = {"feed": d.feed, "target": d.target, "attempts": d.attempts + 1}
         outbox.add_alert(kind="dead", targets=targets, payload=payload, now=now, feed_id=outbox.feed_id(d.feed))
+        waiting |= {(t, d.target) for t in targets}
         alerts += len(targets)
     return alerts
+
+
+def requeue(store: Store, *, targets: Sequence[str] = (), feeds: Sequence[str] = ()) -> int:
+    """Dead deliveries (all, or those to `targets` / about `feeds`) pending again with fresh attempts."""
+    return store.outbox.requeue(targets=targets, feeds=feeds, now=utcnow())
 
 
 def test_message(settings: Settings, names: Sequence[str]) -> dict[str, list[UrlOutcome]]:
@@ -363,6 +238,10 @@ def test_message(settings: Settings, names: Sequence[str]) -> dict[str, list[Url
     out = {}
     for name in names:
         target = settings.targets[name]
-        message = renderer.message(target, "test", {"target": name, "feed": None, "kind": "test"})
-        out[name] = send(target, message)
+        try:
+            message = renderer.message(target, "test", renderer.alert_variables("test", {"target": name}))
+        except TemplateProblem as exc:
+            out[name] = [UrlOutcome("-", "template", False, str(exc))]
+            continue
+        out[name] = sending.send(target, message)
     return out

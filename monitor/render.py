@@ -8,19 +8,25 @@ Every renderer can be bounded (``max_chars``): whole sections and move lines are
 a first section too big on its own is cut at a word, and the rest is counted in a last line
 "… and N more changes". Feed text is untrusted: the html renderer escapes every character of it and the
 markdown renderer escapes markdown syntax, so neither produces live HTML or links. Pure functions.
+
+Feed text is made inert by one function per output format: ``inert`` for terminals and plain text
+(control characters shown as symbols, never executed), ``plain`` for plain-text messages (also no
+mentions), ``md_escape`` for markdown, ``_escape`` for HTML; ``safe_url`` for the one thing from a feed
+that may become a link (an item's own http(s) URL, percent-encoded so it cannot leave its link).
 """
 
 from __future__ import annotations
 
 import html
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from monitor import codec
 from monitor.canonical import parse_canonical
-from monitor.models import BlockKind, DiffOp, DocumentDiff
+from monitor.models import BlockKind, DiffOp, DocumentDiff, Move, SectionDiff
 from monitor.summary import MoveGroup, group_moves
 
 CONTEXT_WORDS = 12          # unchanged words kept on each side of a change
@@ -33,6 +39,92 @@ _WORDS = re.compile(r"\S+\s*")
 _MD_SPECIAL = re.compile(r"[\\`*\[\]]|(?<!\w)_|_(?!\w)")     # "code_of_conduct" needs no escape
 _MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _MD_LINE_START = re.compile(r"^(\s*)(#|[-+](?=\s)|\d+(?=[.)]))", re.M)
+# C0 controls but tab and line feed, DEL, C1 controls, and the bidirectional overrides and isolates
+# (which reorder what a terminal or chat client shows: "Trojan Source", CVE-2021-42574).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# "@everyone", "@here", "@channel", "@all", "@someone": a mention pings people in Discord, Slack,
+# Mattermost, Teams...; an e-mail address (a word character before the "@") is not one.
+_MENTION = re.compile(r"(?<![\w.+-])@(?=\w)")
+_SLACK_CONTROL = re.compile(r"<(?=[!@#])")          # <!channel>, <@U123>, <#C123> in a plain-text message
+_URL_SAFE = "/:?#@!$&*+,;=%~-._"                   # what stays as is in a URL; the rest is percent-encoded
+ZWSP = "\u200b"
+
+
+# ------------------------------------------------------------------------------------------------ inert text
+
+
+def inert(text: str) -> str:
+    """Feed text safe to print on a terminal: control characters are shown, never executed.
+
+    C0 controls (ESC, BEL, BS, CR, ...) become their Unicode control pictures (ESC is \u241b), DEL
+    is \u2421, C1 controls and bidi overrides are spelled out (``\\x9b``, ``\\u202e``). Tab and
+    line feed stay.
+    """
+    return _CONTROLS.sub(_visible, text) if _CONTROLS.search(text) else text
+
+
+def _visible(m: re.Match[str]) -> str:
+    code = ord(m.group(0))
+    if code < 0x20:
+        return chr(0x2400 + code)
+    if code == 0x7F:
+        return "\u2421"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def unmention(text: str) -> str:
+    """Feed text that pings nobody: a zero-width space after "@" and "<" of mentions and chat controls."""
+    if "@" in text:
+        text = _MENTION.sub("@" + ZWSP, text)
+    if "<" in text:
+        text = _SLACK_CONTROL.sub("<" + ZWSP, text)
+    return text
+
+
+def plain(text: str) -> str:
+    """Feed text for a plain-text message: inert, and without mentions."""
+    return unmention(inert(text))
+
+
+def safe_url(url: Any) -> str:
+    """An item's URL if it is a real http(s) or mailto URL, percent-encoded so that nothing in it can end a
+    markdown link or an HTML attribute; else "" (feed links could be javascript:, or text made to look
+    like a link followed by an image)."""
+    text = str(url or "").strip()
+    if not text or _CONTROLS.search(text) or any(ch.isspace() for ch in text):
+        return ""
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        return ""
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        try:
+            host, _ = parts.hostname, parts.port          # a bad port raises
+        except ValueError:
+            return ""
+        if not host:
+            return ""
+    elif scheme != "mailto" or not parts.path:
+        return ""
+    return urllib.parse.quote(text, safe=_URL_SAFE)
+
+
+def _inert_diff(diff: DocumentDiff) -> DocumentDiff:
+    """The diff with every piece of feed text made inert (control characters shown)."""
+    def ops(seq: Sequence[DiffOp]) -> tuple[DiffOp, ...]:
+        return tuple(DiffOp(o.op, inert(o.text)) for o in seq)
+
+    def path(p: Sequence[str]) -> tuple[str, ...]:
+        return tuple(inert(x) for x in p)
+
+    return replace(
+        diff,
+        sections=tuple(SectionDiff(path(s.path), ops(s.ops)) for s in diff.sections),
+        moves=tuple(Move(inert(m.text), path(m.source), path(m.target), ops(m.edits)) for m in diff.moves),
+        title=(inert(diff.title[0]), inert(diff.title[1])) if diff.title else None,
+        link=tuple(inert(x) if x else x for x in diff.link) if diff.link else None,  # type: ignore[arg-type]
+        summary=inert(diff.summary))
 
 
 def path_label(path: Sequence[str]) -> str:
@@ -208,8 +300,10 @@ def _short(text: str, limit: int = 80) -> str:
 
 def render_text(diff: DocumentDiff, *, color: bool = False, title: str | None = None,
                 max_chars: int | None = None, more_hint: str | None = None) -> str:
-    """Plain text for terminals and text e-mail: [-deleted-] {+inserted+}, or red/green when `color`."""
-    head = [_c(BOLD, title, color)] if title else []
+    """Plain text for terminals and text e-mail: [-deleted-] {+inserted+}, in red/green too when `color`
+    (colour never carries the change alone). Control characters in feed text are shown, not sent."""
+    diff = _inert_diff(diff)
+    head = [_c(BOLD, inert(title), color)] if title else []
     head += [_c(DIM, diff.summary, color)] if diff.summary else []
     if diff.title:
         head.append(f"Title: {_mark_text('delete', diff.title[0], color)} {ARROW} "
@@ -241,9 +335,8 @@ def _mark_text(op: str, text: str, color: bool) -> str:
         return text
     if "\n" in text:   # never mark a line break: each line gets its own marks
         return "\n".join(_mark_text(op, line, color) for line in text.split("\n"))
-    if color:
-        return _c(RED if op == "delete" else GREEN, text, True)
-    return f"[-{text}-]" if op == "delete" else f"{{+{text}+}}"
+    marked = f"[-{text}-]" if op == "delete" else f"{{+{text}+}}"
+    return _c(RED if op == "delete" else GREEN, marked, True) if color else marked
 
 
 def _c(code: str, text: str, color: bool) -> str:
@@ -280,6 +373,7 @@ def md_canonical(text: str) -> str:
 
 def _md_inline(text: str) -> str:
     """md_escape without the line-start rule, for pieces of a line."""
+    text = unmention(inert(text))
     text = "".join(_MD_ENTITIES.get(ch, ch) for ch in text) if any(ch in text for ch in "&<>") else text
     return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 
@@ -295,7 +389,8 @@ def _line_start(marker: str) -> str:
 
 def render_markdown(diff: DocumentDiff, *, max_length: int | None = 4000, more_hint: str | None = None,
                     title: str | None = None) -> str:
-    """Compact markdown for chat: bold inserted, struck deleted, one line per move, at most `max_length`."""
+    """Compact markdown for chat: bold inserted, struck deleted, italic section headings and places, one line
+    per move, at most `max_length` characters."""
     head = [f"**{md_escape(title)}**"] if title else []
     head += [f"_{md_escape(diff.summary)}_"] if diff.summary else []
     if diff.title:
@@ -310,7 +405,7 @@ def render_markdown(diff: DocumentDiff, *, max_length: int | None = 4000, more_h
 def _md_section(s: _Section) -> Chunk:
     def make(budget: int | None) -> str:
         body = _md_line_starts(f"\n{ELLIPSIS}\n".join(_bodies(s, budget, _md_op)))
-        return f"\u00a7 **{md_escape(path_label(s.path))}**\n" + body.replace("\n", "  \n")
+        return f"\u00a7 _{md_escape(path_label(s.path))}_\n" + body.replace("\n", "  \n")
     return make
 
 
@@ -362,6 +457,7 @@ def render_html(diff: DocumentDiff, *, title: str | None = None, max_chars: int 
     """An HTML fragment for e-mail: inline styles only (mail clients drop <style>), <br> line breaks
     (no reliance on white-space), <ins>/<del> with colours, every character of feed text escaped."""
     e = _escape
+    diff = _inert_diff(diff)
     head = [f'<div style="{_STYLE["box"]}">']
     head += [f'<p style="{_STYLE["title"]}">{e(title)}</p>'] if title else []
     head += [f'<p style="{_STYLE["summary"]}">{e(diff.summary)}</p>'] if diff.summary else []
@@ -400,7 +496,7 @@ def _html_move(g: MoveGroup) -> Chunk:
 
 def _escape(text: str) -> str:
     """Escape feed text for HTML; line breaks become <br>, runs of spaces keep their width."""
-    return html.escape(text, quote=True).replace("\n", "<br>\n").replace("  ", " &nbsp;")
+    return html.escape(inert(text), quote=True).replace("\n", "<br>\n").replace("  ", " &nbsp;")
 
 
 def _html_op(op: str, text: str) -> str:

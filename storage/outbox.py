@@ -167,6 +167,37 @@ class Outbox:
             return conn.execute(select(func.max(Delivery.c.sent_at)).where(
                 Delivery.c.target == target, Delivery.c.status == "sent")).scalar()
 
+    def feed_next_due(self, name: str) -> datetime | None:
+        """When the feed named `name` is polled next (for an error alert's "next try")."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(Feed.c.next_due_at).where(Feed.c.name == name)).scalar()
+
+    def counts_by_target(self, status: str) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Delivery.c.target, func.count().label("n"))
+                                .where(Delivery.c.status == status).group_by(Delivery.c.target)).all()
+        return {r.target: r.n for r in rows}
+
+    def pending_alert_targets(self, kind: str) -> set[tuple[str, str]]:
+        """(alert target, target the alert is about) of the pending alerts of `kind`."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Delivery.c.target, Delivery.c.payload).where(
+                Delivery.c.status == "pending", Delivery.c.kind == kind)).all()
+        return {(r.target, str(json.loads(r.payload or "{}").get("target"))) for r in rows}
+
+    def requeue(self, *, targets: Sequence[str] = (), feeds: Sequence[str] = (), now: datetime) -> int:
+        """Dead deliveries (to `targets`, about `feeds`; all when neither is given) pending again, due now,
+        with a fresh count of attempts. URLs that accepted a delivery before are still skipped."""
+        query = update(Delivery).where(Delivery.c.status == "dead")
+        if targets:
+            query = query.where(Delivery.c.target.in_(list(targets)))
+        if feeds:
+            query = query.where(Delivery.c.feed_id.in_(select(Feed.c.id).where(Feed.c.name.in_(list(feeds)))))
+        with self.engine.begin() as conn:
+            result = conn.execute(query.values(status="pending", attempts=0, next_attempt_at=now,
+                                               lease_owner=None, lease_until=None))
+        return int(result.rowcount or 0)
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(Delivery.c.status, func.count().label("n")).group_by(Delivery.c.status)).all()

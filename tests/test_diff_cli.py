@@ -150,8 +150,9 @@ def _on_a_terminal(replayed: Replayed, env: dict[str, str]) -> str:
 
 
 def test_text_is_coloured_on_a_terminal_unless_no_color(replayed: Replayed) -> None:
-    coloured = _on_a_terminal(replayed, {"NO_COLOR": ""})
-    assert "\x1b[32m (2019-2024)\x1b[0m" in coloured and "{+" not in coloured
+    coloured = _on_a_terminal(replayed, {"NO_COLOR": "", "TERM": "xterm-256color"})
+    assert "\x1b[32m{+ (2019-2024)+}\x1b[0m" in coloured
     assert "\x1b[1mCommunity: Mentoring Programs and Resources" in coloured     # the heading, in bold
-    plain = _on_a_terminal(replayed, {"NO_COLOR": "1"})
-    assert "\x1b[" not in plain and "{+ (2019-2024)+}" in plain
+    for env in ({"NO_COLOR": "1"}, {"NO_COLOR": "", "TERM": "dumb"}):
+        plain = _on_a_terminal(replayed, env)
+        assert "\x1b[" not in plain and "{+ (2019-2024)+}" in plain, env

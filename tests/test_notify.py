@@ -160,6 +160,9 @@ def test_kill_9_between_poll_and_delivery_loses_nothing(tmp_path: Path, server: 
     assert result.json()["deliveries"]["sent"] == 1
     assert len(hook.bodies) == received_before + 1                  # delivered; at most one repeat
     assert len(hook.bodies) in (1, 2)
+    # A repeat carries the same delivery id as its first copy: the receiver can drop it.
+    ids = {h["X-Feedwatch-Delivery"] for h in hook.headers}
+    assert len(ids) == 1 and ids.pop().startswith("feedwatch-")
     assert _count(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'") == 1
 
 
