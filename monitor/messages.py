@@ -98,6 +98,9 @@ class Renderer:
                 text = self._body("text", None, file, text_variables or variables)
         except jinja2.TemplateError as exc:
             raise TemplateProblem(f"targets.{target.name}: {describe(exc)}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+            # A template can compute: `{{ version + "x" }}` fails in Python, not in Jinja.
+            raise TemplateProblem(f"targets.{target.name}: template error: {type(exc).__name__}: {exc}") from None
         return Message(title=title, body=body, format=target.format, level=LEVELS.get(kind, "info"), text=text,
                        delivery_id=delivery_id)
 

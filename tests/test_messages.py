@@ -45,6 +45,7 @@ def configure(tmp_path: Path, text: str) -> Callable[..., Any]:
     ("alert_body: |\n      {{ kind }}\n      {{ eror }}", 6, "targets.chat.alert_body: template error: 'eror' is "
      "undefined"),
     ("digest_title: \"{{ title }}\"", 6, "targets.chat.digest_title: template error: 'title' is undefined"),
+    ("body: \"{{ version + 'x' }}\"", 6, "targets.chat.body: template error: TypeError: unsupported operand"),
 ])
 def test_broken_templates_fail_check_with_file_and_line(tmp_path: Path, template: str, line: int,
                                                         message: str) -> None:
