@@ -152,7 +152,8 @@ def _send_one(uid: str, masked: str, source: Any, key: str, message: Message) ->
 
 
 def _notify(plugin: Any, message: Message) -> bool:
-    if isinstance(plugin, NotifyEmail) and plugin.pgp_mode == PGP_MODE_DEFAULT:   # (PGP: Apprise's own mail)
+    # Plain SMTP mail is built here; PGP mail and protocols on top of e-mail (Delta Chat) stay Apprise's.
+    if type(plugin) is NotifyEmail and plugin.pgp_mode == PGP_MODE_DEFAULT:
         return _send_mail(plugin, message)
     title, body = message.title, message.body
     if plugin.title_maxlen <= 0 and title:     # no title field: merged here, escaped for the format
