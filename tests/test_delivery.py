@@ -4,9 +4,11 @@ stable delivery id on every copy of a message (issue 13). Real webhook receiver 
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from monitor import notify
 from monitor.config import TargetSettings
 from tests.helpers import FeedServer, corpus_steps, feedwatch_cmd, run_cli, run_process, write_config
-from tests.receivers import SMTPServer, Webhook
+from tests.receivers import SMTPServer, Webhook, free_port
 
 PATH = "/community/index.xml"
 WEEKEND = 64 * 3600          # Friday 17:00 to Monday 09:00
@@ -153,3 +155,32 @@ def test_kill_9_mid_send_repeats_once_with_the_same_id(tmp_path: Path, server: F
     first, repeat = (h["X-Feedwatch-Delivery"] for h in hook.headers)
     assert first == repeat                              # ... that says it is one
     assert hook.bodies[0] == hook.bodies[1]
+
+
+@pytest.mark.slow
+def test_watch_exports_dead_deliveries_as_a_metric(tmp_path: Path, server: FeedServer) -> None:
+    broken = Webhook(status=500)
+    port = free_port()
+    url = server.set(PATH, step(54))
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\ntargets:\n"
+                          f"  chat:\n    urls: ['{broken.url()}']\n    max_attempts: 1\nfeeds:\n  - name: k8s\n"
+                          f"    url: {url}\n    notify: [chat]\n    notify_baseline: true\n")
+    proc = subprocess.Popen([*feedwatch_cmd(), "--config", str(config), "watch", "--metrics-port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, dead = time.monotonic() + 60, 0.0
+        while time.monotonic() < deadline and not dead:
+            time.sleep(0.2)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                    page = answer.read().decode()
+            except OSError:
+                continue
+            found = re.search(r"^feedwatch_deliveries_dead ([0-9.]+)$", page, re.M)
+            dead = float(found.group(1)) if found else 0.0
+        assert dead >= 4                                    # the baseline's four documents, given up
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        broken.down()
+    assert "status=dead" in err
