@@ -4,6 +4,7 @@ stable delivery id on every copy of a message (issue 13). Real webhook receiver 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
@@ -184,3 +185,38 @@ def test_watch_exports_dead_deliveries_as_a_metric(tmp_path: Path, server: FeedS
         _, err = proc.communicate(timeout=60)
         broken.down()
     assert "status=dead" in err
+
+
+@pytest.mark.slow
+def test_kill_9_mid_mail_repeats_once_with_the_same_message_id(tmp_path: Path, server: FeedServer,
+                                                               smtp: SMTPServer) -> None:
+    """The same for e-mail: the repeated mail has the Message-ID of the first, so a mail reader shows one."""
+    received = smtp.sink.handle_DATA
+    slow = True
+
+    async def handle_data(*args: Any) -> str:      # keeps the mail, then answers too late for the killed run
+        answer: str = await received(*args)
+        if slow:
+            await asyncio.sleep(30)
+        return answer
+    smtp.sink.handle_DATA = handle_data  # type: ignore[method-assign]
+    url = server.set(PATH, step(54))
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\ntargets:\n"
+                          f"  mail:\n    urls: ['{smtp.url()}']\n    format: html\nfeeds:\n  - name: k8s\n"
+                          f"    url: {url}\n    notify: [mail]\n")
+    assert run_cli("--config", str(config), "run").code == 0
+    server.set(PATH, step(55))
+    proc = subprocess.Popen([*feedwatch_cmd(), "--config", str(config), "run", "--force"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not smtp.messages and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(smtp.messages) == 1
+    slow = False
+    again = run_process("--config", str(config), "run", "--json")
+    assert again.code == 0, again.err
+    assert len(smtp.messages) == 2
+    first, repeat = smtp.messages
+    assert first["Message-ID"] == repeat["Message-ID"] and first["Message-ID"].startswith("<feedwatch-")
