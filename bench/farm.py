@@ -92,13 +92,33 @@ class FarmContent:
         return self.cache[feed]
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no Nagle stalls, no access log: the base of the benchmark servers."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True     # headers and body go out as separate writes: no 40 ms stalls
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class FarmServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024      # the default backlog (5) drops SYNs when clients open 50 connections
+
+
 def _serve(feeds: int, items: int, fraction: float, port: int, ready: Any) -> None:
     content = FarmContent(feeds, items, fraction)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True     # headers and body go out as separate writes: no 40 ms stalls
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             m = re.fullmatch(r"/feed/(\d+)\.xml", self.path)
             if not m or int(m.group(1)) >= content.feeds:
@@ -119,22 +139,7 @@ def _serve(feeds: int, items: int, fraction: float, port: int, ready: Any) -> No
             else:
                 self._reply(404, b"", {})
 
-        def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 1024      # the default backlog (5) drops SYNs when clients open 50 connections
-
-    server = Server(("127.0.0.1", port), Handler)
+    server = FarmServer(("127.0.0.1", port), Handler)
     ready.put(server.server_address[1])
     server.serve_forever()
 

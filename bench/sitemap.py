@@ -26,12 +26,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from farm import FarmContent
+from farm import FarmContent, FarmServer, QuietHandler
 from floors import with_aiohttp
 
 
@@ -58,10 +57,7 @@ def _serve(pages: int, port: int, ready: Any) -> None:
             cache[n] = (data, '"' + hashlib.sha1(data).hexdigest()[:20] + '"')
         return cache[n]
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             if self.path == "/sitemap.xml":
                 base = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -91,22 +87,7 @@ def _serve(pages: int, port: int, ready: Any) -> None:
                 cache.pop(n, None)
             self._reply(200, b"", {})
 
-        def _reply(self, status: int, data: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 1024
-
-    server = Server(("127.0.0.1", port), Handler)
+    server = FarmServer(("127.0.0.1", port), Handler)
     ready.put(server.server_address[1])
     server.serve_forever()
 
