@@ -425,9 +425,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     with _open_store(args, settings) as store:
         counts = archive.import_from(store.engine, args.file)
     for name in counts.feeds:
-        print(f"imported {name}")
+        print(_inert(f"imported {name}"))
     for name in counts.unchanged:
-        print(f"{name}: already here with the same history; left unchanged")
+        print(_inert(f"{name}: already here with the same history; left unchanged"))
     print(f"{counts.documents} documents, {counts.versions} versions, {counts.changes} change records imported")
     return EXIT_OK
 

@@ -45,7 +45,10 @@ BINS = 96                                                # timeline columns
 WIDTH, HEIGHT, BASE = 288, 30, 24                        # timeline SVG geometry (viewBox units)
 _CSS = Path(__file__).with_name("report.css")
 
-e = html.escape
+
+def e(text: str) -> str:
+    """Feed text for the page: HTML-escaped, its control characters shown (the page may go to a terminal)."""
+    return html.escape(render.inert(text))
 
 
 def render_page(source: HistorySource, meta: ReportMeta) -> Iterator[str]:

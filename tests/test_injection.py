@@ -96,7 +96,8 @@ feeds:
         outputs.update({
             "show": run("show", "g1"), "diff": run("diff", "g1", NO_COLOR="1"), "history": run("history"),
             "diff-md": run("diff", "g1", "--format", "markdown"), "status": run("status"),
-            "report-md": run("report", "--format", "markdown")})
+            "report-md": run("report", "--format", "markdown"), "report-html": run("report"),
+            "report-atom": run("report", "--format", "atom")})
         for name, result in outputs.items():
             assert result.code == 0, (name, result.err)
             assert not CONTROL.search(result.out + result.err), (name, result.out + result.err)
