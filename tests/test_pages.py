@@ -561,3 +561,38 @@ def test_a_new_title_over_an_unchanged_page_keeps_the_page_text(server: FeedServ
     [back] = poll(fw, cfg)["changes"]
     assert back["kind"] == "added"
     assert "This is page number 1" in fw(cfg, "show", "g1").out
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (gzip.compress(b"<urlset>" + b" " * 5_000_000 + b"</urlset>"), "larger than"),
+    ((b"<?xml version='1.0'?><!DOCTYPE urlset [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;'>"
+      b"<!ENTITY c '&b;&b;&b;&b;&b;&b;&b;&b;'><!ENTITY d '&c;&c;&c;&c;&c;&c;&c;&c;'>]>"
+      b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url><loc>LOCAL/&d;</loc></url></urlset>"
+      ), None),
+    (b"<html><body>not a sitemap</body></html>", "not a sitemap"),
+    (b"<urlset><url><loc>http://x/", "malformed sitemap"),
+])
+def test_hostile_sitemaps_are_one_line_errors(server: FeedServer, tmp_path: Path, fw: Callable[..., Any],
+                                              body: bytes, message: str | None) -> None:
+    url = server.set("/sitemap.xml", body.replace(b"LOCAL", server.url("").encode()), content_type="application/xml")
+    cfg = config(tmp_path, f"  - name: site\n    kind: sitemap\n    url: {url}\n    max_bytes: 1MiB\n")
+    result = fw(cfg, "run", "--force", "--json")
+    feed = result.json()["feeds"][0]
+    if message is None:      # the entity is never expanded: no URL made of it is fetched
+        assert "aaaaaaaaaa" not in result.out + result.err
+        assert all("aaaaaaaaaa" not in h.path for h in server.hits)
+    else:
+        assert result.code == 1 and feed["status"] == "error" and message in feed["error"], feed
+        assert "\n" not in feed["error"] and "Traceback" not in result.err
+
+
+def test_a_huge_sitemap_is_capped(server: FeedServer, tmp_path: Path, fw: Callable[..., Any]) -> None:
+    server.set("/p", static_page(1), content_type="text/html")
+    urls = [server.url("/p")] + [server.url(f"/missing/{n}") for n in range(100_000)]
+    server.set("/sitemap.xml", sitemap(urls), content_type="application/xml")
+    cfg = config(tmp_path, f"  - name: site\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n"
+                           "    max_documents: 1\n")
+    result = fw(cfg, "run", "--force", "--json")
+    assert [c["document"] for c in result.json()["changes"]] == [server.url("/p")]
+    assert "the sitemap lists 100001 pages; max_documents is 1" in result.err
+    assert server.count() == 2
