@@ -43,9 +43,13 @@ def _settings(args: argparse.Namespace, *, required: bool = True) -> Any:
 
 def _database_url(args: argparse.Namespace, settings: Any) -> str:
     from monitor.config import default_database_url
+    from storage.db import looks_like_url, mask_text
 
     url = args.database
     if url:
+        if "://" not in url and looks_like_url(url):
+            raise UsageError(f"--database {mask_text(url)}: looks like a database URL but is not one (expected "
+                             "e.g. postgresql+psycopg://user@host/db, or a plain SQLite file path)")
         return url if "://" in url else f"sqlite:///{Path(url).resolve()}"
     return settings.database_url if settings is not None else default_database_url()
 
@@ -84,8 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcomes = _poll(store, settings, names, force=args.force)
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
         if not outcomes:
-            upcoming = store.next_wakeup(names or [f.name for f in settings.feeds])
-            log.info("nothing due%s (--force polls now)", f"; next at {_when(upcoming)}" if upcoming else "")
+            _say_why_nothing_ran(store, names or [f.name for f in settings.feeds], force=args.force)
     report = RunReport(tuple(outcomes), deliveries)
     _log_run(report)
     if args.json:
@@ -93,6 +96,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         _print_changes(report.changes)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _say_why_nothing_ran(store: Any, names: list[str], *, force: bool) -> None:
+    if force:    # --force claims every selected feed, even on a backed-off host: only a lease stops it
+        log.info("nothing polled: the selected feeds are being polled by another feedwatch right now")
+        return
+    upcoming = store.next_wakeup(names)
+    hosts = "".join(f"; host {h.host} asked to wait until {_when(h.until)} ({h.reason})"
+                    for h in store.host_backoffs())
+    log.info("nothing due%s%s (--force polls now)", f"; next at {_when(upcoming)}" if upcoming else "", hosts)
 
 
 def _print_changes(changes: Sequence[Any]) -> None:
@@ -201,19 +214,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     url = _database_url(args, settings)
     problems: list[str] = []
     schema = "unknown"
-    engine = open_engine(url, readonly=True)
+    unusable = False     # the database cannot be used: nothing could run (exit 2)
     try:
-        path = sqlite_path(engine)
-        if path is not None and not path.exists():
-            schema = "absent (created by the first run)"
-            if not _writable_dir(path.parent):
-                problems.append(f"database directory {path.parent} is not writable")
-        else:
-            schema = schema_state(engine)
+        engine = open_engine(url, readonly=True)
+        try:
+            path = sqlite_path(engine)
+            if path is not None and not path.exists():
+                schema = "absent (created by the first run)"
+                if not _writable_dir(path.parent):
+                    problems.append(f"database directory {path.parent} is not writable")
+            else:
+                schema = schema_state(engine)
+        finally:
+            engine.dispose()
     except StorageError as exc:
         problems.append(str(exc))
-    finally:
-        engine.dispose()
+        unusable = True
     templates = [str(e) for e in _check_templates(settings)]    # config errors: file:line, exit 2
     problems = templates + problems + _check_targets(settings)
     result = {"config": str(settings.source), "feeds": len(settings.feeds), "targets": len(settings.targets),
@@ -226,7 +242,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"database {redact(url)}: schema {schema}")
         for p in problems:
             print(f"problem: {p}")
-    return EXIT_USAGE if templates else EXIT_OK if not problems else EXIT_FAILED
+    return EXIT_USAGE if templates or unusable else EXIT_OK if not problems else EXIT_FAILED
 
 
 def _writable_dir(path: Path) -> bool:
@@ -258,6 +274,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _open_store(args, settings, readonly=True) as store:
         names = [f.name for f in settings.feeds] if settings is not None else None
         rows = store.feed_statuses(names)
+        hosts = store.host_backoffs()
         deliveries = store.outbox.counts()
         problems = store.outbox.problems()
         dead = store.outbox.counts_by_target("dead")
@@ -267,6 +284,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "error": r.last_error, "documents": r.documents, "last_change": _iso(r.last_change_at),
             "next_due": _iso(r.next_due_at), "consecutive_errors": r.consecutive_errors, "polls": r.polls,
             "polling_now": r.leased_by is not None, "page_errors": list(r.page_errors)} for r in rows],
+            "hosts": [{"host": h.host, "backoff_until": _iso(h.until), "reason": h.reason} for h in hosts],
             "deliveries": {"pending": deliveries["pending"], "failing": deliveries["failing"],
                            "dead": deliveries["dead"], "sent": deliveries["sent"], "dead_by_target": dead,
                            "problems": [{**p, "next_attempt_at": _iso(p["next_attempt_at"])} for p in problems]}})
@@ -281,6 +299,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(_inert(f"  {r.name}: {r.last_error}"))
         for error in r.page_errors:
             print(_inert(f"  {error}"))
+    for h in hosts:
+        print(_inert(f"host {h.host}: backed off until {_when(h.until)}, its feeds wait until then (run --force "
+                     f"polls now): {h.reason}"))
     print(f"deliveries: {deliveries['pending']} pending ({deliveries['failing']} failing), "
           f"{deliveries['dead']} dead, {deliveries['sent']} sent")
     if deliveries["dead"]:

@@ -4,8 +4,12 @@
     ├── UsageError                 bad command-line input (exit code 2)
     │   └── HistoryFileError       a history file cannot be imported: "import: FILE:LINE: ..." (nothing imported)
     ├── ConfigError                bad config file: "config: FILE:LINE: KEY: what is wrong" (exit code 2)
-    ├── StorageError               the database cannot be used ("storage: ...")
-    │   └── SchemaTooNewError      the database was written by a newer feedwatch
+    ├── StorageError               the database cannot be used ("storage: ..."): corrupt, not a database (exit 2)
+    │   ├── SchemaTooNewError      the database was written by a newer feedwatch
+    │   ├── StorageUnavailable     cannot be reached or written now: server down, locked, disk full, read-only;
+    │   │                          `watch` backs off and retries
+    │   └── StorageDataError       one statement refused for its data (e.g. a NUL in PostgreSQL text): the
+    │                              poll that wrote it fails as that feed's error; the database is fine
     └── FeedError                  one feed failed one poll; recorded per feed, never aborts a run
         ├── FetchError             network, HTTP status, size or time limits ("fetch: NAME: ...")
         └── ParseError             not a feed, malformed XML ("parse: NAME: ...")
@@ -61,6 +65,19 @@ class StorageError(FeedwatchError):
 
 class SchemaTooNewError(StorageError):
     """The database schema is newer than this feedwatch knows."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or written right now (may pass: a restart, a lock, free space)."""
+
+
+class StorageDataError(StorageError):
+    """The database refused one statement because of the data in it; other statements still work.
+    `reason` is the database's own words (e.g. "UNIQUE constraint failed: feeds.name")."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class FeedError(FeedwatchError):

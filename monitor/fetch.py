@@ -7,6 +7,8 @@
   nor a gzip bomb is ever held in memory past the cap.
 - Concurrency: a total limit and a per-host limit, shared by every fetch of one Fetcher.
 - ``file://`` URLs and plain paths are read from disk under the same size cap.
+- A server's say over our schedule is bounded: ``Retry-After`` counts for at most MAX_RETRY_AFTER, so a
+  huge value or a date in year 9999 cannot silence a host for ever. Redirects go to http(s) URLs only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -30,6 +33,8 @@ from monitor.models import FetchResult, Validators
 from monitor.urls import host_of, is_local
 
 MAX_REDIRECTS = 5
+MAX_RETRY_AFTER = 86400.0     # a Retry-After longer than a day counts as a day (README, Polling)
+REDIRECT_SCHEMES = ("http", "https")
 ACCEPT = "application/atom+xml, application/rss+xml, application/rdf+xml, application/xml;q=0.9, " \
          "text/xml;q=0.9, */*;q=0.1"
 
@@ -68,6 +73,7 @@ class Fetcher:
             limits=httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2),
             verify=_tls(),
             trust_env=False,
+            event_hooks={"response": [_refuse_odd_redirect]},
         )
 
     async def __aenter__(self) -> Fetcher:
@@ -108,6 +114,11 @@ class Fetcher:
             response = await self._client.send(request, stream=True)
         except httpx.TooManyRedirects:
             raise FetchError(name, f"too many redirects (more than {MAX_REDIRECTS}) from {host}") from None
+        except _RefusedRedirect as exc:
+            raise FetchError(name, f"redirected by {exc.host} to a {exc.scheme}: URL (only http and https "
+                             "redirects are followed)") from None
+        except httpx.InvalidURL:
+            raise FetchError(name, f"redirected by {host} to an invalid URL") from None
         except httpx.ConnectError as exc:
             raise FetchError(name, f"cannot connect to {host}: {_reason(exc)}") from None
         except httpx.TimeoutException:
@@ -152,6 +163,27 @@ class Fetcher:
                            response.headers.get("content-type"), validators)
 
 
+class _RefusedRedirect(Exception):
+    """A redirect to a URL scheme feedwatch does not fetch (data:, javascript:, file:, ftp: …)."""
+
+    def __init__(self, host: str, scheme: str) -> None:
+        super().__init__(scheme)
+        self.host, self.scheme = host, scheme
+
+
+async def _refuse_odd_redirect(response: httpx.Response) -> None:
+    """Stop before httpx follows a redirect anywhere but http(s): a ``data:`` URL would otherwise end in an
+    httpx.InvalidURL deep inside the client. Only the scheme is reported (the rest may be anything)."""
+    if not response.has_redirect_location:
+        return
+    try:
+        scheme = urlsplit(response.headers.get("location", "").strip()).scheme.lower()
+    except ValueError:
+        return      # httpx refuses it in its own way (InvalidURL), reported by _get
+    if scheme and scheme not in REDIRECT_SCHEMES:
+        raise _RefusedRedirect(response.url.host, scheme[:20])
+
+
 async def _decoded(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body with gzip/deflate undone in bounded steps (at most 1 MiB out per step)."""
     coding = response.headers.get("content-encoding", "").strip().lower()
@@ -161,22 +193,36 @@ async def _decoded(response: httpx.Response) -> AsyncIterator[bytes]:
         return
     if coding not in ("gzip", "x-gzip", "deflate"):
         raise zlib.error(f"unsupported content-encoding '{coding}'")
-    # wbits 47 = zlib or gzip header, auto-detected; raw deflate (seen from some servers) is a fallback.
-    decoder = zlib.decompressobj(47)
-    first = True
+    decoder: Any = None
+    head = b""
     async for chunk in response.aiter_raw():
-        if first and coding == "deflate" and chunk and chunk[0] & 0x0F != 8:
-            decoder = zlib.decompressobj(-15)
-        first = False
+        if decoder is None:
+            head += chunk
+            if len(head) < 2:
+                continue
+            decoder, chunk = zlib.decompressobj(_wbits(head)), head
         data = chunk
         while data:
             out = decoder.decompress(data, 1 << 20)
             if out:
                 yield out
             data = decoder.unconsumed_tail
+    if decoder is None:
+        if head:
+            raise zlib.error("truncated compressed body")
+        return
     tail = decoder.flush()
     if tail:
         yield tail
+
+
+def _wbits(head: bytes) -> int:
+    """The zlib window setting for a body starting with `head`, whatever its Content-Encoding label says:
+    servers send gzip labelled ``deflate``, and ``deflate`` as a zlib stream (RFC 9110 §8.4.1.2) or raw
+    (RFC 1951). 47 = gzip or zlib header, auto-detected; -15 = raw deflate."""
+    gzip_magic = head[:2] == b"\x1f\x8b"
+    zlib_header = head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+    return 47 if gzip_magic or zlib_header else -15
 
 
 def _read_file(name: str, url: str, max_bytes: int) -> FetchResult:
@@ -198,17 +244,20 @@ def _read_file(name: str, url: str, max_bytes: int) -> FetchResult:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110 §10.2.3),
+    at most MAX_RETRY_AFTER. None when the header is absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        digits = value.lstrip("0")
+        return MAX_RETRY_AFTER if len(digits) > 9 else min(MAX_RETRY_AFTER, float(digits or 0))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def _reason(exc: Exception) -> str:

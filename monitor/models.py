@@ -366,6 +366,15 @@ class FeedStatusInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class HostBackoff:
+    """A host whose feeds are not polled before `until` (it answered 429/503 with Retry-After)."""
+
+    host: str
+    until: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ReportScope:
     """Which changes a report covers: some feeds (all when empty), one document or all, and the period
     ``since <= detected_at < until`` (open-ended where None)."""

@@ -329,8 +329,11 @@ def _clean(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    """A string without lone surrogates (a feed's "&#xD800;" survives parsing but cannot be stored)."""
+    """A string without lone surrogates or NULs: a feed's "&#xD800;" or "&#0;" survives lenient parsing but
+    is no character XML allows, and PostgreSQL cannot store either (a NUL would fail the whole poll)."""
     text = str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
     return text.encode("utf-8", "replace").decode("utf-8") if _SURROGATE.search(text) else text
 
 

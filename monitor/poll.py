@@ -31,13 +31,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
 from monitor import compare, identity, jsonfeed, parse
 from monitor.config import FeedSettings, Settings
 from monitor.diff import Version, diff_versions
-from monitor.errors import FeedError
-from monitor.fetch import Fetcher
+from monitor.errors import FeedError, StorageDataError, StorageError
+from monitor.fetch import MAX_RETRY_AFTER, Fetcher
 from monitor.models import (
     Alert,
     ChangeKind,
@@ -61,7 +59,7 @@ log = logging.getLogger("feedwatch.poll")
 
 JITTER = 0.1              # next due time = interval +-10%, so feeds spread out
 ERROR_BACKOFF = 60.0      # first retry after a failure; doubles per failure, capped at the interval
-MAX_PAGE_BACKOFF = 86400.0   # a page's Retry-After backs its host off for at most a day
+MAX_DOUBLINGS = 20        # 60 s * 2**20 is already years: the exponent stops there (no float overflow)
 
 
 def process_body(feed: FeedSettings, fetched: FetchResult) -> list[Item]:
@@ -89,7 +87,7 @@ def next_due(feed: FeedSettings, now: datetime, *, errors: int = 0, retry_after:
     """When the feed is due again: its interval with jitter, or a back-off after errors. Counted from the end
     of the poll (`now`), so a poll that waited for a free connection does not shorten the next interval."""
     if errors:
-        delay = min(feed.interval, ERROR_BACKOFF * 2 ** (errors - 1))
+        delay = min(feed.interval, ERROR_BACKOFF * 2.0 ** min(errors - 1, MAX_DOUBLINGS))
     else:
         delay = feed.interval * random.uniform(1 - JITTER, 1 + JITTER)
     if retry_after is not None:
@@ -146,7 +144,9 @@ class Poller:
             record = await self._poll(state, feed, now)
         except FeedError as err:
             record = self._failure(state, feed, now, err)
-        except DBAPIError:
+        except StorageDataError as exc:    # a statement refused for this feed's data
+            record = self._failure(state, feed, now, _unstorable(feed, exc))
+        except StorageError:
             raise   # the database, not the feed: the caller backs off (watch) or fails (run)
         except Exception as exc:   # a bug on one feed's data must not abort the run
             log.exception("feed=%s internal error", feed.name)
@@ -161,6 +161,9 @@ class Poller:
         except LeaseLost:
             log.warning("feed=%s lease lost: another process polled it; this poll was discarded", feed.name)
             return FeedOutcome(feed.name, record.status, skipped=True)
+        except StorageDataError as exc:    # e.g. a guid too big for an index: this feed's error, not the run's
+            record = self._failure(state, feed, now, _unstorable(feed, exc))
+            changes = self.store.record_poll(record)
         return self._outcome(state, record, tuple(changes), started)
 
     def flush(self) -> None:
@@ -218,7 +221,7 @@ class Poller:
             log.warning("feed=%s warning=%s", feed.name, json.dumps(warning))
         read = await pages.read_pages(feed, source.entries, states, self.fetcher, use_validators=same_settings)
         for host, (seconds, reason) in read.backoff.items():
-            self.store.back_off_host(host, now + timedelta(seconds=min(seconds, MAX_PAGE_BACKOFF)), reason)
+            self.store.back_off_host(host, now + timedelta(seconds=min(seconds, MAX_RETRY_AFTER)), reason)
         docs = pages.documents(feed, read.reads, base=fetched.url)
         items = identity.assign_keys(docs.items)
         keep = [d for d in known if d.id not in held and d.link not in docs.held_links]
@@ -280,7 +283,7 @@ class Poller:
             payload = json.dumps({"feed": feed.name, "error": str(err), "count": errors})
             alerts, alerted = (Alert("error", feed.error_notify, payload),), True
         if err.retry_after is not None and err.http_status in (429, 503):
-            host = host_of(feed.url)
+            host = host_of(feed.url)    # err.retry_after is already capped (fetch.MAX_RETRY_AFTER)
             self.store.back_off_host(host, now + timedelta(seconds=err.retry_after), str(err))
         return PollRecord(feed_id=state.id, feed=feed.name, owner=self.owner, now=now, status=PollStatus.ERROR,
                           next_due_at=next_due(feed, utcnow(), errors=errors, retry_after=err.retry_after),
@@ -298,10 +301,14 @@ class Poller:
 async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
                    force: bool = False, owner: str | None = None,
                    process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None,
-                   stop: asyncio.Event | None = None, parse_pool: bool = True) -> list[FeedOutcome]:
+                   stop: asyncio.Event | None = None, parse_pool: bool = True,
+                   ignore_backoff: bool | None = None) -> list[FeedOutcome]:
     """One cycle: poll every due feed (all selected feeds with `force`), each exactly once.
 
+    `force` also polls the feeds of hosts that asked to be left alone (Retry-After): the user asked for
+    now (`ignore_backoff` alone does that without making feeds due again, for run's poller processes).
     With many feeds due (and `parse_pool`), parsing moves to a pool of worker processes."""
+    ignore_backoff = force if ignore_backoff is None else ignore_backoff
     owner = owner or owner_id()
     feeds = [f for f in settings.feeds if names is None or f.name in names]
     ids = store.sync_feeds([(f.name, f.url) for f in feeds])
@@ -310,8 +317,8 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     workers = settings.polling.processes or os.cpu_count() or 1
     if parse_pool and process is None and workers > 1 and store.due_feeds(list(ids.values())) >= POOL_THRESHOLD:
         with ParsePool(workers) as pool:
-            return await _poll_cycle(store, settings, ids, owner, pool, stop)
-    return await _poll_cycle(store, settings, ids, owner, process, stop)
+            return await _poll_cycle(store, settings, ids, owner, pool, stop, ignore_backoff)
+    return await _poll_cycle(store, settings, ids, owner, process, stop, ignore_backoff)
 
 
 def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
@@ -330,16 +337,16 @@ def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None =
     due = store.due_feeds(list(ids.values()))
     pollers = min(settings.polling.processes or os.cpu_count() or 1, due // POOL_THRESHOLD)
     if pollers <= 1:
-        return asyncio.run(poll_due(store, settings, names=names))
+        return asyncio.run(poll_due(store, settings, names=names, ignore_backoff=force))
     ctx = multiprocessing.get_context("fork")      # before any event loop or thread exists in this process
     children = []
     for _ in range(pollers - 1):
         receive, send = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_poller_process, args=(store, settings, names, send))
+        child = ctx.Process(target=_poller_process, args=(store, settings, names, send, force))
         child.start()
         send.close()
         children.append((child, receive))
-    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False))
+    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False, ignore_backoff=force))
     for child, receive in children:
         try:
             outcomes.extend(receive.recv())
@@ -350,17 +357,18 @@ def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None =
     return sorted(outcomes, key=lambda o: o.name)
 
 
-def _poller_process(store: Store, settings: Settings, names: Sequence[str] | None, send: Any) -> None:
+def _poller_process(store: Store, settings: Settings, names: Sequence[str] | None, send: Any,
+                    force: bool) -> None:
     """A forked poller: its own database connections, the same poll cycle, its outcomes to the parent."""
     store.engine.dispose(close=False)     # the parent's pooled connections stay the parent's
-    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False))
+    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False, ignore_backoff=force))
     send.send(outcomes)
     send.close()
 
 
 async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,
                       process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None,
-                      stop: asyncio.Event | None) -> list[FeedOutcome]:
+                      stop: asyncio.Event | None, ignore_backoff: bool = False) -> list[FeedOutcome]:
     capacity = max(32, settings.polling.concurrency * 8)   # claimed and queued: small batches balance the pollers
     outcomes: list[FeedOutcome] = []
     polled: set[int] = set()
@@ -375,7 +383,8 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
             while True:
                 if len(tasks) <= capacity // 2 and not (stop and stop.is_set()):
                     claimed = store.claim_due_feeds(list(ids.values()), owner, limit=capacity - len(tasks),
-                                                    lease=lease, exclude=polled)
+                                                    lease=lease, exclude=polled,
+                                                    ignore_backoff=ignore_backoff)
                     polled.update(s.id for s in claimed)
                     for s in claimed:
                         task = asyncio.create_task(poller.poll(s))
@@ -404,6 +413,10 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
             poller.flush()
             store.release_feeds(owner)
     return sorted(outcomes, key=lambda o: o.name)
+
+
+def _unstorable(feed: FeedSettings, exc: StorageDataError) -> FeedError:
+    return FeedError(feed.name, f"the database refused this feed's data: {exc.reason}")
 
 
 def _quiet(record: PollRecord) -> bool:

@@ -27,12 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
 from monitor import config as config_mod
 from monitor import retention
 from monitor.config import Settings
-from monitor.errors import ConfigError, FeedwatchError
+from monitor.errors import ConfigError, FeedwatchError, StorageDataError, StorageUnavailable
 from monitor.models import FeedOutcome, PollStatus
 from monitor.poll import poll_due
 from storage.db import owner_id
@@ -147,12 +145,12 @@ class Watcher:
                 outcomes = await self._cycle()
                 counts = await asyncio.to_thread(self._deliver)
                 await asyncio.to_thread(self._prune_if_due)
-            except DBAPIError as exc:   # the database went away (restart, failover): back off, resume
-                failures += 1
-                delay = min(MAX_SLEEP, 2.0 ** failures)
+            except (StorageUnavailable, StorageDataError) as exc:   # the database went away (restart, failover,
+                failures += 1               # disk full) or refused a write: back off, resume however long it takes
+                delay = retry_delay(failures)
                 log.error("database unavailable (%s); retrying in %.0f s", _first_line(exc), delay)
                 sd_notify(f"WATCHDOG=1\nSTATUS=database unavailable, retrying in {delay:.0f} s")
-                await self._sleep(delay)
+                await self._pause(delay)
                 continue
             failures = 0
             self.metrics.record(outcomes, counts.pending, counts.dead)
@@ -200,20 +198,31 @@ class Watcher:
             log.error("prune failed (retrying in an hour): %s", exc)
 
     async def _sleep(self, delay: float = MAX_SLEEP) -> None:
+        """Until the next feed or delivery is due (at most `delay`), or a signal."""
         if self.stop.is_set():
             return
         try:
             next_due = self.store.next_wakeup([f.name for f in self.settings.feeds])
-        except DBAPIError:
+        except StorageUnavailable:
             next_due = None
         if next_due is not None:
             delay = min(delay, max(0.0, (next_due - utcnow()).total_seconds()) + 0.05)
-        watchdog = watchdog_interval()
-        if watchdog is not None:
-            delay = min(delay, watchdog)
+        await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        """`delay` seconds (fed to the systemd watchdog meanwhile), or until a signal. After a database
+        failure the loop waits here the whole back-off: what is due cannot be polled before the database
+        is back, so a due time already past must not shorten the wait."""
+        if self.stop.is_set():
+            return
+        deadline = time.monotonic() + delay
         self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=delay)
+        while (left := deadline - time.monotonic()) > 0 and not self.wake.is_set():
+            watchdog = watchdog_interval()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=min(left, watchdog) if watchdog else left)
+            if watchdog is not None and not self.wake.is_set():
+                sd_notify("WATCHDOG=1")
 
     def _reload(self) -> None:
         self.reload = False
@@ -225,6 +234,12 @@ class Watcher:
             log.info("reloaded %s: %d feeds", source, len(self.settings.feeds))
         except ConfigError as exc:
             log.error("reload failed, keeping the previous config: %s", exc)
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before the next try after `failures` database failures in a row: 2, 4, 8 … up to
+    MAX_SLEEP, for ever (the exponent is capped, so no overflow however long the outage)."""
+    return min(MAX_SLEEP, 2.0 ** min(failures, 16))
 
 
 def _first_line(exc: Exception) -> str:

@@ -32,10 +32,9 @@ from typing import IO, Annotated, Any, Literal
 import msgspec
 from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from monitor import __version__, codec
-from monitor.errors import HistoryFileError, UsageError
+from monitor.errors import HistoryFileError, StorageDataError, UsageError
 from storage import blobs
 from storage.schema import Change, Document, Feed, Version
 
@@ -283,7 +282,7 @@ class _Importer:
                 stored = self.version(record)
             else:
                 stored = self.change(record)
-        except IntegrityError as exc:
+        except StorageDataError as exc:
             raise self.fail(f"conflicts with what is already stored ({_first_line(exc)})") from None
         if stored and not isinstance(record, FeedRecord):
             _count(self.counts, record)
@@ -422,5 +421,5 @@ class _Importer:
             raise self.fail(f"diff is not a feedwatch diff ({exc!r})") from None
 
 
-def _first_line(exc: IntegrityError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+def _first_line(exc: StorageDataError) -> str:
+    return exc.reason

@@ -9,19 +9,40 @@ PostgreSQL goes through psycopg 3 with pre-ping, so a long-running worker surviv
 
 The schema is managed by Alembic (storage/migrations). Checking whether an upgrade is needed reads the
 ``alembic_version`` table directly, so commands that find the schema current never import Alembic.
+
+Errors: every database error an engine raises is translated here, once, into feedwatch's own
+(:func:`storage_error`, installed as the engine's ``handle_error`` hook): StorageUnavailable for what
+may pass (server down, locked, disk full, read-only), StorageDataError for one statement refused for its
+data, StorageError for a file that is not a usable database. Each is one line naming the file (or the
+masked URL) and what to do. No SQLAlchemy exception leaves the storage package.
+
+Broken files: a zero-length file is refused rather than silently made a new database (it is far more
+often a truncated or failed copy of a history than a deliberate start); feedwatch itself never leaves
+one, because a new database file appears under its name only once its header is written.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import URL, Connection, ExceptionContext, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
-from monitor.errors import SchemaTooNewError, StorageError
+from monitor.errors import SchemaTooNewError, StorageDataError, StorageError, StorageUnavailable
 
 # Every migration revision, oldest first; tests check this against storage/migrations/versions.
 REVISIONS = ("0001", "0002", "0003")
@@ -31,38 +52,118 @@ SQLITE_PAGE_SIZE = 2048   # for new files; existing files keep theirs (README, S
 _PG_MIGRATION_LOCK = 0x66656564  # "feed": serialises schema upgrades of workers starting together
 
 
+# A value that is meant as a server URL but is not one ("postgresql+psycopg//u:pw@h/db", "postgres:/h/db",
+# "user:pw@host/db"): never to be taken for a relative SQLite file name.
+_URLISH = re.compile(r"(?i)^(postgres(ql)?|sqlite|mysql|mariadb)(\+\w+)?(:|//)|^\w+\+\w+/|:[^/@\s]*@")
+_PASSWORD = re.compile(r"(:)[^:/@\s]*(@)")
+
+
+def mask_text(value: str) -> str:
+    """Any text that may hold a URL's user:password@, with the password masked (for unparseable URLs)."""
+    return _PASSWORD.sub(r"\1***\2", value)
+
+
 def redact(url: str) -> str:
     """A database URL safe to print: the password is masked."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid database URL>"
+    except (ArgumentError, ValueError):
+        return mask_text(url)
+
+
+def looks_like_url(value: str) -> bool:
+    """True for a --database value without "://" that is a mistyped server URL rather than a file path."""
+    return _URLISH.search(value) is not None
 
 
 def open_engine(url: str, *, readonly: bool = False, create_dir: bool = True) -> Engine:
     """An engine for `url` with the pragmas and transaction mode feedwatch relies on."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StorageError(f"storage: invalid database URL: {url!r}") from None
+    parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database, readonly=readonly, create_dir=create_dir)
-    if parsed.get_backend_name() == "postgresql":
+        engine = _sqlite_engine(url, parsed.database, readonly=readonly, create_dir=create_dir)
+    elif parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                                 connect_args={"connect_timeout": 10, "application_name": "feedwatch"})
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                                   connect_args={"connect_timeout": 10, "application_name": "feedwatch"})
         except (ImportError, SQLAlchemyError) as exc:
             raise StorageError(f"storage: cannot use {redact(url)}: {exc} "
                                "(install feedwatch[postgresql] for psycopg)") from None
-    raise StorageError(f"storage: unsupported database {redact(url)} (sqlite:/// or postgresql+psycopg://)")
+    else:
+        raise StorageError(f"storage: unsupported database {redact(url)} (sqlite:/// or postgresql+psycopg://)")
+    where = parsed.database if engine.dialect.name == "sqlite" and parsed.database else redact(url)
+
+    @event.listens_for(engine, "handle_error")
+    def _translate(context: ExceptionContext) -> None:
+        if not context.is_pre_ping and isinstance(context.sqlalchemy_exception, DBAPIError):
+            raise storage_error(context.sqlalchemy_exception, where)
+
+    return engine
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018  (the port is parsed lazily: "host:notaport" fails here, not later)
+    except ArgumentError:
+        raise StorageError(f"storage: invalid database URL: {mask_text(url)} (expected e.g. "
+                           "sqlite:///path/feedwatch.db or postgresql+psycopg://user@host/db)") from None
+    except ValueError as exc:
+        raise StorageError(f"storage: invalid database URL: {mask_text(url)} ({_value_reason(exc)})") from None
+    return parsed
+
+
+def _value_reason(exc: ValueError) -> str:
+    match = re.search(r"invalid literal for int\(\) with base 10: '(.*)'", str(exc))
+    return f"port '{match.group(1)}' is not a number" if match else str(exc).splitlines()[0]
+
+
+def storage_error(exc: DBAPIError, where: str) -> StorageError:
+    """feedwatch's own error for a database error: one line naming `where` and what to do."""
+    reason = _reason(exc)
+    # PostgreSQL classes 22 (data exception), 23 (integrity) and 54 (program limit exceeded: e.g. an index
+    # row too big for a huge guid) are about one statement's data, not about the database.
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    if isinstance(exc, (DataError, IntegrityError)) or sqlstate[:2] in ("22", "23", "54"):
+        return StorageDataError(f"storage: {where} refused the data: {reason}", reason)
+    # Connection lost, out of resources (disk full), shutting down, a deadlock, or a server that is read-only
+    # for now (a standby during a failover): all may pass.
+    if sqlstate[:2] in ("08", "40", "53", "57") or sqlstate == "25006":
+        return StorageUnavailable(f"storage: {where}: {reason}")
+    code = getattr(exc.orig, "sqlite_errorname", "") or ""
+    if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or code.startswith("SQLITE_CORRUPT"):
+        return StorageError(f"storage: {where} is not a usable feedwatch database ({reason}): restore it from a "
+                            "backup, or move it away to start a new history (or pass --database)")
+    if code == "SQLITE_FULL":
+        return StorageUnavailable(f"storage: cannot write {where}: the disk is full; free some space and run "
+                                  "again (nothing already stored is lost)")
+    if code.startswith("SQLITE_IOERR"):
+        return StorageUnavailable(f"storage: cannot write {where}: {reason} (disk full, a file-size limit or a "
+                                  "failing disk?); fix that and run again (nothing already stored is lost)")
+    if code.startswith("SQLITE_READONLY"):
+        return StorageUnavailable(f"storage: {where} is read-only here ({reason}): this command needs write "
+                                  "access to the file and its directory (status, history, show, diff and "
+                                  "report work read-only)")
+    if code.startswith("SQLITE_CANTOPEN"):
+        return StorageUnavailable(f"storage: cannot open {where}: {reason} (does its directory exist, and may "
+                                  "this user write there?)")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return StorageUnavailable(f"storage: {where}: {reason}")
+    return StorageError(f"storage: {where}: {reason}")
 
 
 def _sqlite_engine(url: str, database: str | None, *, readonly: bool, create_dir: bool) -> Engine:
-    if database and database != ":memory:" and create_dir and not readonly:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+    path = Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+    if path is not None:
+        _check_file(path)
+        if create_dir and not readonly:
+            _make_dir(path.parent)
+            _create_sqlite(path)
+    if readonly and path is not None:
+        engine = create_engine(url, creator=lambda: _connect_readonly(path))
+    else:
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -85,6 +186,72 @@ def _sqlite_engine(url: str, database: str | None, *, readonly: bool, create_dir
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _check_file(path: Path) -> None:
+    try:
+        empty = path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return                     # reported by SQLite when it tries to open it
+    if empty:
+        raise StorageError(f"storage: {path} is an empty file (0 bytes), not a feedwatch database: if it should "
+                           "hold a history, restore it from a backup; to start a new one, delete it")
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"storage: cannot create the database directory {directory}: "
+                           f"{exc.strerror or exc} (create it, or pass --database)") from None
+
+
+def _create_sqlite(path: Path) -> None:
+    """A new SQLite file appears under its name with its header already written (never 0 bytes, which
+    _check_file refuses): it is made under a temporary name, then linked into place if still absent."""
+    if path.exists():
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))    # mode as SQLite's own (umask)
+    except OSError:
+        return                     # SQLite reports the directory in its own words (SQLITE_CANTOPEN)
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("PRAGMA user_version=0")     # writes the header
+        finally:
+            conn.close()
+        os.link(tmp, path)
+    except FileExistsError:
+        pass                       # another process created it meanwhile: use theirs
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageUnavailable(f"storage: cannot create {path}: {exc} (free some space, or pass "
+                                 "--database)") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A reading connection, also where this user may not write: a WAL database normally needs its
+    ``-shm`` file created or writable. Tried in order: normally, ``mode=ro`` (reads a writer's ``-shm``
+    without writing it) and, only when no writer's ``-wal`` exists (so the file alone is the whole
+    database), ``immutable=1``."""
+    uri = "file:" + quote(str(path.absolute()))
+    modes = ["", "?mode=ro"] + ([] if Path(f"{path}-wal").exists() else ["?immutable=1"])
+    for i, mode in enumerate(modes):
+        conn = sqlite3.connect(uri + mode, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if i == len(modes) - 1 or getattr(exc, "sqlite_errorname", "").split("_")[1:2] not in (
+                    ["READONLY"], ["CANTOPEN"]):
+                raise
+    raise AssertionError("unreachable")
 
 
 def upsert_insert(conn: Connection, table: Any) -> Any:
@@ -115,11 +282,8 @@ def schema_revision(conn: Connection) -> str | None:
 
 def schema_state(engine: Engine) -> str:
     """'current', 'empty', 'older' — or raises SchemaTooNewError / StorageError."""
-    try:
-        with engine.connect() as conn:
-            rev = schema_revision(conn)
-    except OperationalError as exc:
-        raise StorageError(f"storage: cannot open {redact(str(engine.url))}: {_reason(exc)}") from None
+    with engine.connect() as conn:
+        rev = schema_revision(conn)
     return _classify(rev)
 
 
@@ -141,22 +305,20 @@ def ensure_schema(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
-    try:
-        with engine.begin() as conn:   # BEGIN IMMEDIATE on SQLite: one process migrates, others wait
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-            if _classify(schema_revision(conn)) == "current":
-                return
-            cfg = Config()
-            cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-    except OperationalError as exc:
-        raise StorageError(f"storage: cannot upgrade {redact(str(engine.url))}: {_reason(exc)}") from None
+    with engine.begin() as conn:   # BEGIN IMMEDIATE on SQLite: one process migrates, others wait
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        if _classify(schema_revision(conn)) == "current":
+            return
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
 
 
-def _reason(exc: OperationalError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+def _reason(exc: DBAPIError) -> str:
+    text_ = str(exc.orig).strip() if exc.orig is not None else str(exc)
+    return mask_text((text_.splitlines() or [type(exc.orig or exc).__name__])[0])
 
 
 def worker_host() -> str:

@@ -24,6 +24,7 @@ from monitor.models import (
     DocumentInfo,
     FeedState,
     FeedStatusInfo,
+    HostBackoff,
     KnownDocument,
     PageState,
     PollRecord,
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from storage.history import History
 
 REVERT_DEPTH = 5          # recent version states loaded per document for revert detection
+# A host back-off reaching further than this was written before Retry-After was capped (monitor.fetch):
+# it is ignored, so that no old "year 9999" row keeps a host silent.
+MAX_HOST_BACKOFF = timedelta(days=1, minutes=5)
 _CHUNK = 500              # parameters per IN (...) list
 
 
@@ -124,12 +128,14 @@ class Store:
                 conn.execute(update(Feed).where(Feed.c.id.in_(chunk)).values(next_due_at=now))
 
     def claim_due_feeds(self, feed_ids: Sequence[int], owner: str, *, limit: int, lease: float,
-                        now: datetime | None = None, exclude: Iterable[int] = ()) -> list[FeedState]:
+                        now: datetime | None = None, exclude: Iterable[int] = (),
+                        ignore_backoff: bool = False) -> list[FeedState]:
         """Lease up to `limit` due feeds among `feed_ids` for `owner`; each is polled by one process only.
 
         PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then a lease. SQLite silently drops FOR UPDATE,
         but the claim runs in one ``BEGIN IMMEDIATE`` transaction, which serialises claimers.
         A lease held by a process of this host that no longer exists is expired on the spot.
+        Feeds of a backed-off host are left alone unless `ignore_backoff` (``run --force``).
         """
         now = now or utcnow()
         excluded = set(exclude)
@@ -138,14 +144,16 @@ class Store:
             return []
         with self.engine.begin() as conn:
             expire_dead_leases(conn, Feed, now)
-            blocked_hosts = {r.name for r in conn.execute(select(Host.c.name).where(Host.c.backoff_until > now))}
+            blocked_hosts = set() if ignore_backoff else {h.host for h in self._backoffs(conn, now)}
             query = (select(Feed).where(Feed.c.id.in_(candidates), Feed.c.next_due_at <= now,
                                         or_(Feed.c.lease_until.is_(None), Feed.c.lease_until < now))
                      .order_by(Feed.c.next_due_at, Feed.c.id))
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=Feed)
             claimed: list[FeedState] = []
-            for feed in conn.execute(query.limit(limit + len(blocked_hosts) * 4)).all():
+            # With a host backed off, every due row is read: a limit could fill with that host's feeds and
+            # starve the others.
+            for feed in conn.execute(query if blocked_hosts else query.limit(limit)).all():
                 if len(claimed) >= limit:
                     break
                 if blocked_hosts and host_of(feed.url) in blocked_hosts:
@@ -187,11 +195,21 @@ class Store:
             return sum(conn.execute(select(func.count()).where(Feed.c.id.in_(chunk), Feed.c.next_due_at <= now))
                        .scalar_one() for chunk in _chunks(feed_ids))
 
+    def host_backoffs(self, now: datetime | None = None) -> list[HostBackoff]:
+        """Hosts whose feeds wait (Retry-After) at `now`, soonest end first."""
+        with self.engine.connect() as conn:
+            return sorted(self._backoffs(conn, now or utcnow()), key=lambda h: h.until)
+
+    @staticmethod
+    def _backoffs(conn: Connection, now: datetime) -> list[HostBackoff]:
+        rows = conn.execute(select(Host).where(Host.c.backoff_until > now,
+                                               Host.c.backoff_until <= now + MAX_HOST_BACKOFF))
+        return [HostBackoff(r.name, r.backoff_until, r.reason) for r in rows]
+
     def next_wakeup(self, names: Sequence[str]) -> datetime | None:
         """When something is next due: a feed (not before its host's back-off ends) or a delivery retry."""
         with self.engine.connect() as conn:
-            hosts: dict[str, datetime] = {r.name: r.backoff_until for r in conn.execute(
-                select(Host.c.name, Host.c.backoff_until))}
+            hosts: dict[str, datetime] = {h.host: h.until for h in self._backoffs(conn, utcnow())}
             times: list[datetime] = []
             for row in conn.execute(select(Feed.c.url, Feed.c.next_due_at).where(Feed.c.name.in_(list(names)))):
                 url: str = row.url

@@ -121,7 +121,7 @@ feeds:
     assert first.json()["feeds"][0]["error"] == "fetch: busy: HTTP 429 from 127.0.0.1 (retry after 2 s)"
     hits = server.count()
     server.set("/busy.xml", STEP)
-    early = run_cli("--config", str(config), "run", "--force", "--json")
+    early = run_cli("--config", str(config), "run", "--json")     # (--force would poll now: test_wedges)
     assert early.json()["feeds"] == [] and server.count() == hits     # not even the other feed on that host
     time.sleep(2.2)
     late = run_cli("--config", str(config), "run", "--force", "--json")
