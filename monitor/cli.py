@@ -35,6 +35,7 @@ from monitor.commands import (
     cmd_watch,
 )
 from monitor.errors import ConfigError, FeedwatchError, StorageError, UsageError
+from monitor.urls import SECRETS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -206,13 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except (UsageError, ConfigError) as exc:
-        print(f"feedwatch: {exc}" if not str(exc).startswith("feedwatch") else str(exc), file=sys.stderr)
+        _error(f"feedwatch: {exc}" if not str(exc).startswith("feedwatch") else str(exc))
         return EXIT_USAGE
     except StorageError as exc:
-        print(f"feedwatch: {exc}", file=sys.stderr)
+        _error(f"feedwatch: {exc}")
         return EXIT_USAGE
     except FeedwatchError as exc:
-        print(f"feedwatch: {exc}", file=sys.stderr)
+        _error(f"feedwatch: {exc}")
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("feedwatch: interrupted", file=sys.stderr)
@@ -222,13 +223,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def _error(line: str) -> None:
+    print(SECRETS.scrub(line), file=sys.stderr)
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if getattr(args, "verbose", False) else (
         logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else \
         "%(asctime)s %(levelname)s %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
-    for handler in logging.getLogger().handlers:
+    for handler in logging.getLogger().handlers:     # every library's records: secrets masked (monitor.urls),
+        handler.addFilter(SECRETS)                   # then control characters made inert
         handler.addFilter(_inert_log)
     for noisy in ("httpx", "httpcore", "apprise", "alembic", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -38,7 +38,18 @@ def _settings(args: argparse.Namespace, *, required: bool = True) -> Any:
             raise ConfigError("no configuration file found: pass --config PATH, set $FEEDWATCH_CONFIG, or "
                               "create ./feedwatch.yaml (see config/feedwatch.example.yaml)")
         return None
-    return config.load(path)
+    return _mask_secrets_of(config.load(path))
+
+
+def _mask_secrets_of(settings: Any) -> Any:
+    """From here on, every log line and error masks the credentials in the config's URLs."""
+    from monitor.urls import SECRETS
+
+    for target in settings.targets.values():
+        for url in target.urls:
+            SECRETS.add_url(url)
+    SECRETS.add_password(settings.database_url)
+    return settings
 
 
 def _database_url(args: argparse.Namespace, settings: Any) -> str:

@@ -271,9 +271,12 @@ def load(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
 def loads(text: str, *, source: str = "<config>", base_dir: Path | None = None,
           env: Mapping[str, str] = os.environ) -> Settings:
     doc = _Document(source, env)
-    data = doc.parse(text)
-    raw = doc.convert(data, RawConfig, "")
-    return _Resolver(doc, base_dir or Path.cwd()).settings(raw)
+    try:
+        data = doc.parse(text)
+        raw = doc.convert(data, RawConfig, "")
+        return _Resolver(doc, base_dir or Path.cwd()).settings(raw)
+    except ConfigError as exc:
+        raise doc.without_env_values(exc) from None
 
 
 class _Document:
@@ -283,7 +286,18 @@ class _Document:
         self.source = source
         self.env = env
         self.lines: dict[str, int] = {}
+        self.used_env: dict[str, str] = {}      # values put in by ${VAR}: never echoed in an error
         self._constructor = yaml.SafeLoader("")
+
+    def without_env_values(self, exc: ConfigError) -> ConfigError:
+        """`exc` with every value that came from the environment shown as its ${VAR} (it may be a secret
+        used in the wrong key, e.g. a webhook URL given as an interval)."""
+        text = str(exc)
+        for name, value in sorted(self.used_env.items(), key=lambda kv: len(kv[1]), reverse=True):
+            if len(value) >= 4:
+                text = text.replace(value, f"${{{name}}}")
+        exc.args = (text,)
+        return exc
 
     def error(self, path: str, message: str) -> ConfigError:
         line = self.lines.get(path)
@@ -337,6 +351,7 @@ class _Document:
                 return "$"
             name, default = m.group(2), m.group(3)
             if name in self.env:
+                self.used_env[name] = self.env[name]
                 return self.env[name]
             if default is not None:
                 return default

@@ -33,6 +33,7 @@ from monitor.config import Settings
 from monitor.errors import ConfigError, FeedwatchError, StorageDataError, StorageUnavailable
 from monitor.models import FeedOutcome, PollStatus
 from monitor.poll import poll_due
+from monitor.urls import SECRETS
 from storage.db import owner_id
 from storage.store import Store, utcnow
 
@@ -231,6 +232,9 @@ class Watcher:
             return
         try:
             self.settings = config_mod.load(Path(source))
+            for target in self.settings.targets.values():    # new URLs: masked in logs like the first ones
+                for url in target.urls:
+                    SECRETS.add_url(url)
             log.info("reloaded %s: %d feeds", source, len(self.settings.feeds))
         except ConfigError as exc:
             log.error("reload failed, keeping the previous config: %s", exc)

@@ -1,9 +1,11 @@
-"""Small URL helpers shared by stages and storage (no network libraries imported here)."""
+"""Small URL helpers shared by stages and storage (no network libraries imported here), and the one
+filter through which every log record passes to have secrets masked (SECRETS)."""
 
 from __future__ import annotations
 
+import logging
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:token|key|apikey|api_key|access_token|secret|password|pass|sig|"
                            r"signature|auth)=)[^&#]*")
@@ -38,8 +40,15 @@ def mask_tokens(url: str) -> str:
 
 def mask(url: str) -> str:
     """A URL safe to print: user info, secret-looking query values and token-like path segments are
-    replaced by ****."""
-    return mask_credentials(url) if is_local(url) else mask_tokens(mask_credentials(url))
+    replaced by ****; for a notification service's URL (any scheme but http/https), every piece that may
+    be a token too (slack://TOKEN/TOKEN/TOKEN)."""
+    if is_local(url):
+        return mask_credentials(url)
+    masked = mask_tokens(mask_credentials(url))
+    if url.partition("://")[0].lower() not in ("http", "https"):
+        for piece in sorted(secret_pieces(url), key=len, reverse=True):
+            masked = masked.replace(piece, "****")
+    return masked
 
 
 def mask_credentials(url: str) -> str:
@@ -73,3 +82,68 @@ def web_link(url: str | None) -> str | None:
         return text if urlsplit(text).hostname else None
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------------------------------------- secrets in logs
+
+_PIECES = re.compile(r"[/:@?&=#,;+\s]+")
+_USERINFO = re.compile(r"(://[^/\s:@]*:)[^@\s/]+@")
+_MIN_SECRET = 6           # shorter pieces are words ("hooks", "json"), not credentials
+
+
+def secret_pieces(url: str) -> set[str]:
+    """Every piece of a notification or database URL that may be a credential: user, password, path
+    segments, query values, and the host too where a service keeps a token there (slack://TOKEN/...).
+    Dotted host names and addresses stay readable; so do pieces shorter than six characters."""
+    if "://" not in url:
+        return set()
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+    pieces = set(_PIECES.split(rest)) | {unquote(p) for p in _PIECES.split(unquote(rest))}
+    if "." in host or host == "localhost":
+        pieces.discard(host)
+    return {p for p in pieces if len(p) >= _MIN_SECRET and p != scheme}
+
+
+class SecretFilter(logging.Filter):
+    """Masks known secrets (and any URL's password) in every record passing a handler, whichever library
+    logged it: urllib3 request lines, Apprise's own warnings, tracebacks. Installed on the root handlers
+    by the command line; secrets are added once the config is read (:meth:`add_url`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+
+    def add_url(self, url: str) -> None:
+        """A notification URL: every piece that may be a credential is masked from now on."""
+        self.add(secret_pieces(url))
+
+    def add_password(self, url: str) -> None:
+        """A database URL: its password is masked (its host, user and path are no secret)."""
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        self.add({password, unquote(password)} if password else set())
+
+    def add(self, secrets: set[str]) -> None:
+        self.secrets = sorted(set(self.secrets) | {s for s in secrets if s}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "****")
+        return _USERINFO.sub(r"\1****@", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.msg, record.args = self.scrub(record.getMessage()), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.scrub(record.exc_text)
+        except Exception:           # a log line must never fail: drop what cannot be checked
+            record.msg, record.args, record.exc_info, record.exc_text = "(log message withheld)", None, None, None
+        return True
+
+
+SECRETS = SecretFilter()
