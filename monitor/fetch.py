@@ -214,6 +214,8 @@ async def _decoded(response: httpx.Response) -> AsyncIterator[bytes]:
     tail = decoder.flush()
     if tail:
         yield tail
+    if not decoder.eof:      # the stream never reached its end: a truncated or corrupt body
+        raise zlib.error("the compressed body ends before its end marker")
 
 
 def _wbits(head: bytes) -> int:

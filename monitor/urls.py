@@ -87,22 +87,27 @@ def web_link(url: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------- secrets in logs
 
 _PIECES = re.compile(r"[/:@?&=#,;+\s]+")
-_USERINFO = re.compile(r"(://[^/\s:@]*:)[^@\s/]+@")
-_MIN_SECRET = 6           # shorter pieces are words ("hooks", "json"), not credentials
+_USERINFO = re.compile(r"(://[^/\s:@]*:)(?!\*+@)[^@\s/]+@")
 
 
 def secret_pieces(url: str) -> set[str]:
-    """Every piece of a notification or database URL that may be a credential: user, password, path
-    segments, query values, and the host too where a service keeps a token there (slack://TOKEN/...).
-    Dotted host names and addresses stay readable; so do pieces shorter than six characters."""
+    """The pieces of a notification URL that may be credentials: its password, and every other piece
+    (user, host — some services keep a token there, slack://TOKEN/... — path segments, query values)
+    that looks like a token: six characters or more mixing letters and digits, or sixteen or more.
+    Words ("hooks", "feedwatch", "insecure") and dotted host names stay readable."""
     if "://" not in url:
         return set()
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+    rest = url.partition("://")[2]
+    userinfo = rest.split("/", 1)[0].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
     pieces = set(_PIECES.split(rest)) | {unquote(p) for p in _PIECES.split(unquote(rest))}
-    if "." in host or host == "localhost":
-        pieces.discard(host)
-    return {p for p in pieces if len(p) >= _MIN_SECRET and p != scheme}
+    found = {p for p in pieces if _tokenish(p) and "." not in p}
+    return found | ({password, unquote(password)} if password else set())
+
+
+def _tokenish(piece: str) -> bool:
+    letters, digits = any(c.isalpha() for c in piece), any(c.isdigit() for c in piece)
+    return len(piece) >= 16 or (len(piece) >= 6 and letters and digits)
 
 
 class SecretFilter(logging.Filter):
