@@ -101,9 +101,8 @@ def deliver_pending(store: Store, settings: Settings, *, owner: str | None = Non
             for d in claimed:
                 by_target.setdefault(d.target, []).append(d)
             for name, deliveries in by_target.items():
-                outbox.renew(owner, [d.id for d in deliveries], lease)
-                _Dispatch(outbox, settings, renderer, owner, now, tally).target(name, deliveries, contexts,
-                                                                                 digest_due)
+                _Dispatch(outbox, settings, renderer, owner, now, tally, lease).target(name, deliveries, contexts,
+                                                                                        digest_due)
             _alert_dead(outbox, settings, tally.dead, now)   # sent by the next batch
             tally.dead = []
     finally:
@@ -120,6 +119,7 @@ class _Dispatch:
     owner: str
     now: datetime
     tally: _Tally
+    lease: float
 
     def target(self, name: str, deliveries: list[PendingDelivery], contexts: dict[int, ChangeContext],
                digest_due: bool) -> None:
@@ -132,18 +132,18 @@ class _Dispatch:
         others = [d for d in deliveries if d not in changes]
         if target.mode == "digest" and changes:
             if digest_due or _period_over(self.outbox, target, self.now):
-                self.send(target, changes, lambda: self.digest(target, [contexts[d.change_id] for d in changes
-                                                                        if d.change_id is not None], changes))
+                self.send(target, changes, lambda held: self.digest(
+                    target, [contexts[d.change_id] for d in held if d.change_id is not None], held))
             changes = []
         for d in changes:
             assert d.change_id is not None
             ctx = contexts[d.change_id]
-            self.send(target, [d], lambda ctx=ctx, d=d: self.renderer.message(
+            self.send(target, [d], lambda _held, ctx=ctx, d=d: self.renderer.message(
                 target, "change", self.renderer.change_variables(ctx, target.format, target.max_length),
                 text_variables=self.renderer.change_variables(ctx, "text", target.max_length)
                 if target.format == "html" else None, delivery_id=delivery_id([d])))
         for d in others:
-            self.send(target, [d], lambda d=d: self.alert(target, d))
+            self.send(target, [d], lambda _held, d=d: self.alert(target, d))
 
     def digest(self, target: TargetSettings, contexts: list[ChangeContext],
                deliveries: list[PendingDelivery]) -> Message:
@@ -171,10 +171,17 @@ class _Dispatch:
         return self.renderer.message(target, d.kind, variables, delivery_id=delivery_id([d]))
 
     def send(self, target: TargetSettings, deliveries: Sequence[PendingDelivery], make: Any) -> None:
-        """Render and send one message on behalf of one or more deliveries; record it for each of them."""
+        """Render and send one message on behalf of one or more deliveries; record it for each of them.
+
+        The leases are renewed right before sending: a delivery whose lease ran out meanwhile (a slow batch,
+        a stalled process) may already be another worker's, and is left to it instead of being sent twice."""
+        held = self.outbox.renew(self.owner, [d.id for d in deliveries], self.lease)
+        deliveries = [d for d in deliveries if d.id in held]
+        if not deliveries:
+            return
         keys = sending.target_keys(target)
         try:
-            message: Message = make()
+            message: Message = make(deliveries)
         except TemplateProblem as exc:    # this target's problem: recorded, retried, the others go on
             for d in deliveries:
                 self.record(d, [UrlOutcome("-", "template", False, str(exc))], keys, target.max_attempts)

@@ -49,15 +49,18 @@ class Outbox:
 
     def claim(self, owner: str, *, now: datetime, lease: float, limit: int = 100, due_only: bool = True,
               after_id: int = 0) -> list[PendingDelivery]:
-        """Lease pending deliveries (due ones, or all with `due_only=False`) with ids above `after_id`."""
-        from storage.store import expire_dead_leases
+        """Lease pending deliveries (due ones at `now`, or all with `due_only=False`) with ids above
+        `after_id`. Leases are measured on the clock, not from `now`: a dispatch that started long ago
+        must not hand out leases that have already run out."""
+        from storage.store import expire_dead_leases, utcnow  # store imports this module: import at call time
 
+        clock = utcnow()
         with self.engine.begin() as conn:
-            expire_dead_leases(conn, Delivery, now)
+            expire_dead_leases(conn, Delivery, clock)
             query = (select(Delivery, Feed.c.name.label("feed_name"))
                      .outerjoin(Feed, Feed.c.id == Delivery.c.feed_id)
                      .where(Delivery.c.status == "pending",
-                            or_(Delivery.c.lease_until.is_(None), Delivery.c.lease_until < now))
+                            or_(Delivery.c.lease_until.is_(None), Delivery.c.lease_until < clock))
                      .order_by(Delivery.c.id).limit(limit))
             if due_only:
                 query = query.where(Delivery.c.next_attempt_at <= now)
@@ -68,7 +71,7 @@ class Outbox:
             rows = conn.execute(query).all()
             if rows:
                 conn.execute(update(Delivery).where(Delivery.c.id.in_([r.id for r in rows]))
-                             .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease)))
+                             .values(lease_owner=owner, lease_until=clock + timedelta(seconds=lease)))
         return [PendingDelivery(
             id=r.id, target=r.target, kind=r.kind, change_id=r.change_id, feed=r.feed_name,
             payload=json.loads(r.payload) if r.payload else {}, attempts=r.attempts,
@@ -126,13 +129,18 @@ class Outbox:
                     for o in outcomes])
         return status
 
-    def renew(self, owner: str, ids: Sequence[int], lease: float) -> None:
-        """Extend this owner's leases on deliveries it is about to send."""
+    def renew(self, owner: str, ids: Sequence[int], lease: float) -> set[int]:
+        """Extend this owner's leases on deliveries it is about to send; returns the ids still held (a lease
+        that ran out and was taken over by another worker is not renewed, and must not be sent)."""
         from storage.store import utcnow  # store imports this module: import at call time
 
+        now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(update(Delivery).where(Delivery.c.id.in_(list(ids)), Delivery.c.lease_owner == owner)
-                         .values(lease_until=utcnow() + timedelta(seconds=lease)))
+            held = conn.execute(
+                update(Delivery).where(Delivery.c.id.in_(list(ids)), Delivery.c.lease_owner == owner,
+                                       Delivery.c.lease_until >= now, Delivery.c.status == "pending")
+                .values(lease_until=now + timedelta(seconds=lease)).returning(Delivery.c.id))
+            return {r.id for r in held}
 
     def release(self, owner: str) -> None:
         with self.engine.begin() as conn:
