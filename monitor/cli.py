@@ -26,6 +26,7 @@ from monitor.commands import (
     cmd_history,
     cmd_import,
     cmd_notify_test,
+    cmd_opml,
     cmd_preview,
     cmd_prune,
     cmd_report,
@@ -172,6 +173,20 @@ def build_parser() -> _Parser:
     retry.add_argument("--feed", action="append", metavar="NAME", help="only deliveries about this feed "
                        "(repeatable)")
     retry.add_argument("--json", action="store_true", help="print how many were queued as JSON")
+
+    p = command("opml", cmd_opml, "move subscriptions in and out as OPML 2.0",
+                "'opml export' writes the configured feeds as OPML 2.0 (folders from their 'group'); 'opml "
+                "import FILE' adds the subscriptions of another reader's export to the config file in place, "
+                "comments and layout kept, skipping URLs it already has.")
+    opml_sub = p.add_subparsers(dest="opml_command", metavar="ACTION", required=True, parser_class=_Parser)
+    o = opml_sub.add_parser("export", help="write the feeds as OPML", parents=[common],
+                            description="Write the configured feeds as an OPML 2.0 subscription list.")
+    o.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    o = opml_sub.add_parser("import", help="add an OPML file's feeds to the config", parents=[common],
+                            description="Add the subscriptions in FILE that the config does not have yet "
+                                        "(by URL) to its feeds list, names made from their titles.")
+    o.add_argument("file", metavar="FILE", help="an OPML file")
+    o.add_argument("--dry-run", action="store_true", help="print the YAML that would be added; change nothing")
 
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "

@@ -485,6 +485,48 @@ def cmd_deliveries_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_opml(args: argparse.Namespace) -> int:
+    from monitor import config, config_edit, opml
+
+    if args.opml_command == "export":
+        data, left_out = opml.export(_settings(args).feeds)
+        for name in left_out:
+            log.warning("opml export: %s: a local file, not an http(s) URL; left out", name)
+        if args.output:
+            _write_file(Path(args.output), data)
+        else:
+            sys.stdout.write(data.decode("utf-8"))
+        return EXIT_OK
+    path = config.find_config(args.config)
+    if path is None:
+        raise ConfigError("no configuration file to import into: pass --config PATH (created if missing)")
+    existing = [(f.name, f.url) for f in config.load(path).feeds] if path.exists() else []
+    added, skipped = opml.plan(opml.read(Path(args.file)), existing)
+    entries = [opml.config_entry(name, sub) for name, sub in added]
+    notes = [f"skipped {sub.url}: {reason}" for sub, reason in skipped]
+    if args.dry_run:   # stdout stays YAML: what would be added, the rest as comments
+        print(f"# would add {len(entries)} feed{'s' if len(entries) != 1 else ''} to {path}")
+        sys.stdout.write(config_edit.render_entries(entries))
+        print("\n".join(f"# {n}" for n in notes) if notes else "", end="\n" if notes else "")
+        return EXIT_OK
+    config_edit.append_to_file(path, entries)
+    for name, sub in added:
+        print(f"added {name}: {sub.url}")
+    print("\n".join(notes) if notes else "", end="\n" if notes else "")
+    print(f"{path}: {len(entries)} added, {len(skipped)} skipped")
+    return EXIT_OK
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from monitor import notify
 

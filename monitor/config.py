@@ -93,6 +93,7 @@ class FeedConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     include: tuple[str, ...] = ()      # kind sitemap: URL regexes kept (default: all)
     exclude_urls: tuple[str, ...] = () # kind sitemap: URL regexes dropped
     max_documents: Positive | None = None   # kind sitemap: at most this many pages (default 1000)
+    group: str | None = None           # a folder for OPML export ("News/Tech" nests); nothing else reads it
 
 
 class TargetConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -164,6 +165,7 @@ class FeedSettings:
     include: tuple[re.Pattern[str], ...] = ()
     exclude_urls: tuple[re.Pattern[str], ...] = ()
     max_documents: int = MAX_DOCUMENTS
+    group: str | None = None
 
     @property
     def fetches_pages(self) -> bool:
@@ -484,6 +486,7 @@ class _Resolver:
             lenient=pick(f.lenient, d.lenient),
             retention=self.retention(f.retention or d.retention, f"{path}.retention"),
             **self.source(f, path),
+            group=f.group,
         )
 
     def source(self, f: FeedConfig, path: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
     FeedwatchError                 base; str(e) is a complete one-line message for the user
     ├── UsageError                 bad command-line input (exit code 2)
-    │   └── HistoryFileError       a history file cannot be imported: "import: FILE:LINE: ..." (nothing imported)
+    │   ├── HistoryFileError       a history file cannot be imported: "import: FILE:LINE: ..." (nothing imported)
+    │   └── OpmlError              an OPML file cannot be imported: "opml: FILE:LINE: ..." (nothing imported)
     ├── ConfigError                bad config file: "config: FILE:LINE: KEY: what is wrong" (exit code 2)
     ├── StorageError               the database cannot be used ("storage: ..."): corrupt, not a database (exit 2)
     │   ├── SchemaTooNewError      the database was written by a newer feedwatch
@@ -37,6 +38,15 @@ class HistoryFileError(UsageError):
 
     def __init__(self, source: str, line: int | None, message: str) -> None:
         super().__init__(f"import: {source}{f':{line}' if line is not None else ''}: {message}")
+        self.source = source
+        self.line = line
+
+
+class OpmlError(UsageError):
+    """An OPML file is unreadable, malformed or hostile (exit code 2); the config is left unchanged."""
+
+    def __init__(self, source: str, line: int | None, message: str) -> None:
+        super().__init__(f"opml: {source}{f':{line}' if line is not None else ''}: {message}")
         self.source = source
         self.line = line
 
