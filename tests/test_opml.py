@@ -134,7 +134,8 @@ def test_import_into_the_example_config_changes_no_line_of_it(tmp_path: Path) ->
     assert len([line for line in diff if line.startswith("+ ")]) == 6     # two feeds: name, url, group
 
 
-@pytest.mark.parametrize("text", ["feeds: []\n", "# nothing yet\n", "feeds: [{name: old, url: 'https://old.example/f'}]  # flow\n"])
+@pytest.mark.parametrize("text", ["feeds: []\n", "# nothing yet\n",
+                                  "feeds: [{name: old, url: 'https://old.example/f'}]  # flow\n"])
 def test_import_into_an_empty_or_flow_style_feeds_list(tmp_path: Path, text: str) -> None:
     cfg = write_config(tmp_path / "c.yaml", text)
     result = import_opml(cfg, READERS[3]["opml"])
