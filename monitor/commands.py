@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ConfigError, StorageError, UsageError
+from monitor.progress import wanted as progress_wanted
 
 if TYPE_CHECKING:
     from storage.store import Store
@@ -96,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not settings.feeds:
         raise ConfigError("no feeds configured", source=str(settings.source))
     with _open_store(args, settings) as store:
-        outcomes = _poll(store, settings, names, force=args.force)
+        outcomes = _poll(store, settings, names, force=args.force, progress=progress_wanted(args))
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
         if not outcomes:
             _say_why_nothing_ran(store, names or [f.name for f in settings.feeds], force=args.force)
@@ -131,14 +132,17 @@ def _print_changes(changes: Sequence[Any]) -> None:
         print(f"{feed}: first poll: {n} document{'s' if n != 1 else ''} recorded (not notified)")
 
 
-def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool) -> list[Any]:
+def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool, progress: bool = False) -> list[Any]:
     """Poll what is due. With nothing due, the fetch/parse/diff machinery is not even imported."""
     ids = store.sync_feeds([(f.name, f.url) for f in settings.feeds if names is None or f.name in names])
-    if not force and not store.due_feeds(list(ids.values())):
+    due = len(ids) if force else store.due_feeds(list(ids.values()))
+    if not due:
         return []
+    from monitor import progress as progress_display
     from monitor.poll import run_cycle
 
-    return run_cycle(store, settings, names=names, force=force)
+    with progress_display.run_cycle(progress, due) as on_outcome:
+        return run_cycle(store, settings, names=names, force=force, on_outcome=on_outcome)
 
 
 def _deliver(store: Any, settings: Any, *, send: bool, force: bool = False) -> Any:

@@ -22,9 +22,13 @@ import dataclasses
 import hashlib
 import json
 import logging
+import logging.handlers
 import multiprocessing
+import multiprocessing.connection
 import os
 import random
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -302,12 +306,14 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
                    force: bool = False, owner: str | None = None,
                    process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None,
                    stop: asyncio.Event | None = None, parse_pool: bool = True,
-                   ignore_backoff: bool | None = None) -> list[FeedOutcome]:
+                   ignore_backoff: bool | None = None,
+                   on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
     """One cycle: poll every due feed (all selected feeds with `force`), each exactly once.
 
     `force` also polls the feeds of hosts that asked to be left alone (Retry-After): the user asked for
     now (`ignore_backoff` alone does that without making feeds due again, for run's poller processes).
-    With many feeds due (and `parse_pool`), parsing moves to a pool of worker processes."""
+    With many feeds due (and `parse_pool`), parsing moves to a pool of worker processes. `on_outcome` is
+    called with each feed's outcome as it is recorded (progress display, poller processes)."""
     ignore_backoff = force if ignore_backoff is None else ignore_backoff
     owner = owner or owner_id()
     feeds = [f for f in settings.feeds if names is None or f.name in names]
@@ -317,18 +323,19 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     workers = settings.polling.processes or os.cpu_count() or 1
     if parse_pool and process is None and workers > 1 and store.due_feeds(list(ids.values())) >= POOL_THRESHOLD:
         with ParsePool(workers) as pool:
-            return await _poll_cycle(store, settings, ids, owner, pool, stop, ignore_backoff)
-    return await _poll_cycle(store, settings, ids, owner, process, stop, ignore_backoff)
+            return await _poll_cycle(store, settings, ids, owner, pool, stop, ignore_backoff, on_outcome)
+    return await _poll_cycle(store, settings, ids, owner, process, stop, ignore_backoff, on_outcome)
 
 
 def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
-              force: bool = False) -> list[FeedOutcome]:
+              force: bool = False, on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
     """`feedwatch run`: one cycle, spread over every core when many feeds are due.
 
     Each extra core gets a poller process forked from this one. The pollers share the work through the
     feeds' leases exactly as separate `run`/`watch` processes would (so no feed is polled twice), and
     each does everything for the feeds it claims: fetch, parse, normalise, compare, store. Their
-    outcomes come back over a pipe. With few feeds due, one process does it all.
+    outcomes come back over a pipe, one by one as they are recorded (`on_outcome` sees every poller's).
+    With few feeds due, one process does it all.
     """
     feeds = [f for f in settings.feeds if names is None or f.name in names]
     ids = store.sync_feeds([(f.name, f.url) for f in feeds])
@@ -337,7 +344,7 @@ def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None =
     due = store.due_feeds(list(ids.values()))
     pollers = min(settings.polling.processes or os.cpu_count() or 1, due // POOL_THRESHOLD)
     if pollers <= 1:
-        return asyncio.run(poll_due(store, settings, names=names, ignore_backoff=force))
+        return asyncio.run(poll_due(store, settings, names=names, ignore_backoff=force, on_outcome=on_outcome))
     ctx = multiprocessing.get_context("fork")      # before any event loop or thread exists in this process
     children = []
     for _ in range(pollers - 1):
@@ -346,29 +353,72 @@ def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None =
         child.start()
         send.close()
         children.append((child, receive))
-    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False, ignore_backoff=force))
-    for child, receive in children:
-        try:
-            outcomes.extend(receive.recv())
-        except EOFError:
-            log.error("a poller process ended without a result (exit code %s); its feeds are polled next time",
-                      child.exitcode)
-        child.join()
-    return sorted(outcomes, key=lambda o: o.name)
+    theirs: list[FeedOutcome] = []
+    reader = threading.Thread(target=_receive, args=(children, theirs, on_outcome), daemon=True)
+    reader.start()
+    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False, ignore_backoff=force,
+                                    on_outcome=on_outcome))
+    reader.join()
+    return sorted(outcomes + theirs, key=lambda o: o.name)
+
+
+class _ToParent:
+    """A forked poller's pipe to its parent: outcomes as they are recorded, log records (the parent writes
+    them, so lines from several processes never interleave, even with a progress bar on screen), then None."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+
+    def put_nowait(self, message: Any) -> None:     # logging.handlers.QueueHandler's queue interface
+        with self._lock:
+            self._send.send(message)
 
 
 def _poller_process(store: Store, settings: Settings, names: Sequence[str] | None, send: Any,
                     force: bool) -> None:
-    """A forked poller: its own database connections, the same poll cycle, its outcomes to the parent."""
+    """A forked poller: its own database connections, the same poll cycle, its outcomes and logs to the
+    parent."""
     store.engine.dispose(close=False)     # the parent's pooled connections stay the parent's
-    outcomes = asyncio.run(poll_due(store, settings, names=names, parse_pool=False, ignore_backoff=force))
-    send.send(outcomes)
+    pipe = _ToParent(send)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__    # not a wrapper the parent may have installed
+    logging.getLogger().handlers = [logging.handlers.QueueHandler(pipe)]   # type: ignore[arg-type]
+    asyncio.run(poll_due(store, settings, names=names, parse_pool=False, ignore_backoff=force,
+                         on_outcome=pipe.put_nowait))
+    pipe.put_nowait(None)
     send.close()
+
+
+def _receive(children: list[tuple[Any, Any]], into: list[FeedOutcome],
+             on_outcome: Callable[[FeedOutcome], None] | None) -> None:
+    """Collect the poller processes' outcomes (a thread of the parent, while it polls too)."""
+    pending: dict[Any, Any] = {receive: child for child, receive in children}
+    while pending:
+        ready = multiprocessing.connection.wait(list(pending))
+        for conn in [c for c in list(pending) if c in ready]:
+            try:
+                outcome = conn.recv()
+            except EOFError:
+                child = pending.pop(conn)
+                child.join()
+                log.error("a poller process ended early (exit code %s); its unfinished feeds are polled next time",
+                          child.exitcode)
+                continue
+            if outcome is None:
+                pending.pop(conn).join()
+                continue
+            if isinstance(outcome, logging.LogRecord):
+                logging.getLogger(outcome.name).handle(outcome)
+                continue
+            into.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
 
 
 async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,
                       process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None,
-                      stop: asyncio.Event | None, ignore_backoff: bool = False) -> list[FeedOutcome]:
+                      stop: asyncio.Event | None, ignore_backoff: bool = False,
+                      on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
     capacity = max(32, settings.polling.concurrency * 8)   # claimed and queued: small batches balance the pollers
     outcomes: list[FeedOutcome] = []
     polled: set[int] = set()
@@ -399,6 +449,8 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
                         del tasks[done]
                         if not (outcome := done.result()).skipped:   # a discarded poll: its new owner reports it
                             outcomes.append(outcome)
+                            if on_outcome is not None:
+                                on_outcome(outcome)
                         if finished.empty():
                             break
                         done = finished.get_nowait()
