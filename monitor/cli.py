@@ -13,12 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from monitor import __version__
+from monitor import __version__, completion
 from monitor.commands import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     cmd_check,
+    cmd_completion,
     cmd_db,
     cmd_deliveries_retry,
     cmd_diff,
@@ -81,7 +82,7 @@ def build_parser() -> _Parser:
     p = command("run", cmd_run, "poll due feeds once, record changes, deliver notifications",
                 "One cycle: poll every due feed (--force: every feed), record new versions and changes, "
                 "deliver pending notifications, exit. The cron / systemd-timer entry point.")
-    p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)")
+    _feeds(p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)"))
     p.add_argument("--force", action="store_true", help="poll the selected feeds even if not due")
     p.add_argument("--no-notify", action="store_true", help="record changes but deliver nothing now")
     p.add_argument("--json", action="store_true", help="print the run's result as JSON on stdout")
@@ -103,7 +104,7 @@ def build_parser() -> _Parser:
 
     p = command("history", cmd_history, "versions of documents with one-line change summaries",
                 "List documents (of FEED, or all) and their versions with time and a one-line summary.")
-    p.add_argument("feed", nargs="?", metavar="FEED", help="only documents of this feed")
+    _feeds(p.add_argument("feed", nargs="?", metavar="FEED", help="only documents of this feed"))
     p.add_argument("--document", metavar="DOC", help="only this document (id, guid or URL)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -133,7 +134,7 @@ def build_parser() -> _Parser:
                 "Write what changed in a period: one self-contained HTML page (default), markdown for an "
                 "issue, wiki or chat, or an Atom feed with one entry per change. WHEN is an ISO date or "
                 "date-time (local time unless it ends in Z or +HH:MM) or an age such as 30d or 12h.")
-    p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)")
+    _feeds(p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)"))
     p.add_argument("--document", metavar="DOC", help="only this document (id, guid or URL)")
     p.add_argument("--since", metavar="WHEN", help="changes detected at or after WHEN")
     p.add_argument("--until", metavar="WHEN", help="changes detected before WHEN (a date alone: up to its end)")
@@ -151,7 +152,7 @@ def build_parser() -> _Parser:
     p = command("export", cmd_export, "write feeds' full history to a JSON Lines file",
                 "Write the history of every feed (or the --feed ones): documents, versions with their text "
                 "and raw item, and change records with their diffs, as a feedwatch-history JSON Lines file.")
-    p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)")
+    _feeds(p.add_argument("--feed", action="append", metavar="NAME", help="only this feed (repeatable)"))
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
 
     p = command("import", cmd_import, "read a history file written by 'export'",
@@ -191,7 +192,8 @@ def build_parser() -> _Parser:
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "
                 "URLs are shown with secrets masked.")
-    p.add_argument("target", nargs="?", metavar="TARGET", help="a target name from the config")
+    action = p.add_argument("target", nargs="?", metavar="TARGET", help="a target name from the config")
+    action.completer = completion.target_names  # type: ignore[attr-defined]
     p = command("preview", cmd_preview, "print what feedwatch would store for a URL; write nothing",
                 "Fetch a feed, a page or a sitemap and print the canonical text of every document feedwatch "
                 "would store for it, with nothing written: the way to tune --select/--exclude before adding "
@@ -205,7 +207,18 @@ def build_parser() -> _Parser:
                    help="the part of a page that is the document (repeatable; 'xpath:' for XPath)")
     p.add_argument("--exclude", action="append", metavar="CSS", help="parts removed first (repeatable)")
     p.add_argument("--json", action="store_true", help="documents with their blocks and heading paths")
+
+    p = command("completion", cmd_completion, "print the shell completion script for bash, zsh or fish",
+                "Print the script that makes SHELL complete feedwatch's commands, options, --format values "
+                "and the feed and target names of the config. Load it from your shell's startup file: "
+                "bash: eval \"$(feedwatch completion bash)\"; zsh: eval \"$(feedwatch completion zsh)\"; "
+                "fish: feedwatch completion fish | source")
+    p.add_argument("shell", choices=completion.SHELLS, help="bash, zsh or fish")
     return parser
+
+
+def _feeds(action: argparse.Action) -> None:
+    action.completer = completion.feed_names  # type: ignore[attr-defined]
 
 
 def _positive(value: str) -> int:
@@ -216,6 +229,8 @@ def _positive(value: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if completion.active():
+        completion.autocomplete(parser)     # prints the completions and exits
     try:
         args = parser.parse_args(argv)
         _setup_logging(args)

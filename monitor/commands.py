@@ -531,6 +531,13 @@ def _write_file(path: Path, data: bytes) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from monitor import completion
+
+    sys.stdout.write(completion.script(args.shell))
+    return EXIT_OK
+
+
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from monitor import notify
 

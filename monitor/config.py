@@ -256,6 +256,21 @@ def resolve_database_url(url: str, relative_to: Path) -> str:
     return url
 
 
+def listed_names(path: Path, section: str) -> list[str]:
+    """The feed names (section "feeds") or target names ("targets") written in a config file, read
+    leniently for shell completion: no interpolation, no checks, nothing raised."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    entries = data.get(section) if isinstance(data, dict) else None
+    if isinstance(entries, dict):
+        return [str(k) for k in entries]
+    if isinstance(entries, list):
+        return [str(e["name"]) for e in entries if isinstance(e, dict) and "name" in e]
+    return []
+
+
 # ---------------------------------------------------------------------------------------------- loading
 
 
