@@ -86,6 +86,8 @@ def build_parser() -> _Parser:
     p.add_argument("--force", action="store_true", help="poll the selected feeds even if not due")
     p.add_argument("--no-notify", action="store_true", help="record changes but deliver nothing now")
     p.add_argument("--json", action="store_true", help="print the run's result as JSON on stdout")
+    p.add_argument("--metrics-file", metavar="PATH",
+                   help="also write Prometheus metrics to PATH (node-exporter textfile, replaced atomically)")
 
     p = command("watch", cmd_watch, "run as a long-lived scheduler (a daemon)",
                 "Poll feeds as they fall due and deliver notifications between polls; stop cleanly on "

@@ -101,13 +101,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
         if not outcomes:
             _say_why_nothing_ran(store, names or [f.name for f in settings.feeds], force=args.force)
+        metrics_ok = _write_metrics(Path(args.metrics_file), outcomes, deliveries, store, settings) \
+            if args.metrics_file else True
     report = RunReport(tuple(outcomes), deliveries)
     _log_run(report)
     if args.json:
         _print_json(run_json(report))
     else:
         _print_changes(report.changes)
-    return EXIT_FAILED if report.failed else EXIT_OK
+    return EXIT_FAILED if report.failed or not metrics_ok else EXIT_OK
+
+
+def _write_metrics(path: Path, outcomes: Sequence[Any], deliveries: Any, store: Any, settings: Any) -> bool:
+    """The run's metrics as a node-exporter textfile, counters continuing from the file's last values."""
+    from monitor.metrics import Metrics
+
+    metrics = Metrics.continuing(path)
+    metrics.add(outcomes, deliveries)
+    metrics.observe(store, settings)
+    try:
+        metrics.write_textfile(path)
+    except OSError as exc:
+        log.error("--metrics-file %s: cannot write: %s", path, exc.strerror or exc)
+        return False
+    return True
 
 
 def _say_why_nothing_ran(store: Any, names: list[str], *, force: bool) -> None:

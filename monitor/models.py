@@ -244,6 +244,15 @@ class FeedOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedHealth:
+    """A feed's health as the metrics report it (from the database, the same for every worker)."""
+
+    name: str
+    consecutive_errors: int
+    last_ok: datetime            # the last successful poll, or when the feed was added if none was
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryCounts:
     sent: int = 0
     failed: int = 0

@@ -23,7 +23,6 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from monitor import config as config_mod
 from monitor import retention
 from monitor.config import Settings
 from monitor.errors import ConfigError, FeedwatchError, StorageDataError, StorageUnavailable
+from monitor.metrics import Metrics
 from monitor.models import FeedOutcome, PollStatus
 from monitor.poll import poll_due
 from monitor.urls import SECRETS
@@ -69,40 +69,6 @@ def watchdog_interval() -> float | None:
     if not usec or not usec.isdigit() or (pid and pid != str(os.getpid())):
         return None
     return int(usec) / 2e6
-
-
-@dataclass
-class Metrics:
-    """Counters for the optional Prometheus endpoint (prometheus_client is imported only when asked for)."""
-
-    port: int | None = None
-    _m: dict[str, Any] = field(default_factory=dict)
-
-    def start(self) -> None:
-        if self.port is None:
-            return
-        import prometheus_client as prom
-
-        self._m = {
-            "polls": prom.Counter("feedwatch_polls_total", "Feed polls by result", ["status"]),
-            "changes": prom.Counter("feedwatch_changes_total", "Recorded changes by kind", ["kind"]),
-            "pending": prom.Gauge("feedwatch_deliveries_pending", "Deliveries waiting to be sent"),
-            "dead": prom.Gauge("feedwatch_deliveries_dead", "Deliveries given up"),
-            "last": prom.Gauge("feedwatch_last_cycle_timestamp_seconds", "End of the last watch cycle"),
-        }
-        prom.start_http_server(self.port, addr="0.0.0.0")
-        log.info("metrics on :%d/metrics", self.port)
-
-    def record(self, outcomes: list[FeedOutcome], pending: int, dead: int) -> None:
-        if not self._m:
-            return
-        for o in outcomes:
-            self._m["polls"].labels(o.status.value).inc()
-            for c in o.changes:
-                self._m["changes"].labels(c.kind.value).inc()
-        self._m["pending"].set(pending)
-        self._m["dead"].set(dead)
-        self._m["last"].set(time.time())
 
 
 class Watcher:
@@ -154,7 +120,7 @@ class Watcher:
                 await self._pause(delay)
                 continue
             failures = 0
-            self.metrics.record(outcomes, counts.pending, counts.dead)
+            self.metrics.record(outcomes, counts, self.store, self.settings)
             errors = sum(1 for o in outcomes if o.status is PollStatus.ERROR)
             if outcomes or counts.sent or counts.failed:
                 log.info("cycle feeds=%d errors=%d changes=%d sent=%d failed=%d pending=%d", len(outcomes), errors,

@@ -22,6 +22,7 @@ from monitor.models import (
     ChangeKind,
     DocumentDiff,
     DocumentInfo,
+    FeedHealth,
     FeedState,
     FeedStatusInfo,
     HostBackoff,
@@ -365,6 +366,15 @@ class Store:
                 leased_by=f.lease_owner if f.lease_until and f.lease_until > now else None,
                 page_errors=tuple(pages.get(f.id, ())))
                 for f in conn.execute(query).all()]
+
+    def feed_health(self, names: Sequence[str]) -> list[FeedHealth]:
+        """Consecutive errors and the last success of the named feeds, for the metrics."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Feed.c.name, Feed.c.consecutive_errors, Feed.c.last_ok_at,
+                                       Feed.c.created_at)).all()
+        wanted = set(names)
+        return [FeedHealth(r.name, r.consecutive_errors, r.last_ok_at or r.created_at) for r in rows
+                if r.name in wanted]
 
     def documents(self, feed: str | None = None) -> list[DocumentInfo]:
         with self.engine.connect() as conn:
