@@ -418,15 +418,18 @@ def cmd_db(args: argparse.Namespace) -> int:
     target = args.to if "://" in args.to else f"sqlite:///{Path(args.to).resolve()}"
     if target == _database_url(args, settings):
         raise UsageError("db copy: --to is the source database")
-    with _open_store(args, settings, readonly=True) as source:
-        counts = copy_database(source.engine, target)
+    from monitor import progress
+
+    with _open_store(args, settings, readonly=True) as source, \
+            progress.bar(progress_wanted(args), "copying", None, "rows") as bar:
+        counts = copy_database(source.engine, target, progress=progress.rows_copied(bar))
     summary = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
     print(f"copied {redact(str(source.engine.url))} to {redact(target)}: {summary or 'nothing (empty)'}")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from monitor import report
+    from monitor import progress, report
     from monitor.models import ReportScope
     from storage.store import utcnow
 
@@ -443,16 +446,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         with store.history(scope) as history:
             report.check_scope(scope, history.feed_names(), doc)
             output = Path(args.output) if args.output else None
-            report.write_output(report.render_report(args.format, history, meta), output)
+            total = sum(a.changes for a in history.activity()) if progress_wanted(args) else 0
+            with progress.bar(total >= progress.MIN_CHANGES, "report", total, "changes") as bar:
+                source = progress.CountedHistory(history, bar) if total >= progress.MIN_CHANGES else history
+                report.write_output(report.render_report(args.format, source, meta), output)
     return EXIT_OK
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from monitor import retention
+    from monitor import progress, retention
 
     settings = _settings(args)
-    with _open_store(args, settings) as store:
-        report = retention.prune(store, settings, dry_run=args.dry_run)
+    with _open_store(args, settings) as store, \
+            progress.bar(progress_wanted(args), "pruning", len(retention.policies(settings)), "feeds") as bar:
+        report = retention.prune(store, settings, dry_run=args.dry_run, on_feed=lambda name: bar.advance(1, name))
     if args.json:
         _print_json(retention.report_json(report))
     else:
@@ -461,22 +468,26 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from monitor import progress
     from storage import archive
 
     settings = _settings(args, required=False)
-    with _open_store(args, settings, readonly=True) as store:
-        counts = archive.export_to(store.engine, args.output, args.feed)
+    with _open_store(args, settings, readonly=True) as store, \
+            progress.bar(progress_wanted(args), "exporting", None, "versions") as bar:
+        counts = archive.export_to(store.engine, args.output, args.feed, progress=progress.history_records(bar))
     log.info("exported %d feeds: %d documents, %d versions, %d change records", len(counts.feeds),
              counts.documents, counts.versions, counts.changes)
     return EXIT_OK
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from monitor import progress
     from storage import archive
 
     settings = _settings(args, required=False)
-    with _open_store(args, settings) as store:
-        counts = archive.import_from(store.engine, args.file)
+    with _open_store(args, settings) as store, \
+            progress.bar(progress_wanted(args), "importing", None, "versions") as bar:
+        counts = archive.import_from(store.engine, args.file, progress=progress.history_records(bar))
     for name in counts.feeds:
         print(_inert(f"imported {name}"))
     for name in counts.unchanged:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 MIN_FEEDS = 10      # a run polling fewer feeds than this is over before a bar would help
+MIN_CHANGES = 20    # the same for a report rendering fewer changes
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -93,6 +94,44 @@ def run_cycle(show: bool, due: int) -> Iterator[Callable[[Any], None] | None]:
                 note = f"{_plural(counts['changes'], 'change')}, {_plural(counts['errors'], 'error')}"
             b.advance(1, note)
         yield on_outcome
+
+
+def rows_copied(b: Bar) -> Callable[[str, int], None]:
+    """For `db copy`: storage.copy reports (table, rows of it so far); the bar counts all rows."""
+    seen: dict[str, int] = {}
+
+    def on_rows(table: str, copied: int) -> None:
+        b.advance(copied - seen.get(table, 0), table)
+        seen[table] = copied
+    return on_rows
+
+
+def history_records(b: Bar) -> Callable[[Any], None]:
+    """For history `export` and `import`: the archive reports its running counts; the bar counts versions."""
+    seen = [0]
+
+    def on_counts(counts: Any) -> None:
+        if counts.versions != seen[0]:
+            b.advance(counts.versions - seen[0], f"{_plural(counts.documents, 'document')}, "
+                                                 f"{_plural(counts.changes, 'change record')}")
+            seen[0] = counts.versions
+    return on_counts
+
+
+class CountedHistory:
+    """A report's history source that advances a bar for each change the report renders."""
+
+    def __init__(self, history: Any, b: Bar) -> None:
+        self._history = history
+        self._bar = b
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._history, name)
+
+    def changes(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for change in self._history.changes(*args, **kwargs):
+            yield change
+            self._bar.advance()
 
 
 def _plural(n: int, word: str) -> str:

@@ -4,6 +4,7 @@ or periodically (``watch``). What is kept and why is decided in storage.retentio
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from monitor.config import Retention, Settings
@@ -19,8 +20,9 @@ def policies(settings: Settings) -> dict[str, Retention]:
     return {f.name: f.retention for f in settings.feeds if not f.retention.keeps_everything}
 
 
-def prune(store: Store, settings: Settings, *, dry_run: bool = False) -> PruneReport:
-    report = retention.prune(store.engine, policies(settings), now=utcnow(), dry_run=dry_run)
+def prune(store: Store, settings: Settings, *, dry_run: bool = False,
+          on_feed: Callable[[str], None] | None = None) -> PruneReport:
+    report = retention.prune(store.engine, policies(settings), now=utcnow(), dry_run=dry_run, on_feed=on_feed)
     log.info("prune%s versions=%d changes=%d blobs=%d blob_bytes=%d file_before=%s file_after=%s",
              " (dry run)" if dry_run else "", report.versions, report.changes, report.blobs, report.blob_bytes,
              report.file_before, report.file_after)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,18 +115,23 @@ class ArchiveCounts:
     changes: int = 0
 
 
+Progress = Callable[[ArchiveCounts], None]
+
+
 # ------------------------------------------------------------------------------------------ export
 
 
-def export_to(engine: Engine, path: str | None, feeds: Sequence[str] | None = None) -> ArchiveCounts:
-    """Export to `path` (stdout when None or "-"), replacing it only once the export is complete."""
+def export_to(engine: Engine, path: str | None, feeds: Sequence[str] | None = None, *,
+              progress: Progress | None = None) -> ArchiveCounts:
+    """Export to `path` (stdout when None or "-"), replacing it only once the export is complete.
+    `progress` is called with the running counts after each record."""
     if not path or path == "-":
-        return export(engine, sys.stdout, feeds)
+        return export(engine, sys.stdout, feeds, progress=progress)
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     try:
         with partial.open("w", encoding="utf-8") as out:
-            counts = export(engine, out, feeds)
+            counts = export(engine, out, feeds, progress=progress)
         partial.replace(target)
     except OSError as exc:
         raise UsageError(f"export: {path}: {exc.strerror or exc}") from None
@@ -135,7 +140,8 @@ def export_to(engine: Engine, path: str | None, feeds: Sequence[str] | None = No
     return counts
 
 
-def export(engine: Engine, out: IO[str], feeds: Sequence[str] | None = None) -> ArchiveCounts:
+def export(engine: Engine, out: IO[str], feeds: Sequence[str] | None = None, *,
+           progress: Progress | None = None) -> ArchiveCounts:
     """Write the history of `feeds` (default: all) to `out`."""
     counts = ArchiveCounts()
     with engine.connect() as conn:
@@ -153,6 +159,8 @@ def export(engine: Engine, out: IO[str], feeds: Sequence[str] | None = None) -> 
             for record in _feed_records(conn, feed):
                 out.write(_line(record))
                 _count(counts, record)
+                if progress is not None:
+                    progress(counts)
     return counts
 
 
@@ -207,18 +215,19 @@ def _count(counts: ArchiveCounts, record: Record) -> None:
 # ------------------------------------------------------------------------------------------ import
 
 
-def import_from(engine: Engine, path: str) -> ArchiveCounts:
-    """Import the file at `path` ("-": stdin)."""
+def import_from(engine: Engine, path: str, *, progress: Progress | None = None) -> ArchiveCounts:
+    """Import the file at `path` ("-": stdin); `progress` is called with the running counts."""
     if path == "-":
-        return import_history(engine, sys.stdin.buffer, "<stdin>")
+        return import_history(engine, sys.stdin.buffer, "<stdin>", progress=progress)
     try:
         with open(path, "rb") as lines:
-            return import_history(engine, lines, path)
+            return import_history(engine, lines, path, progress=progress)
     except OSError as exc:
         raise UsageError(f"import: {path}: {exc.strerror or exc}") from None
 
 
-def import_history(engine: Engine, lines: Iterable[str | bytes], source: str) -> ArchiveCounts:
+def import_history(engine: Engine, lines: Iterable[str | bytes], source: str, *,
+                   progress: Progress | None = None) -> ArchiveCounts:
     """Store a history file's records in one transaction (see the module docstring)."""
     with engine.begin() as conn:
         importer = _Importer(conn, source)
@@ -227,6 +236,8 @@ def import_history(engine: Engine, lines: Iterable[str | bytes], source: str) ->
         for number, line in numbered:
             if line.strip():
                 importer.record(number, line)
+                if progress is not None:
+                    progress(importer.counts)
         importer.finish()
     return importer.counts
 

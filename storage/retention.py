@@ -27,7 +27,7 @@ to the filesystem with incremental vacuum (the file is created with auto_vacuum=
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -56,15 +56,21 @@ class _Plan:
     candidates: set[bytes] = field(default_factory=set)
 
 
-def prune(engine: Engine, policies: Mapping[str, Retention], *, now: datetime, dry_run: bool = False) -> PruneReport:
-    """Apply `policies` (feed name -> Retention) now; with `dry_run` report without changing anything."""
+def prune(engine: Engine, policies: Mapping[str, Retention], *, now: datetime, dry_run: bool = False,
+          on_feed: Callable[[str], None] | None = None) -> PruneReport:
+    """Apply `policies` (feed name -> Retention) now; with `dry_run` report without changing anything.
+    `on_feed` is called with each feed's name once its part is planned (progress)."""
     before = file_size(engine)
     with _unchecked_transaction(engine) as (conn, commit):
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_PRUNE_LOCK})
         pending = _pending_versions(conn)
         plan = _Plan()
-        stats = [_plan_feed(conn, name, policy, now, pending, plan) for name, policy in sorted(policies.items())]
+        stats = []
+        for name, policy in sorted(policies.items()):
+            stats.append(_plan_feed(conn, name, policy, now, pending, plan))
+            if on_feed is not None:
+                on_feed(name)
         _delete_rows(conn, plan)
         dead, reencode = _sweep(conn, plan.candidates)
         freed = _blob_bytes(conn, dead)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FeedServer, feedwatch_cmd, write_config
+from tests.helpers import FeedServer, feedwatch_cmd, run_cli, write_config
 
 FEEDS = 200
 FAILING = 5
@@ -116,3 +116,29 @@ def test_progress_only_without_quiet_or_json_on_a_terminal(argv: list[str], show
         monkeypatch.setenv("TERM", "dumb")
         assert progress.wanted(build_parser().parse_args(argv)) is False
     os.close(master)
+
+
+def test_long_history_commands_show_progress_on_a_terminal_only(tmp_path: Path, server: FeedServer) -> None:
+    lines = [f"database: sqlite:///{tmp_path / 'h.db'}", "feeds:"]
+    for i in range(15):                        # 30 documents: enough changes for a report's bar
+        lines.append(f"  - name: f{i}\n    url: '{server.set(f'/f{i}.xml', rss(i))}'")
+    config = write_config(tmp_path / "h.yaml", "\n".join(lines) + "\n")
+    assert run_cli("--config", str(config), "run").code == 0
+    history = tmp_path / "history.jsonl"
+    shown = {
+        "exporting": ["--config", str(config), "export", "--output", str(history)],
+        "importing": ["--database", str(tmp_path / "imported.db"), "import", str(history)],
+        "copying": ["--config", str(config), "db", "copy", "--to", str(tmp_path / "copy.db")],
+        "report": ["--config", str(config), "report", "--output", str(tmp_path / "report.html")],
+    }
+    for word, args in shown.items():
+        code, screen = on_pty(*args)
+        assert code == 0, screen[-2000:]
+        assert re.search(rf"{word}\b.*?\d+/(\d+|\?) (versions|rows|changes)", screen), (word, screen[-2000:])
+    pruning = write_config(tmp_path / "prune.yaml", config.read_text(encoding="utf-8").replace(
+        "    url:", "    retention: {versions: 2}\n    url:"))
+    code, screen = on_pty("--config", str(pruning), "prune", "--dry-run")
+    assert code == 0 and re.search(r"pruning\b.*?15/15 feeds", screen), screen[-2000:]
+    piped = subprocess.run([*feedwatch_cmd(), "--config", str(config), "export"], capture_output=True, text=True,
+                           timeout=DEADLINE)
+    assert piped.returncode == 0 and "exporting" not in piped.stderr and piped.stdout.startswith('{"format"')
