@@ -126,6 +126,18 @@ def test_alert_rules_validate_with_promtool() -> None:
     assert "SUCCESS: 6 rules found" in proc.stdout
 
 
+def test_alert_rules_fire_when_they_should_in_promtool_unit_tests() -> None:
+    """deploy/monitoring/alerts.test.yml: a feed failing 6 h, one not polled in 2x its interval, dead and
+    failing deliveries, a worker gone and one stalled, each firing when and only when it should."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        require("promtool", "Debian's 'prometheus' package is not installed (apt-get install prometheus)")
+    proc = subprocess.run([promtool, "test", "rules", "alerts.test.yml"], capture_output=True, text=True,
+                          timeout=60, cwd=KIT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
 def test_alert_rules_have_the_alerts_and_the_fields_receivers_need() -> None:
     rules = {r["alert"]: r for g in yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"] for r in g["rules"]}
     assert set(rules) == {"FeedwatchFeedFailing", "FeedwatchFeedNotPolled", "FeedwatchDeliveriesDead",
