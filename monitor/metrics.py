@@ -77,7 +77,10 @@ class Metrics:
         if not self._started:
             return
         self.add(outcomes, counts)
-        self.observe(store, settings)
+        try:
+            self.observe(store, settings)
+        except Exception as exc:    # the metrics never take a worker down; the watch loop handles the database
+            log.warning("metrics: the database state was not read (%s); the gauges keep their last values", exc)
 
     def add(self, outcomes: Iterable[FeedOutcome], counts: DeliveryCounts) -> None:
         for o in outcomes:

@@ -181,3 +181,30 @@ def test_an_unwritable_metrics_file_is_a_clear_error_after_a_full_run(tmp_path: 
     assert result.code == 1
     assert result.json()["feeds"][0]["status"] == "ok"
     assert "--metrics-file" in result.err and "cannot write" in result.err and "Traceback" not in result.err
+
+
+def test_metrics_survive_a_database_that_fails_while_watch_runs(tmp_path: Path) -> None:
+    """The watch loop handles a lost database; reading the gauges must not crash it first."""
+    import sqlite3
+
+    from monitor import config
+    from monitor.metrics import Metrics
+    from monitor.models import DeliveryCounts
+    from storage.store import Store
+
+    settings = config.loads("feeds: [{name: a, url: 'https://a.example/feed'}]\n")
+    db = tmp_path / "m.db"
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        store.sync_feeds([("a", "https://a.example/feed")])
+        metrics = Metrics(port=0)
+        metrics._started = True                  # as after start(), without opening a port
+        metrics.record([], DeliveryCounts(), store, settings)
+        assert metrics.gauges["pending"] == 0 and [f[0] for f in metrics.feeds] == ["a"]
+        with sqlite3.connect(db) as con:
+            con.execute("DROP TABLE delivery_attempts")
+            con.execute("DROP TABLE deliveries")
+        metrics.record([], DeliveryCounts(sent=2), store, settings)      # no exception
+        assert metrics.deliveries["sent"] == 2 and metrics.gauges["pending"] == 0
+    finally:
+        store.close()
