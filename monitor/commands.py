@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor import progress
 from monitor.errors import ConfigError, StorageError, UsageError
-from monitor.progress import wanted as progress_wanted
 
 if TYPE_CHECKING:
     from storage.store import Store
@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not settings.feeds:
         raise ConfigError("no feeds configured", source=str(settings.source))
     with _open_store(args, settings) as store:
-        outcomes = _poll(store, settings, names, force=args.force, progress=progress_wanted(args))
+        outcomes = _poll(store, settings, names, force=args.force, show_progress=progress.wanted(args))
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
         if not outcomes:
             _say_why_nothing_ran(store, names or [f.name for f in settings.feeds], force=args.force)
@@ -149,16 +149,16 @@ def _print_changes(changes: Sequence[Any]) -> None:
         print(f"{feed}: first poll: {n} document{'s' if n != 1 else ''} recorded (not notified)")
 
 
-def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool, progress: bool = False) -> list[Any]:
+def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool,
+          show_progress: bool = False) -> list[Any]:
     """Poll what is due. With nothing due, the fetch/parse/diff machinery is not even imported."""
     ids = store.sync_feeds([(f.name, f.url) for f in settings.feeds if names is None or f.name in names])
     due = len(ids) if force else store.due_feeds(list(ids.values()))
     if not due:
         return []
-    from monitor import progress as progress_display
     from monitor.poll import run_cycle
 
-    with progress_display.run_cycle(progress, due) as on_outcome:
+    with progress.run_cycle(show_progress, due) as on_outcome:
         return run_cycle(store, settings, names=names, force=force, on_outcome=on_outcome)
 
 
@@ -418,10 +418,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     target = args.to if "://" in args.to else f"sqlite:///{Path(args.to).resolve()}"
     if target == _database_url(args, settings):
         raise UsageError("db copy: --to is the source database")
-    from monitor import progress
-
     with _open_store(args, settings, readonly=True) as source, \
-            progress.bar(progress_wanted(args), "copying", None, "rows") as bar:
+            progress.bar(progress.wanted(args), "copying", None, "rows") as bar:
         counts = copy_database(source.engine, target, progress=progress.rows_copied(bar))
     summary = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
     print(f"copied {redact(str(source.engine.url))} to {redact(target)}: {summary or 'nothing (empty)'}")
@@ -429,7 +427,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from monitor import progress, report
+    from monitor import report
     from monitor.models import ReportScope
     from storage.store import utcnow
 
@@ -446,7 +444,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         with store.history(scope) as history:
             report.check_scope(scope, history.feed_names(), doc)
             output = Path(args.output) if args.output else None
-            total = sum(a.changes for a in history.activity()) if progress_wanted(args) else 0
+            total = sum(a.changes for a in history.activity()) if progress.wanted(args) else 0
             with progress.bar(total >= progress.MIN_CHANGES, "report", total, "changes") as bar:
                 source = progress.CountedHistory(history, bar) if total >= progress.MIN_CHANGES else history
                 report.write_output(report.render_report(args.format, source, meta), output)
@@ -454,11 +452,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from monitor import progress, retention
+    from monitor import retention
 
     settings = _settings(args)
     with _open_store(args, settings) as store, \
-            progress.bar(progress_wanted(args), "pruning", len(retention.policies(settings)), "feeds") as bar:
+            progress.bar(progress.wanted(args), "pruning", len(retention.policies(settings)), "feeds") as bar:
         report = retention.prune(store, settings, dry_run=args.dry_run, on_feed=lambda name: bar.advance(1, name))
     if args.json:
         _print_json(retention.report_json(report))
@@ -468,12 +466,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from monitor import progress
     from storage import archive
 
     settings = _settings(args, required=False)
     with _open_store(args, settings, readonly=True) as store, \
-            progress.bar(progress_wanted(args), "exporting", None, "versions") as bar:
+            progress.bar(progress.wanted(args), "exporting", None, "versions") as bar:
         counts = archive.export_to(store.engine, args.output, args.feed, progress=progress.history_records(bar))
     log.info("exported %d feeds: %d documents, %d versions, %d change records", len(counts.feeds),
              counts.documents, counts.versions, counts.changes)
@@ -481,12 +478,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from monitor import progress
     from storage import archive
 
     settings = _settings(args, required=False)
     with _open_store(args, settings) as store, \
-            progress.bar(progress_wanted(args), "importing", None, "versions") as bar:
+            progress.bar(progress.wanted(args), "importing", None, "versions") as bar:
         counts = archive.import_from(store.engine, args.file, progress=progress.history_records(bar))
     for name in counts.feeds:
         print(_inert(f"imported {name}"))
