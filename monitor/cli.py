@@ -171,10 +171,10 @@ def build_parser() -> _Parser:
     retry = dl_sub.add_parser("retry", help="queue dead deliveries again", parents=[common],
                               description="Queue dead deliveries again (all, or only those to --target or about "
                                           "--feed), with fresh attempts; the next 'run' or 'watch' sends them.")
-    retry.add_argument("--target", action="append", metavar="NAME", help="only deliveries to this target "
-                       "(repeatable)")
-    retry.add_argument("--feed", action="append", metavar="NAME", help="only deliveries about this feed "
-                       "(repeatable)")
+    _targets(retry.add_argument("--target", action="append", metavar="NAME",
+                                help="only deliveries to this target (repeatable)"))
+    _feeds(retry.add_argument("--feed", action="append", metavar="NAME",
+                              help="only deliveries about this feed (repeatable)"))
     retry.add_argument("--json", action="store_true", help="print how many were queued as JSON")
 
     p = command("opml", cmd_opml, "move subscriptions in and out as OPML 2.0",
@@ -194,8 +194,7 @@ def build_parser() -> _Parser:
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "
                 "URLs are shown with secrets masked.")
-    action = p.add_argument("target", nargs="?", metavar="TARGET", help="a target name from the config")
-    action.completer = completion.target_names  # type: ignore[attr-defined]
+    _targets(p.add_argument("target", nargs="?", metavar="TARGET", help="a target name from the config"))
     p = command("preview", cmd_preview, "print what feedwatch would store for a URL; write nothing",
                 "Fetch a feed, a page or a sitemap and print the canonical text of every document feedwatch "
                 "would store for it, with nothing written: the way to tune --select/--exclude before adding "
@@ -221,6 +220,10 @@ def build_parser() -> _Parser:
 
 def _feeds(action: argparse.Action) -> None:
     action.completer = completion.feed_names  # type: ignore[attr-defined]
+
+
+def _targets(action: argparse.Action) -> None:
+    action.completer = completion.target_names  # type: ignore[attr-defined]
 
 
 def _positive(value: str) -> int:

@@ -63,6 +63,8 @@ def test_bash_completes_feed_names_from_the_config(tmp_path: Path) -> None:
     assert complete(f"feedwatch --config {cfg} run --feed k8s-", tmp_path) == ["k8s-community", "k8s-blog"]
     assert complete(f"feedwatch --config {cfg} history l", tmp_path) == ["lwn"]
     assert complete(f"feedwatch --config {cfg} notify-test c", tmp_path) == ["chat"]
+    assert complete(f"feedwatch --config {cfg} deliveries retry --target c", tmp_path) == ["chat"]
+    assert complete(f"feedwatch --config {cfg} deliveries retry --feed k8s-b", tmp_path) == ["k8s-blog"]
 
 
 def test_bash_finds_the_config_as_feedwatch_does(tmp_path: Path) -> None:
