@@ -26,6 +26,7 @@ from monitor.commands import (
     cmd_export,
     cmd_history,
     cmd_import,
+    cmd_init,
     cmd_notify_test,
     cmd_opml,
     cmd_preview,
@@ -105,9 +106,12 @@ def build_parser() -> _Parser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = command("history", cmd_history, "versions of documents with one-line change summaries",
-                "List documents (of FEED, or all) and their versions with time and a one-line summary.")
+                "List documents (of FEED, or all) and their versions with time and a one-line summary. "
+                "The number after 'document' is the id that show, diff and report --document take.")
     _feeds(p.add_argument("feed", nargs="?", metavar="FEED", help="only documents of this feed"))
     p.add_argument("--document", metavar="DOC", help="only this document (id, guid or URL)")
+    p.add_argument("--since", metavar="WHEN", help="only changes detected at or after WHEN (an ISO date or "
+                   "date-time in local time unless it ends in Z or +HH:MM, or an age such as 30d or 12h)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = command("show", cmd_show, "print the canonical text of a version",
@@ -121,7 +125,9 @@ def build_parser() -> _Parser:
     p.add_argument("doc", metavar="DOC", help="document id, guid or URL")
     p.add_argument("--from", dest="from_", type=_positive, metavar="N", help="older version (default: M-1)")
     p.add_argument("--to", type=_positive, metavar="M", help="newer version (default: the latest)")
-    p.add_argument("--format", choices=("text", "markdown", "html", "json"), default="text")
+    p.add_argument("--format", choices=("text", "markdown", "html", "json"), default="text",
+                   help="text: for a terminal, coloured on a TTY (default); markdown: as chat targets get it; "
+                        "html: as e-mail gets it; json: sections and word operations for scripts")
 
     p = command("db", cmd_db, "database maintenance: copy a history to another database",
                 "Database maintenance. 'db copy --to URL' copies the whole history (versions, changes, "
@@ -142,7 +148,8 @@ def build_parser() -> _Parser:
     p.add_argument("--until", metavar="WHEN", help="changes detected before WHEN (a date alone: up to its end)")
     p.add_argument("--format", choices=("html", "markdown", "atom"), default="html",
                    help="html: a self-contained page (default); markdown; atom: a feed with an entry per change")
-    p.add_argument("--output", metavar="FILE", help="write to FILE (replaced only once complete), not stdout")
+    p.add_argument("--output", "-o", metavar="FILE",
+                   help="write to FILE (replaced only once complete), not stdout")
 
     p = command("prune", cmd_prune, "apply the retention policies now",
                 "Delete the versions each feed's retention policy no longer keeps (never a document's latest "
@@ -190,6 +197,12 @@ def build_parser() -> _Parser:
                                         "(by URL) to its feeds list, names made from their titles.")
     o.add_argument("file", metavar="FILE", help="an OPML file")
     o.add_argument("--dry-run", action="store_true", help="print the YAML that would be added; change nothing")
+
+    p = command("init", cmd_init, "write a commented starter config where feedwatch finds it",
+                "Write a commented starter config with FEED-URL (default: the Kubernetes community feed) to "
+                "--config PATH, else $FEEDWATCH_CONFIG, else $XDG_CONFIG_HOME/feedwatch/config.yaml, where "
+                "every feedwatch command finds it. An existing file is never overwritten.")
+    p.add_argument("url", nargs="?", metavar="FEED-URL", help="the feed to watch: http(s) URL or a local file")
 
     p = command("notify-test", cmd_notify_test, "send a test message to a target",
                 "Send a test message to TARGET (default: every target) and say what each URL answered. "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from monitor import progress
 from monitor.errors import ConfigError, StorageError, UsageError
+from monitor.humanize import plural, stamp
 
 if TYPE_CHECKING:
     from storage.store import Store
@@ -36,8 +37,9 @@ def _settings(args: argparse.Namespace, *, required: bool = True) -> Any:
     path = config.find_config(args.config)
     if path is None:
         if required:
-            raise ConfigError("no configuration file found: pass --config PATH, set $FEEDWATCH_CONFIG, or "
-                              "create ./feedwatch.yaml (see config/feedwatch.example.yaml)")
+            raise ConfigError(f"no configuration file found: pass --config PATH, set $FEEDWATCH_CONFIG, or create "
+                              f"./feedwatch.yaml or {config.user_config_path()} ($XDG_CONFIG_HOME/feedwatch/"
+                              "config.yaml); 'feedwatch init [FEED-URL]' writes a commented starter config there")
         return None
     return _mask_secrets_of(config.load(path))
 
@@ -100,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcomes = _poll(store, settings, names, force=args.force, show_progress=progress.wanted(args))
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
         if not outcomes:
-            _say_why_nothing_ran(store, names or [f.name for f in settings.feeds], force=args.force)
+            _say_why_nothing_ran(store, [f.name for f in settings.polled(names)], force=args.force)
         metrics_ok = _write_metrics(Path(args.metrics_file), outcomes, deliveries, store, settings) \
             if args.metrics_file else True
     report = RunReport(tuple(outcomes), deliveries)
@@ -152,7 +154,7 @@ def _print_changes(changes: Sequence[Any]) -> None:
 def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool,
           show_progress: bool = False) -> list[Any]:
     """Poll what is due. With nothing due, the fetch/parse/diff machinery is not even imported."""
-    ids = store.sync_feeds([(f.name, f.url) for f in settings.feeds if names is None or f.name in names])
+    ids = store.sync_feeds([(f.name, f.url) for f in settings.polled(names)])
     due = len(ids) if force else store.due_feeds(list(ids.values()))
     if not due:
         return []
@@ -180,6 +182,8 @@ def _feed_names(settings: Any, wanted: Sequence[str] | None) -> list[str] | None
     for name in wanted:
         if name not in known:
             raise UsageError(f"--feed {name}: no such feed in {settings.source} (feeds: {', '.join(known)})")
+        if settings.feed(name).paused:
+            log.warning("--feed %s: paused in %s (paused: true); not polled", name, settings.source)
     return list(wanted)
 
 
@@ -269,8 +273,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        verdict = f"{len(templates)} template problem{'s' if len(templates) != 1 else ''}" if templates else "OK"
-        print(f"config {settings.source}: {verdict} ({len(settings.feeds)} feeds, {len(settings.targets)} targets)")
+        verdict = f"{plural(len(templates), 'template problem')}" if templates else "OK"
+        print(f"config {settings.source}: {verdict} ({plural(len(settings.feeds), 'feed')}, "
+              f"{plural(len(settings.targets), 'target')})")
         print(f"database {redact(url)}: schema {schema}")
         for p in problems:
             print(f"problem: {p}")
@@ -305,6 +310,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args, required=False)
     with _open_store(args, settings, readonly=True) as store:
         names = [f.name for f in settings.feeds] if settings is not None else None
+        paused = {f.name for f in settings.feeds if f.paused} if settings is not None else set()
         rows = store.feed_statuses(names)
         hosts = store.host_backoffs()
         deliveries = store.outbox.counts()
@@ -315,7 +321,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             "name": r.name, "url": mask(r.url), "last_poll": _iso(r.last_polled_at), "status": r.last_status,
             "error": r.last_error, "documents": r.documents, "last_change": _iso(r.last_change_at),
             "next_due": _iso(r.next_due_at), "consecutive_errors": r.consecutive_errors, "polls": r.polls,
-            "polling_now": r.leased_by is not None, "page_errors": list(r.page_errors)} for r in rows],
+            "polling_now": r.leased_by is not None, "page_errors": list(r.page_errors),
+            "paused": r.name in paused} for r in rows],
             "hosts": [{"host": h.host, "backoff_until": _iso(h.until), "reason": h.reason} for h in hosts],
             "deliveries": {"pending": deliveries["pending"], "failing": deliveries["failing"],
                            "dead": deliveries["dead"], "sent": deliveries["sent"], "dead_by_target": dead,
@@ -324,7 +331,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = [("FEED", "LAST POLL", "RESULT", "DOCS", "LAST CHANGE", "NEXT DUE", "ERRORS")]
     for r in rows:
         table.append((r.name, _when(r.last_polled_at), r.last_status or "never", str(r.documents),
-                      _when(r.last_change_at), _when(r.next_due_at), str(r.consecutive_errors)))
+                      _when(r.last_change_at), "paused" if r.name in paused else _when(r.next_due_at),
+                      str(r.consecutive_errors)))
     _print_table(table)
     for r in rows:
         if r.last_error:
@@ -340,13 +348,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(_dead_warning(dead))
     for p in problems:
         what = f"\u201c{p['title']}\u201d" if p["title"] else p["kind"]
-        print(_inert(f"  #{p['id']} {p['status']} to {p['target']} ({what}, {p['attempts']} attempts): "
-                     f"{p['last_error']}"))
+        attempts = plural(p["attempts"], "attempt")
+        print(_inert(f"  #{p['id']} {p['status']} to {p['target']} ({what}, {attempts}): {p['last_error']}"))
     return EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     settings = _settings(args, required=False)
+    since = _since(args.since) if args.since else None
     with _open_store(args, settings, readonly=True) as store:
         if args.document:
             docs = [store.find_document(args.document)]
@@ -356,21 +365,47 @@ def cmd_history(args: argparse.Namespace) -> int:
             docs = store.documents(args.feed)
             if args.feed and not docs and args.feed not in [r.name for r in store.feed_statuses()]:
                 raise UsageError(f"no feed named '{args.feed}' in the database")
-        entries = [(d, store.changes(d.id)) for d in docs]
+        entries = [(d, [c for c in store.changes(d.id) if since is None or c.detected_at >= since],
+                    set(store.version_numbers(d.id))) for d in docs]
+    if since is not None:
+        entries = [e for e in entries if e[1]]
     if args.json:
         _print_json({"documents": [{
             "id": d.id, "feed": d.feed, "document": d.ref, "guid": d.guid, "link": d.link, "title": d.title,
-            "removed": d.removed, "versions": [{
-                "version": c.version, "time": _iso(c.detected_at), "kind": c.kind.value, "summary": c.summary,
-                **({"revert_of": c.revert_of} if c.revert_of is not None else {})} for c in changes]}
-            for d, changes in entries]})
+            "removed": d.removed, "versions": [_history_json(c, stored) for c in changes]}
+            for d, changes, stored in entries]})
         return EXIT_OK
-    for d, changes in entries:
+    for d, changes, stored in entries:
         flag = " (removed)" if d.removed else ""
-        print(_inert(f"{d.feed} #{d.id} {d.title}{flag}\n  {d.ref}"))
+        print(_inert(f"{d.feed}: document {d.id}: {d.title}{flag}\n  {d.ref}"))
         for c in changes:
-            print(_inert(f"  v{c.version:<3} {_when(c.detected_at)}  {c.kind.value:<8} {c.summary}"))
+            pruned = " (pruned: no longer stored)" if _pruned(c, stored) else ""
+            print(_inert(f"  v{c.version:<3} {_when(c.detected_at)}  {c.kind.value:<8} {c.summary}{pruned}"))
+    if not entries and since is not None:
+        print(f"no changes since {_when(since)}")
     return EXIT_OK
+
+
+def _pruned(change: Any, stored: set[int]) -> bool:
+    """The version a change record is about was removed by a retention policy (its record was kept)."""
+    return change.kind.value != "removed" and change.version not in stored
+
+
+def _history_json(c: Any, stored: set[int]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"version": c.version, "time": _iso(c.detected_at), "kind": c.kind.value,
+                             "summary": c.summary}
+    if c.revert_of is not None:
+        entry["revert_of"] = c.revert_of
+    if _pruned(c, stored):
+        entry["pruned"] = True
+    return entry
+
+
+def _since(value: str) -> datetime:
+    from monitor.report import parse_when
+    from storage.store import utcnow
+
+    return parse_when(value, now=utcnow(), option="--since", command="history")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -389,12 +424,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     settings = _settings(args, required=False)
     with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.doc)
-        to = args.to or doc.latest_version
-        start = args.from_ or to - 1
-        if start < 1:
-            raise UsageError(f"document {doc.id} has only version {to}: nothing to compare (use --from/--to)")
-        if start == to:
-            raise UsageError("--from and --to are the same version")
+        start, to = _diff_range(store, doc, args.from_, args.to)
         old, new = store.version(doc.id, start), store.version(doc.id, to)
     diff = diff_versions(Version(old.title, old.link, old.text or ""), Version(new.title, new.link, new.text or ""))
     heading = f"{doc.title} (v{start} {render.ARROW} v{to})"
@@ -408,6 +438,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         sys.stdout.write(render.render_text(diff, color=color, title=heading))
     return EXIT_OK
+
+
+def _diff_range(store: Store, doc: Any, from_: int | None, to: int | None) -> tuple[int, int]:
+    """The versions `diff` compares: --to (default: the latest) and --from (default: the stored version
+    before it). Errors say which versions there are."""
+    from storage.store import ranges
+
+    stored = store.version_numbers(doc.id)
+    for option, number in (("--to", to), ("--from", from_)):
+        if number is not None and number not in stored:
+            raise UsageError(f"diff {option} {number}: {store.no_version(doc.id, number)}")
+    if len(stored) == 1:
+        raise UsageError(f"document {doc.id} has one version so far (v{stored[0]}): nothing to compare yet")
+    to = to or stored[-1]
+    if from_ is None:
+        earlier = [n for n in stored if n < to]
+        if not earlier:
+            raise UsageError(f"diff --to {to}: v{to} is the first stored version of document {doc.id}, nothing "
+                             f"to compare it with (its versions: {ranges(stored)})")
+        from_ = earlier[-1]
+    if from_ == to:
+        raise UsageError(f"diff: --from and --to are both version {to} (document {doc.id} has versions "
+                         f"{ranges(stored)})")
+    return from_, to
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -448,7 +502,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             with progress.bar(total >= progress.MIN_CHANGES, "report", total, "changes") as bar:
                 source = progress.CountedHistory(history, bar) if total >= progress.MIN_CHANGES else history
                 report.write_output(report.render_report(args.format, source, meta), output)
+    if output is not None:
+        log.info("report: wrote the %s to %s", _FORMAT_NAMES[args.format], output.resolve())
     return EXIT_OK
+
+
+_FORMAT_NAMES = {"html": "HTML page", "markdown": "markdown report", "atom": "Atom feed"}
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -472,8 +531,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _open_store(args, settings, readonly=True) as store, \
             progress.bar(progress.wanted(args), "exporting", None, "versions") as bar:
         counts = archive.export_to(store.engine, args.output, args.feed, progress=progress.history_records(bar))
-    log.info("exported %d feeds: %d documents, %d versions, %d change records", len(counts.feeds),
-             counts.documents, counts.versions, counts.changes)
+    log.info("exported %s: %s, %s, %s", plural(len(counts.feeds), "feed"), plural(counts.documents, "document"),
+             plural(counts.versions, "version"), plural(counts.changes, "change record"))
     return EXIT_OK
 
 
@@ -488,7 +547,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(_inert(f"imported {name}"))
     for name in counts.unchanged:
         print(_inert(f"{name}: already here with the same history; left unchanged"))
-    print(f"{counts.documents} documents, {counts.versions} versions, {counts.changes} change records imported")
+    print(f"{plural(counts.documents, 'document')}, {plural(counts.versions, 'version')}, "
+          f"{plural(counts.changes, 'change record')} imported")
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from monitor.starter import starter_path, write_starter
+
+    path = write_starter(starter_path(args.config), args.url)
+    print(f"wrote a starter config to {path}")
+    shadow = Path("feedwatch.yaml")
+    if not args.config and shadow.is_file() and shadow.resolve() != path:
+        print(f"note: ./feedwatch.yaml in this directory is found first while you work here ({shadow.resolve()})")
+    print("next: edit it (targets, interval), then 'feedwatch check' and 'feedwatch run'")
     return EXIT_OK
 
 
@@ -624,7 +696,7 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def _when(t: datetime | None) -> str:
-    return t.astimezone().strftime("%Y-%m-%d %H:%M") if t else "-"
+    return stamp(t)
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:

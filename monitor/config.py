@@ -17,7 +17,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -94,6 +94,7 @@ class FeedConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     exclude_urls: tuple[str, ...] = () # kind sitemap: URL regexes dropped
     max_documents: Positive | None = None   # kind sitemap: at most this many pages (default 1000)
     group: str | None = None           # a folder for OPML export ("News/Tech" nests); nothing else reads it
+    paused: bool = False                # kept with its history, but not polled
 
 
 class TargetConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -171,6 +172,7 @@ class FeedSettings:
     def fetches_pages(self) -> bool:
         """Whether the source's documents are web pages (page, sitemap, or a feed with follow)."""
         return self.kind != "feed" or self.follow
+    paused: bool = False
 
     @property
     def settings_hash(self) -> bytes:
@@ -222,6 +224,10 @@ class Settings:
         """The feed named `name` (KeyError if none)."""
         return self._by_name[name]
 
+    def polled(self, names: Sequence[str] | None = None) -> list[FeedSettings]:
+        """The feeds `run` and `watch` poll: those named (default: all), without the paused ones."""
+        return [f for f in self.feeds if not f.paused and (names is None or f.name in names)]
+
 
 # ---------------------------------------------------------------------------------------------- locating
 
@@ -235,8 +241,13 @@ def find_config(explicit: str | None, env: Mapping[str, str] = os.environ) -> Pa
     local = Path("feedwatch.yaml")
     if local.is_file():
         return local
-    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "feedwatch" / "config.yaml"
+    xdg = user_config_path(env)
     return xdg if xdg.is_file() else None
+
+
+def user_config_path(env: Mapping[str, str] = os.environ) -> Path:
+    """$XDG_CONFIG_HOME/feedwatch/config.yaml (~/.config/... without it): found from any directory."""
+    return Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "feedwatch" / "config.yaml"
 
 
 def default_database_url(env: Mapping[str, str] = os.environ) -> str:
@@ -502,6 +513,7 @@ class _Resolver:
             retention=self.retention(f.retention or d.retention, f"{path}.retention"),
             **self.source(f, path),
             group=f.group,
+            paused=f.paused,
         )
 
     def source(self, f: FeedConfig, path: str) -> dict[str, Any]:

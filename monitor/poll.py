@@ -316,7 +316,7 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     called with each feed's outcome as it is recorded (progress display, poller processes)."""
     ignore_backoff = force if ignore_backoff is None else ignore_backoff
     owner = owner or owner_id()
-    feeds = [f for f in settings.feeds if names is None or f.name in names]
+    feeds = settings.polled(names)
     ids = store.sync_feeds([(f.name, f.url) for f in feeds])
     if force:
         store.make_due(list(ids.values()))
@@ -337,7 +337,7 @@ def run_cycle(store: Store, settings: Settings, *, names: Sequence[str] | None =
     outcomes come back over a pipe, one by one as they are recorded (`on_outcome` sees every poller's).
     With few feeds due, one process does it all.
     """
-    feeds = [f for f in settings.feeds if names is None or f.name in names]
+    feeds = settings.polled(names)
     ids = store.sync_feeds([(f.name, f.url) for f in feeds])
     if force:
         store.make_due(list(ids.values()))

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from monitor import __version__, render
 from monitor.errors import UsageError
+from monitor.humanize import plural, stamp
 from monitor.models import (
     ChangeContext,
     ChangeKind,
@@ -116,7 +117,8 @@ def write_output(chunks: Iterable[str], path: Path | None) -> None:
 # ------------------------------------------------------------------------------------------------ WHEN
 
 
-def parse_when(value: str, *, now: datetime, option: str = "--since", end: bool = False) -> datetime:
+def parse_when(value: str, *, now: datetime, option: str = "--since", end: bool = False,
+               command: str = "report") -> datetime:
     """An aware UTC datetime from an ISO date/date-time or an age before `now` ("30d", "12h", "1d12h").
 
     A naive date-time is local time. A date alone means the start of that (local) day, or with
@@ -129,7 +131,7 @@ def parse_when(value: str, *, now: datetime, option: str = "--since", end: bool 
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"report: {option} {value!r}: not a date, date-time or age "
+        raise UsageError(f"{command}: {option} {value!r}: not a date, date-time or age "
                          "(e.g. 2024-01-31, 2024-01-31T09:00Z, 30d, 12h)") from None
     if end and _DATE_ONLY.fullmatch(text):
         parsed += timedelta(days=1)
@@ -141,9 +143,6 @@ def parse_when(value: str, *, now: datetime, option: str = "--since", end: bool 
 # ------------------------------------------------------------------------------------------------ shared words
 
 
-def stamp(t: datetime | None) -> str:
-    """A time as reports print it: UTC, to the minute."""
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "-"
 
 
 def iso(t: datetime) -> str:
@@ -173,11 +172,7 @@ def period_label(meta: ReportMeta) -> str:
 def totals_label(activity: list[DocumentActivity]) -> str:
     changes = sum(a.changes for a in activity)
     documents = sum(1 for a in activity if a.changes)
-    return f"{_plural(changes, 'change')} in {_plural(documents, 'document')}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    return f"{plural(changes, 'change')} in {plural(documents, 'document')}"
 
 
 def kind_label(change: RecordedChange) -> str:
@@ -248,7 +243,7 @@ def _markdown_document(a: DocumentActivity, changes: Iterator[ChangeContext]) ->
     d = a.document
     yield f"\n## {render.md_escape(d.title)}\n\n"
     source = f" \u00b7 {_md_url(d.link)}" if web_link(d.link) else ""
-    yield f"{render.md_escape(d.feed)} \u00b7 {_plural(a.changes, 'change')}{source}\n"
+    yield f"{render.md_escape(d.feed)} \u00b7 {plural(a.changes, 'change')}{source}\n"
     for ctx in changes:
         c = ctx.change
         yield (f"\n### {render.md_escape(headline(c))}\n\n"

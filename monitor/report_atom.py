@@ -21,7 +21,7 @@ from xml.sax.saxutils import XMLGenerator
 from xml.sax.xmlreader import AttributesImpl
 
 from monitor import __version__
-from monitor.models import ChangeContext
+from monitor.models import ChangeContext, DocumentActivity
 from monitor.report import (
     HistorySource,
     ReportMeta,
@@ -64,7 +64,7 @@ def render_feed(source: HistorySource, meta: ReportMeta) -> Iterator[str]:
     xml.gen.startDocument()
     xml.start("feed", xmlns=ATOM)
     xml.gen.ignorableWhitespace("\n")
-    _feed_head(xml, meta, first)
+    _feed_head(xml, meta, source.activity(), first)
     xml.gen.ignorableWhitespace("\n")
     for ctx in chain([first] if first else [], changes):
         _entry(xml, ctx)
@@ -76,9 +76,10 @@ def render_feed(source: HistorySource, meta: ReportMeta) -> Iterator[str]:
     yield _drain(buffer)
 
 
-def _feed_head(xml: _Writer, meta: ReportMeta, first: ChangeContext | None) -> None:
+def _feed_head(xml: _Writer, meta: ReportMeta, activity: list[DocumentActivity],
+               first: ChangeContext | None) -> None:
     xml.text("id", feed_id(meta))
-    xml.text("title", f"feedwatch: {report_title(meta, [])}")
+    xml.text("title", f"feedwatch: {report_title(meta, activity)}")
     xml.text("subtitle", period_label(meta))
     xml.text("updated", iso(first.change.detected_at if first else meta.generated_at))
     xml.start("author")

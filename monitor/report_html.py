@@ -22,6 +22,7 @@ from pathlib import Path
 
 from monitor import __version__, render
 from monitor.canonical import parse_canonical
+from monitor.humanize import stamp, zone_name
 from monitor.models import BlockKind, ChangeContext, DocumentActivity
 from monitor.report import (
     HistorySource,
@@ -33,7 +34,6 @@ from monitor.report import (
     note,
     period_label,
     report_title,
-    stamp,
     totals_label,
     version_label,
 )
@@ -260,6 +260,7 @@ def opening_html(text: str) -> str:
 
 def _foot(meta: ReportMeta) -> str:
     return (f'</main>\n<footer class="foot">Generated {stamp(meta.generated_at)} by feedwatch {__version__}. '
-            "Times are UTC. Text from the feeds is shown as text: nothing in this page runs or loads anything."
+            f"Times are in {zone_name(meta.generated_at)}. "
+            "Text from the feeds is shown as text: nothing in this page runs or loads anything."
             "</footer>\n</div>\n</body>\n</html>\n")
 

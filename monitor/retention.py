@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from monitor.config import Retention, Settings
+from monitor.humanize import plural
 from monitor.models import PruneReport
 from storage import retention
 from storage.store import Store, utcnow
@@ -37,9 +38,12 @@ def report_lines(report: PruneReport) -> list[str]:
     lines = []
     for f in report.feeds:
         kept = f" ({f.kept_for_deliveries} more kept for pending deliveries)" if f.kept_for_deliveries else ""
-        lines.append(f"{f.feed}: {would} {f.versions} versions{kept}, {f.changes} change records")
+        lines.append(f"{f.feed}: {would} {plural(f.versions, 'version')}{kept}, "
+                     f"{plural(f.changes, 'change record')}")
     line = f"{would} {report.blobs} stored texts, items and diffs ({_size(report.blob_bytes)} compressed)"
-    if report.file_before is not None and report.file_after is not None:
+    if report.dry_run and report.file_before is not None:
+        line += f"; the database file is {_size(report.file_before)}"
+    elif report.file_before is not None and report.file_after is not None:
         line += f"; database file {_size(report.file_before)} -> {_size(report.file_after)}"
     lines.append(line + (" (dry run: nothing was changed)" if report.dry_run else ""))
     return lines

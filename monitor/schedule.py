@@ -30,6 +30,7 @@ from monitor import config as config_mod
 from monitor import retention
 from monitor.config import Settings
 from monitor.errors import ConfigError, FeedwatchError, StorageDataError, StorageUnavailable
+from monitor.humanize import plural
 from monitor.metrics import Metrics
 from monitor.models import FeedOutcome, PollStatus
 from monitor.poll import poll_due
@@ -103,7 +104,7 @@ class Watcher:
         self.install_signals()
         self.metrics.start()
         sd_notify("READY=1")
-        log.info("watching %d feeds (pid %d)", len(self.settings.feeds), os.getpid())
+        log.info("watching %s (pid %d)", plural(len(self.settings.feeds), "feed"), os.getpid())
         failures = 0
         while not self.stop.is_set():
             if self.reload:
@@ -169,7 +170,7 @@ class Watcher:
         if self.stop.is_set():
             return
         try:
-            next_due = self.store.next_wakeup([f.name for f in self.settings.feeds])
+            next_due = self.store.next_wakeup([f.name for f in self.settings.polled()])
         except StorageUnavailable:
             next_due = None
         if next_due is not None:
@@ -201,7 +202,7 @@ class Watcher:
             for target in self.settings.targets.values():    # new URLs: masked in logs like the first ones
                 for url in target.urls:
                     SECRETS.add_url(url)
-            log.info("reloaded %s: %d feeds", source, len(self.settings.feeds))
+            log.info("reloaded %s: %s", source, plural(len(self.settings.feeds), "feed"))
         except ConfigError as exc:
             log.error("reload failed, keeping the previous config: %s", exc)
 

@@ -384,11 +384,13 @@ class Store:
             return [_document_info(r) for r in conn.execute(query).all()]
 
     def find_document(self, ref: str) -> DocumentInfo:
-        """A document by numeric id, guid, link or identity key; UsageError when none or ambiguous."""
+        """A document by numeric id (``1``, or ``#1`` as older versions printed it), guid, link or identity
+        key; UsageError when none or ambiguous."""
         with self.engine.connect() as conn:
             query = select(Document, Feed.c.name.label("feed_name")).join(Feed)
-            if ref.isdigit():
-                rows = conn.execute(query.where(Document.c.id == int(ref))).all()
+            number = ref[1:] if ref.startswith("#") else ref
+            if number.isdigit():
+                rows = conn.execute(query.where(Document.c.id == int(number))).all()
                 if rows:
                     return _document_info(rows[0])
             rows = conn.execute(query.where(or_(Document.c.guid == ref, Document.c.link == ref,
@@ -412,22 +414,27 @@ class Store:
             return [VersionInfo(v.document_id, v.number, v.created_at, v.title, v.link, v.kind, v.summary,
                                 v.revert_of) for v in rows]
 
+    def version_numbers(self, doc_id: int) -> list[int]:
+        """The numbers of a document's stored versions, ascending (retention may leave gaps)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(Version.c.number).where(Version.c.document_id == doc_id)
+                                     .order_by(Version.c.number)).scalars())
+
     def version(self, doc_id: int, number: int) -> VersionInfo:
         with self.engine.connect() as conn:
             v = conn.execute(select(Version).where(Version.c.document_id == doc_id,
                                                               Version.c.number == number)).one_or_none()
             if v is None:
-                raise UsageError(self._no_version(conn, doc_id, number))
+                raise UsageError(self.no_version(doc_id, number))
             return _version_info(v, text=blobs.get_text(conn, v.text_hash))
 
-    @staticmethod
-    def _no_version(conn: Connection, doc_id: int, number: int) -> str:
-        stored: list[int] = list(conn.execute(select(Version.c.number).where(Version.c.document_id == doc_id)
-                                   .order_by(Version.c.number)).scalars())
+    def no_version(self, doc_id: int, number: int) -> str:
+        """Why `number` cannot be shown, with the versions that can."""
+        stored = self.version_numbers(doc_id)
         if stored and number < stored[-1]:
             return (f"version {number} of document {doc_id} is no longer stored (removed by its retention "
-                    f"policy); stored versions: {_ranges(stored)}")
-        return f"document {doc_id} has no version {number}"
+                    f"policy); stored versions: {ranges(stored)}")
+        return f"document {doc_id} has no version {number} (its versions: {ranges(stored) or 'none'})"
 
     def changes(self, doc_id: int) -> list[RecordedChange]:
         """Change records of a document (including removals), oldest first."""
@@ -507,7 +514,7 @@ def _upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str
     return stmt.on_conflict_do_update(index_elements=keys, set_=update_values)
 
 
-def _ranges(numbers: Sequence[int]) -> str:
+def ranges(numbers: Sequence[int]) -> str:
     """1, 2, 3, 5, 7, 8 -> "1-3, 5, 7-8"."""
     parts: list[list[int]] = []
     for n in numbers:

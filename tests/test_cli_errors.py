@@ -115,7 +115,7 @@ def test_unknown_document_after_a_run(tmp_path: Path) -> None:
         assert result.code == 2 and "no document matches" in result.err
         assert len(result.err.strip().splitlines()) == 1
     one_version = run_cli("--config", str(config), "diff", "a")
-    assert one_version.code == 2 and "has only version 1" in one_version.err
+    assert one_version.code == 2 and "has one version so far (v1): nothing to compare yet" in one_version.err
 
 
 def test_help_lists_the_commands() -> None:

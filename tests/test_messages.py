@@ -66,7 +66,7 @@ def test_the_built_in_templates_pass_check(tmp_path: Path) -> None:
     run = configure(tmp_path, f"targets:\n{targets}feeds:\n  - {{name: k8s, url: 'http://127.0.0.1:9/f.xml'}}\n")
     result = run("check")
     assert result.code == 0, result.out
-    assert "OK (1 feeds, 3 targets)" in result.out
+    assert "OK (1 feed, 3 targets)" in result.out
 
 
 def test_a_template_error_at_send_time_is_its_targets_error(tmp_path: Path, server: FeedServer,

@@ -144,7 +144,10 @@ def test_keep_five_versions_after_sixty_steps(tmp_path: Path, database_url: str,
     assert orphan_blobs(database_url) == 0
     # `diff` between kept versions, and `history` (change records are kept), read exactly as before.
     assert diffs(cfg, keep) == before
-    assert cli(cfg, "history", "--json").out == history
+    after = cli(cfg, "history", "--json").json()["documents"]
+    pruned = {(d["document"], v["version"]) for d in after for v in d["versions"] if v.pop("pruned", False)}
+    assert after == json.loads(history)["documents"]
+    assert pruned == {(g, n) for g, (numbers, _) in expected.items() for n in numbers if n not in keep[g]}
     coc = next(g for g in keep if g.endswith("/code-of-conduct/"))
     gone = cli(cfg, "show", coc, "--version", "3")
     assert gone.code == 2 and "no longer stored" in gone.err and "retention" in gone.err
