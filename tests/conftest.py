@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ def hook() -> Iterator[Webhook]:
 
 REQUIRE_ALL = os.environ.get("FEEDWATCH_REQUIRE_ALL") == "1"
 _MISSING: dict[str, str] = {}
+_UNAVAILABLE = re.compile(r"(?:Skipped: )?(?P<resource>[\w ]+?) unavailable: (?P<reason>.*)", re.S)
 POSTGRES_URL = os.environ.get("FEEDWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -59,8 +61,15 @@ def require(resource: str, reason: str) -> NoReturn:
     """Skip (loudly) or, in CI, fail: `resource` is needed and unavailable for `reason`."""
     if REQUIRE_ALL:
         pytest.fail(f"{resource} is required (FEEDWATCH_REQUIRE_ALL=1) but unavailable: {reason}")
-    _MISSING[resource] = reason
     pytest.skip(f"{resource} unavailable: {reason}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the skips of require() from the reports, which reach the process that prints the summary
+    whether tests run here or in pytest-xdist workers."""
+    if (report.skipped and isinstance(report.longrepr, tuple)
+            and (m := _UNAVAILABLE.fullmatch(str(report.longrepr[2])))):
+        _MISSING[m["resource"]] = m["reason"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -75,7 +84,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A fresh database on the PostgreSQL server for this test session; dropped at the end."""
+    """A fresh database on the PostgreSQL server for this test session — for each pytest-xdist worker its
+    own (a worker is a session of its own) — dropped at the end."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError
@@ -85,7 +95,8 @@ def postgres_server() -> Iterator[str]:
     except ImportError:
         require("PostgreSQL", "psycopg is not installed (pip install -e '.[test]')")
     base = make_url(POSTGRES_URL)
-    name = f"feedwatch_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"feedwatch_test_{worker}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
     try:
         with admin.connect() as conn:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import FeedServer, corpus_steps, run_cli, write_config
 
 
@@ -47,6 +49,7 @@ def outputs(config: Path, database: str) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow
 def test_db_copy_sqlite_to_postgresql_reads_back_identically(tmp_path: Path, server: FeedServer,
                                                             postgres_url: str) -> None:
     config = replay_into_sqlite(tmp_path, server)

@@ -1,8 +1,11 @@
-"""Running for real: `watch` cadence and clean stop, overlapping runs, Retry-After back-off (issue 6)."""
+"""Running for real: `watch` cadence (on a controlled clock) and clean stop, overlapping runs, Retry-After
+back-off (issue 6)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import random
 import signal
 import sqlite3
 import subprocess
@@ -10,11 +13,16 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
+import time_machine
 
+from monitor.schedule import Metrics, Watcher
 from tests.helpers import FeedServer, corpus_steps, feedwatch_cmd, run_cli, run_process, write_config
 
 STEP = corpus_steps()[54].read_bytes()
@@ -26,43 +34,96 @@ def _changes(db: Path) -> list[tuple[str, str, int]]:
                             "ORDER BY c.id").fetchall()
 
 
-def _poll_times(server: FeedServer, path: str) -> list[float]:
-    return [h.at for h in server.hits if h.path == path]
+class SteppedWatcher(Watcher):
+    """`watch` on a controllable clock: where the real loop would sleep, time is moved forward instead
+    (time-machine moves every clock feedwatch reads: datetime.now and time.time). Polls, database and HTTP
+    are real; only the waiting is skipped, so cadence is exact whatever the machine's load."""
+
+    def __init__(self, store: Any, settings: Any, clock: time_machine.Coordinates, server: FeedServer,
+                 until: float, on_time: Callable[[float], None]) -> None:
+        super().__init__(store, settings, Metrics())
+        self.clock, self.server, self.until, self.on_time = clock, server, until, on_time
+        self.now = 0.0                                  # seconds since the start, on the controlled clock
+        self.pauses: list[float] = []
+        self.polled: dict[str, list[float]] = {}       # path -> when it was polled
+        self._seen = 0
+
+    async def _pause(self, delay: float) -> None:     # the one place the real loop lets time pass
+        if self.stop.is_set():
+            return
+        for hit in self.server.hits[self._seen:]:      # everything fetched in the cycle that just ran
+            self.polled.setdefault(hit.path, []).append(round(self.now, 3))
+        self._seen = len(self.server.hits)
+        self.pauses.append(delay)
+        self.clock.shift(delay)
+        self.now += delay
+        self.on_time(self.now)
+        if self.now >= self.until:
+            self.stop.set()
 
 
-@pytest.mark.slow
-def test_watch_polls_at_each_feeds_cadence_and_stops_cleanly_on_sigterm(tmp_path: Path, server: FeedServer) -> None:
+def test_watch_polls_each_feed_at_its_cadence_on_a_controlled_clock(tmp_path: Path, server: FeedServer) -> None:
+    from monitor import config
+    from monitor.schedule import MAX_SLEEP
+    from storage.store import Store
+
+    random.seed(16)
     fast, slow = server.set("/fast.xml", STEP), server.set("/slow.xml", STEP)
-    config = write_config(tmp_path / "feedwatch.yaml", f"""database: sqlite:///{tmp_path / 'fw.db'}
+    settings = config.loads(f"""database: sqlite:///{tmp_path / 'fw.db'}
 feeds:
   - {{name: fast, url: "{fast}", interval: 1s}}
   - {{name: slow, url: "{slow}", interval: 3s}}
 """)
-    proc = subprocess.Popen([*feedwatch_cmd(), "--config", str(config), "watch"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(4.5)
-        server.set("/fast.xml", corpus_steps()[55].read_bytes())      # a change while watching
-        time.sleep(3.5)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        stopped = time.monotonic()
-        _out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    assert time.monotonic() - stopped < 5
-    fast_polls, slow_polls = _poll_times(server, "/fast.xml"), _poll_times(server, "/slow.xml")
-    # ~8 s of watching: the 1 s feed about 8 times, the 3 s feed about 3 times (intervals have +-10% jitter).
-    assert 5 <= len(fast_polls) <= 10, fast_polls
-    assert 2 <= len(slow_polls) <= 4, slow_polls
-    gaps = [b - a for a, b in itertools.pairwise(fast_polls)]
-    assert min(gaps) >= 0.85 and max(gaps) < 2.5, gaps
+
+    def edit_once(now: float) -> None:      # a change while watching, at 4.5 s
+        if now >= 4.5 and server.routes["/fast.xml"].body == STEP:
+            server.set("/fast.xml", corpus_steps()[55].read_bytes())
+
+    with time_machine.travel(datetime(2026, 3, 1, 12, tzinfo=UTC), tick=False) as clock, \
+            Store.open(settings.database_url) as store:
+        watcher = SteppedWatcher(store, settings, clock, server, until=60.0, on_time=edit_once)
+        assert asyncio.run(watcher.run()) == 0
+    fast_polls, slow_polls = watcher.polled["/fast.xml"], watcher.polled["/slow.xml"]
+    # Each poll is due one interval (+-10% jitter) after the last; watch wakes 50 ms after a feed is due.
+    fast_gaps = [b - a for a, b in itertools.pairwise(fast_polls)]
     slow_gaps = [b - a for a, b in itertools.pairwise(slow_polls)]
-    assert min(slow_gaps) >= 2.6, slow_gaps
+    assert fast_polls[0] == slow_polls[0] == 0.0
+    assert all(0.9 + 0.05 - 1e-6 <= g <= 1.1 + 0.05 + 1e-6 for g in fast_gaps), fast_gaps
+    assert all(2.7 + 0.05 - 1e-6 <= g <= 3.3 + 0.05 + 1e-6 for g in slow_gaps), slow_gaps
+    assert 60 / 1.15 <= len(fast_gaps) <= 60 / 0.95 and 60 / 3.35 <= len(slow_gaps) <= 60 / 2.75
+    # It sleeps until the next feed is due: no busy loop, no wake-up with nothing due, never over a minute.
+    assert len(watcher.pauses) <= len(fast_polls) + len(slow_polls) and max(watcher.pauses) <= MAX_SLEEP
     # Nothing lost: the change seen while watching is recorded once; no lease is left behind.
     assert _changes(tmp_path / "fw.db").count(("fast", "changed", 2)) == 1
     with sqlite3.connect(tmp_path / "fw.db") as conn:
         assert conn.execute("SELECT count(*) FROM feeds WHERE lease_owner IS NOT NULL").fetchone() == (0,)
-    assert "stopped" in err
+
+
+def _committed(db: Path) -> bool:
+    try:
+        return db.exists() and bool(_changes(db))
+    except sqlite3.OperationalError:     # the schema is not there yet
+        return False
+
+
+def test_sigterm_wakes_a_sleeping_watch_which_stops_cleanly(tmp_path: Path, server: FeedServer) -> None:
+    url = server.set("/f.xml", STEP)
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                          f"feeds:\n  - {{name: f, url: \"{url}\", interval: 1h}}\n")
+    proc = subprocess.Popen([*feedwatch_cmd(), "--config", str(config), "watch"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _committed(tmp_path / "fw.db") and time.monotonic() < deadline:   # the first poll is in
+            time.sleep(0.1)
+        assert server.count("/f.xml") == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)     # it sleeps for up to a minute: only waking on the signal stops it
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "SIGTERM: finishing the polls in flight, then stopping" in err and err.rstrip().endswith("stopped")
+    with sqlite3.connect(tmp_path / "fw.db") as conn:
+        assert conn.execute("SELECT count(*) FROM feeds WHERE lease_owner IS NOT NULL").fetchone() == (0,)
 
 
 @pytest.mark.slow
