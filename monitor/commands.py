@@ -202,6 +202,8 @@ def run_json(report: Any) -> dict[str, Any]:
         }
         if c.revert_of is not None:
             entry["revert_of"] = c.revert_of
+        if c.returned:
+            entry["returned"] = True
         if c.baseline:
             entry["baseline"] = True
         changes.append(entry)
@@ -396,6 +398,8 @@ def _history_json(c: Any, stored: set[int]) -> dict[str, Any]:
                              "summary": c.summary}
     if c.revert_of is not None:
         entry["revert_of"] = c.revert_of
+    if c.returned:
+        entry["returned"] = True
     if _pruned(c, stored):
         entry["pruned"] = True
     return entry

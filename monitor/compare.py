@@ -5,7 +5,8 @@
   with ``revert_of`` (flapping is reported as a revert, not as fresh news).
 - Feeds are windows: a document missing from a poll is *absent*. Only after ``removal_grace`` consecutive
   successful polls without it is it ``removed``. Coming back unchanged during the grace period is no
-  change; coming back after it was reported removed is ``added`` again.
+  change; coming back after it was reported removed *continues its history*: a new version, kind
+  ``added``, which the change record marks as a return (``from_version`` is its last version before).
 - A document whose guid changed but which was matched by link keeps its history: its key is updated
   without a reportable change (unless its content changed too).
 """
@@ -31,8 +32,8 @@ def compare(pairs: Sequence[tuple[Item, KnownDocument | None]], known: Sequence[
 def _present(item: Item, doc: KnownDocument | None) -> Decision | None:
     if doc is None:
         return Decision(ChangeKind.ADDED, item, None, new_version=True)
-    if doc.removed:
-        return Decision(ChangeKind.ADDED, item, doc.id, new_version=item.state_hash != doc.state_hash)
+    if doc.removed:     # back after its removal: a new version continues its history
+        return Decision(ChangeKind.ADDED, item, doc.id, new_version=True)
     if item.state_hash != doc.state_hash:
         return Decision(ChangeKind.CHANGED, item, doc.id, new_version=True, revert_of=_revert_of(item, doc))
     if doc.absent_polls or item.key != doc.key or item.guid != doc.guid:

@@ -498,7 +498,7 @@ class _Resolver:
         pick: Callable[[Any, Any], Any] = lambda own, default: default if own is None else own  # noqa: E731
         return FeedSettings(
             name=f.name,
-            url=f.url,
+            url=self.local_path(f.url),
             interval=self.duration(pick(f.interval, d.interval), f"{path}.interval"),
             notify=tuple(notify),
             error_notify=tuple(error_notify if error_notify is not None else notify),
@@ -577,6 +577,14 @@ class _Resolver:
                                  "local path)")
         if not url.strip():
             raise self.doc.error(path, f"{path}: empty URL")
+
+    def local_path(self, url: str) -> str:
+        """A feed URL that is a plain path: relative to the config file's directory (like a relative
+        sqlite:/// database), so cron and systemd, which start elsewhere, read the same file."""
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", url) and not re.match(r"^[A-Za-z]:[\\/]", url):
+            return url
+        path = Path(url).expanduser()
+        return str(path if path.is_absolute() else (self.base_dir / path).resolve())
 
     def duration(self, value: Any, path: str) -> float:
         seconds = parse_duration(value)

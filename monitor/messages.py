@@ -52,7 +52,8 @@ KINDS = {
 }
 LEVELS = {"error": "failure", "recovery": "success", "dead": "warning"}     # else info
 DEFAULT_TITLES = {
-    "change": "feedwatch: {{ title }} {{ 'was added' if kind == 'added' else 'was removed' if kind == 'removed' "
+    "change": "feedwatch: {{ title }} {{ 'is back' if returned else 'was added' if kind == 'added' "
+              "else 'was removed' if kind == 'removed' "
               "else 'reverted to version ' ~ revert_of if revert_of else 'changed' }}",
     "digest": "feedwatch: {{ count }} change{{ 's' if count != 1 else '' }} in {{ feeds | join(', ') }}",
     "error": "feedwatch: feed {{ feed }} is failing",
@@ -134,7 +135,8 @@ class Renderer:
             "document_id": c.document_id, "version": c.version, "from_version": c.from_version,
             "kind": c.kind.value, "summary": c.summary, "sections": render.sections_of(c.diff),
             "diff": diff_text, "excerpt": _truncate(ctx.excerpt, budget) if ctx.excerpt else None,
-            "revert_of": c.revert_of, "detected_at": c.detected_at.isoformat(timespec="seconds"),
+            "revert_of": c.revert_of, "returned": c.returned,
+            "detected_at": c.detected_at.isoformat(timespec="seconds"),
             "report_url": self.settings.report_url, "change_url": link,
         }
 

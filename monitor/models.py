@@ -219,6 +219,11 @@ class RecordedChange:
     baseline: bool
     diff: DocumentDiff | None = None
 
+    @property
+    def returned(self) -> bool:
+        """An ``added`` document that had been removed: it continues its history from `from_version`."""
+        return self.kind is ChangeKind.ADDED and self.from_version is not None
+
 
 @dataclass(frozen=True, slots=True)
 class ChangeContext:

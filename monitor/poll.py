@@ -267,15 +267,19 @@ class Poller:
         )
 
     def _with_diffs(self, decisions: Sequence[Decision]) -> list[DocumentUpdate]:
-        changed = [d.document_id for d in decisions if d.kind is ChangeKind.CHANGED and d.document_id]
+        """Changed documents, and removed ones that came back different, are diffed against their last
+        version."""
+        diffed = (ChangeKind.CHANGED, ChangeKind.ADDED)
+        changed = [d.document_id for d in decisions if d.kind in diffed and d.document_id]
         previous = self.store.latest_versions(changed) if changed else {}
         updates = []
         for d in decisions:
             diff = None
-            if d.kind is ChangeKind.CHANGED and d.item is not None and d.document_id in previous:
-                old = previous[d.document_id]
-                diff = diff_versions(Version(old.title, old.link, old.text or ""),
-                                     Version(d.item.title, d.item.link, d.item.text))
+            if d.kind in diffed and d.item is not None and d.document_id in previous:
+                old = Version(previous[d.document_id].title, previous[d.document_id].link,
+                              previous[d.document_id].text or "")
+                new = Version(d.item.title, d.item.link, d.item.text)
+                diff = diff_versions(old, new) if d.kind is ChangeKind.CHANGED or old != new else None
             updates.append(DocumentUpdate(d, diff))
         return updates
 

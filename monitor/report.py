@@ -198,10 +198,13 @@ def headline(change: RecordedChange) -> str:
 
 
 def note(ctx: ChangeContext) -> str | None:
-    """What a change says besides its diff: baseline, removal."""
+    """What a change says besides its diff: baseline, removal, return."""
     c = ctx.change
     if c.kind is ChangeKind.REMOVED:
         return f"Removed from the feed (its last version was v{c.version})."
+    if c.returned:
+        return f"Back in the feed after its removal ({'changed since' if c.diff else 'as it was in'} " \
+               f"v{c.from_version})." + (" It begins:" if ctx.excerpt and not c.diff else "")
     if c.kind is ChangeKind.ADDED:
         first = " when feedwatch first read the feed" if c.baseline else ""
         return f"New document{first}. It begins:" if ctx.excerpt else f"New document{first}."

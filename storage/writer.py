@@ -196,11 +196,13 @@ class PollWriter:
         for r in rows:
             d, diff = r.update.decision, r.update.diff
             assert d.kind is not None
+            returned = d.kind is ChangeKind.ADDED and d.document_id is not None   # back after its removal
             params.append(dict(
                 feed_id=self.rec.feed_id, document_id=r.doc_id, kind=d.kind.value, version=r.version,
-                from_version=r.version - 1 if d.kind is ChangeKind.CHANGED else None, revert_of=d.revert_of,
-                detected_at=self.now, title=r.title, baseline=self.rec.baseline,
-                summary=change_summary(d.kind, diff, d.revert_of, self.rec.rebaseline),
+                from_version=r.version - 1 if d.kind is ChangeKind.CHANGED or returned else None,
+                revert_of=d.revert_of, detected_at=self.now, title=r.title, baseline=self.rec.baseline,
+                summary=change_summary(d.kind, diff, d.revert_of, self.rec.rebaseline,
+                                       returned_from=r.version - 1 if returned else None),
                 diff_hash=hashlib.sha256(self.diff_json(diff)).digest() if diff else None))
         self.conn.execute(_INSERT_CHANGE, params)
         # This poll's change rows: one per (document, version, kind), all detected at `now`.
@@ -224,8 +226,12 @@ class PollWriter:
             self.conn.execute(_INSERT_DELIVERY, rows)
 
 
-def change_summary(kind: ChangeKind, diff: DocumentDiff | None, revert_of: int | None, rebaseline: bool) -> str:
-    if kind is ChangeKind.ADDED:
+def change_summary(kind: ChangeKind, diff: DocumentDiff | None, revert_of: int | None, rebaseline: bool, *,
+                   returned_from: int | None = None) -> str:
+    if kind is ChangeKind.ADDED and returned_from is not None:
+        text = "back in the feed after its removal, " + (
+            f"changed since v{returned_from}: {diff.summary}" if diff else f"as it was in v{returned_from}")
+    elif kind is ChangeKind.ADDED:
         text = "new document"
     elif kind is ChangeKind.REMOVED:
         text = "removed from the feed"

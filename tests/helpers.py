@@ -194,6 +194,13 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+def rss(*items: tuple[str, str]) -> str:
+    """An RSS 2.0 feed of (guid, text) items; each item's title is its guid in capitals."""
+    body = "".join(f"<item><guid>{g}</guid><title>{g.upper()}</title><link>https://example.org/{g}</link>"
+                   f"<description>&lt;p&gt;{text}&lt;/p&gt;</description></item>" for g, text in items)
+    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>{body}</channel></rss>"
+
+
 def corpus_steps() -> list[Path]:
     return sorted((CORPUS / "k8s-community").glob("step_*.xml"))
 

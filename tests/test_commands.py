@@ -13,14 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Result, run_cli, write_config
-
-
-def rss(*items: tuple[str, str]) -> str:
-    """An RSS 2.0 feed of (guid, text) items; each item's title is its guid in capitals."""
-    body = "".join(f"<item><guid>{g}</guid><title>{g.upper()}</title><link>https://example.org/{g}</link>"
-                   f"<description>&lt;p&gt;{text}&lt;/p&gt;</description></item>" for g, text in items)
-    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>{body}</channel></rss>"
+from tests.helpers import Result, rss, run_cli, run_process, write_config
 
 
 class Site:
@@ -273,3 +266,25 @@ def test_init_without_a_url_watches_the_kubernetes_feed_and_refuses_a_bad_url(tm
     settings = load(tmp_path / "mine.yaml")
     assert [(f.name, f.url) for f in settings.feeds] == [("k8s-community",
                                                          "https://www.kubernetes.dev/community/index.xml")]
+
+
+# ------------------------------------------------------------------------------------------ item 6: paths
+
+
+def test_relative_feed_and_database_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    conf = tmp_path / "etc" / "feedwatch"
+    conf.mkdir(parents=True)
+    (conf / "feeds").mkdir()
+    (conf / "feeds" / "news.xml").write_text(rss(("a", "one")), encoding="utf-8")
+    config = write_config(conf / "feedwatch.yaml", "database: sqlite:///state/fw.db\nfeeds:\n"
+                          "  - {name: news, url: feeds/news.xml}\n  - {name: gone, url: feeds/missing.xml}\n")
+    elsewhere = tmp_path / "cron-starts-here"
+    elsewhere.mkdir()
+    result = run_process("--config", str(config), "run", "--json", cwd=elsewhere)   # as cron or systemd would
+    assert result.code == 1, result.err                                            # one feed failed
+    feeds = {f["name"]: f for f in result.json()["feeds"]}
+    assert feeds["news"]["status"] == "ok" and feeds["news"]["documents"] == 1
+    assert feeds["gone"]["error"] == f"fetch: gone: no such file: {conf / 'feeds' / 'missing.xml'}"
+    assert (conf / "state" / "fw.db").is_file() and not (elsewhere / "state").exists()
+    status = run_process("--config", str(config), "status", "--json", cwd=tmp_path).json()
+    assert {f["name"]: f["url"] for f in status["feeds"]}["news"] == str(conf / "feeds" / "news.xml")

@@ -79,11 +79,11 @@ def test_removal_only_after_the_grace_period_and_reappearance_is_silent() -> Non
     assert returned.kind is None and returned.item is not None and not returned.new_version
 
 
-def test_a_removed_document_that_returns_is_added_again() -> None:
+def test_a_removed_document_that_returns_continues_its_history() -> None:
     [b] = assign_keys([item(guid="b")])
     gone = known(2, b, removed=True)
     [d] = compare(match([b], [gone]), [gone], removal_grace=3)
-    assert d.kind is ChangeKind.ADDED and d.document_id == 2 and not d.new_version
+    assert d.kind is ChangeKind.ADDED and d.document_id == 2 and d.new_version   # same document, next version
 
 
 def test_returning_to_a_recent_version_is_a_revert() -> None:
