@@ -22,6 +22,7 @@ from monitor.commands import (
     cmd_completion,
     cmd_db,
     cmd_deliveries_retry,
+    cmd_demo,
     cmd_diff,
     cmd_export,
     cmd_history,
@@ -197,6 +198,12 @@ def build_parser() -> _Parser:
                                         "(by URL) to its feeds list, names made from their titles.")
     o.add_argument("file", metavar="FILE", help="an OPML file")
     o.add_argument("--dry-run", action="store_true", help="print the YAML that would be added; change nothing")
+
+    p = command("demo", cmd_demo, "see feedwatch work in seconds, offline, on real history",
+                "Replay four real states of the Kubernetes community feed (a Code of Conduct amendment, "
+                "mentoring programmes moved to 'Discontinued activities') into a throw-away directory, "
+                "then show history, diffs and the HTML report. Nothing is fetched from the network.")
+    p.add_argument("--dir", metavar="DIR", help="use this (new or empty) directory instead of a temporary one")
 
     p = command("init", cmd_init, "write a commented starter config where feedwatch finds it",
                 "Write a commented starter config with FEED-URL (default: the Kubernetes community feed) to "

@@ -288,3 +288,26 @@ def test_relative_feed_and_database_paths_are_relative_to_the_config_file(tmp_pa
     assert (conf / "state" / "fw.db").is_file() and not (elsewhere / "state").exists()
     status = run_process("--config", str(config), "status", "--json", cwd=tmp_path).json()
     assert {f["name"]: f["url"] for f in status["feeds"]}["news"] == str(conf / "feeds" / "news.xml")
+
+
+# ------------------------------------------------------------------------------------------ item 4: demo
+
+
+def test_demo_replays_real_history_offline_and_ends_with_the_report(tmp_path: Path) -> None:
+    where = tmp_path / "demo"
+    result = run_process("demo", "--dir", str(where), timeout=120)
+    assert result.code == 0, result.err
+    out = result.out
+    assert "k8s-community: first poll: 4 documents recorded (not notified)" in out
+    assert "changed \u201cCommunity: Code Of Conduct\u201d v2: Our Standards: 1 list item added" in out   # amendment
+    assert "{+Using CNCF projects or community spaces for political campaigning" in out                  # its diff
+    assert ("Moved \u201cSpecific topics and activities\u201d, \u201cThe 1:1 Hour\u201d from Current mentoring "
+            "activities to Discontinued activities") in out
+    assert "k8s-community: document 3: Community: Code Of Conduct" in out                                 # history
+    report = where / "report.html"
+    assert out.rstrip().splitlines()[-2] == f"The HTML report of these changes is at {report}"
+    page = report.read_text(encoding="utf-8")
+    assert "<h1>Changes in k8s-community</h1>" in page and "Discontinued activities" in page
+    assert "http" not in (where / "feedwatch.yaml").read_text()        # a local file: nothing from the network
+    again = run_process("demo", "--dir", str(where))
+    assert again.code == 2 and "is not an empty directory" in again.err
