@@ -180,6 +180,8 @@ class FeedSettings:
         spec: list[object] = [NORMALIZER_VERSION, self.links, *(p.pattern for p in self.ignore)]
         if self.fetches_pages:     # appended only for page sources: plain feeds keep their hash
             spec += [self.kind, self.follow, self.select, self.exclude]
+        if self.kind == "sitemap":   # which pages are documents: a change re-baselines, it is not news
+            spec += [[p.pattern for p in self.include], [p.pattern for p in self.exclude_urls], self.max_documents]
         return hashlib.sha256(repr(spec).encode()).digest()
 
 

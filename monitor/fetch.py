@@ -109,8 +109,12 @@ class Fetcher:
             headers["If-Modified-Since"] = validators.last_modified
         host = host_of(url)
         try:
+            _ = urlsplit(url).port         # ValueError for a malformed host or a port out of range
             request = self._client.build_request("GET", url, headers=headers,
                                                  timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        except (httpx.InvalidURL, ValueError) as exc:   # URLs from sitemaps and feeds are untrusted
+            raise FetchError(name, f"invalid URL: {exc}") from None
+        try:
             response = await self._client.send(request, stream=True)
         except httpx.TooManyRedirects:
             raise FetchError(name, f"too many redirects (more than {MAX_REDIRECTS}) from {host}") from None

@@ -23,7 +23,7 @@ _TYPES = ("application/feed+json", "application/json")
 def looks_like(fetched: FetchResult) -> bool:
     """A JSON Feed by its media type, or a JSON body that names the JSON Feed version."""
     media = (fetched.content_type or "").split(";", 1)[0].strip().lower()
-    head = fetched.body[:512].lstrip()
+    head = fetched.body[:512].removeprefix(b"\xef\xbb\xbf").lstrip()
     if media == "application/feed+json":
         return True
     return head.startswith(b"{") and (media in _TYPES or b"jsonfeed.org/version" in head)
@@ -31,9 +31,11 @@ def looks_like(fetched: FetchResult) -> bool:
 
 def parse(name: str, fetched: FetchResult) -> ParsedFeed:
     try:
-        data = msgspec.json.decode(fetched.body)
+        data = msgspec.json.decode(fetched.body.removeprefix(b"\xef\xbb\xbf"))   # a UTF-8 BOM is common
     except msgspec.DecodeError as exc:
         raise ParseError(name, f"malformed JSON Feed: {exc}") from None
+    except RecursionError:
+        raise ParseError(name, "malformed JSON Feed: nested too deeply") from None
     if not isinstance(data, dict) or not str(data.get("version", "")).startswith(VERSION_PREFIX):
         raise ParseError(name, f"not a JSON Feed (no \"version\": \"{VERSION_PREFIX}.x\")")
     items = data.get("items")

@@ -330,6 +330,7 @@ class PollRecord:
     error_alerted: bool = False     # the feed's error-alert state after this poll
     pages: tuple[PageState, ...] = ()   # page states to store (fetched, changed or failed this poll)
     page_errors: tuple[str, ...] = ()   # one line per page that failed (its document kept as it was)
+    page_urls: frozenset[str] | None = None   # every page the source lists now (others' states are dropped)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import json
 import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from monitor import sitemap
 from monitor.config import FeedSettings
@@ -34,8 +34,8 @@ from monitor.errors import FeedError, ParseError
 from monitor.fetch import Fetcher
 from monitor.models import FetchResult, Item, PageState, ParsedItem, Validators
 from monitor.normalize import normalize_item, state_hash, title_text
-from monitor.select import Page, parse_html, select
-from monitor.urls import host_of, mask_credentials
+from monitor.select import Page, SelectorInvalid, is_utf16, parse_html, select
+from monitor.urls import host_of, is_local, mask_credentials
 
 MAX_SITEMAPS = 50           # child sitemaps read from one sitemap index
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -88,35 +88,48 @@ def page_item(feed: FeedSettings, fetched: FetchResult) -> ParsedItem:
 
 
 def follow_entries(items: Sequence[ParsedItem], base: str) -> SourceEntries:
-    """`follow: true`: each item's page is its link, resolved against the feed's URL (items without an
-    http(s) link keep their own content)."""
+    """`follow: true`: each item's page is its link, resolved against the feed's URL (items without a
+    link feedwatch may follow keep their own content)."""
     entries = []
     for item in items:
-        link = urljoin(base, item.link) if item.link else None
-        entries.append(Entry(replace(item, link=link), link) if followable(link) else Entry(item))
+        link = page_url(item.link, base)
+        entries.append(Entry(replace(item, link=link), link) if link else Entry(item))
     return SourceEntries(entries)
 
 
-async def sitemap_entries(feed: FeedSettings, fetched: FetchResult, fetcher: Fetcher) -> tuple[SourceEntries, bytes]:
+async def sitemap_entries(feed: FeedSettings, fetched: FetchResult, fetcher: Fetcher, *,
+                          known: frozenset[str] = frozenset()) -> tuple[SourceEntries, bytes]:
     """`kind: sitemap`: the pages the sitemap lists, and the hash of every sitemap body read (an index's
-    child sitemaps included), which says whether anything in the sitemap moved."""
-    parsed = sitemap.parse(feed.name, fetched.body, max_bytes=feed.max_bytes)
-    digest = hashlib.sha256(fetched.body)
-    pages = list(parsed.pages)
-    warnings = []
-    if parsed.children:
-        if len(parsed.children) > MAX_SITEMAPS:
-            warnings.append(f"the sitemap index lists {len(parsed.children)} sitemaps; the first "
-                            f"{MAX_SITEMAPS} are read")
-        for child in parsed.children[:MAX_SITEMAPS]:
-            body = await _fetch_child(feed, fetcher, child)
-            digest.update(body)
-            pages.extend(sitemap.parse(feed.name, body, max_bytes=feed.max_bytes).pages)
+    sitemaps included, nested indexes too), which says whether anything in the sitemap moved.
+
+    When `max_documents` cuts the list, the pages already watched (`known`) keep their places, so a
+    reordered sitemap never turns the cap's choice into removals."""
+    digest = hashlib.sha256()
+    warnings: list[str] = []
+    pages: list[sitemap.SitemapEntry] = []
+    queue, seen = [(fetched.url, fetched.body)], {fetched.url}
+    while queue:
+        url, body = queue.pop(0)
+        digest.update(body)
+        parsed = sitemap.parse(feed.name, body, max_bytes=feed.max_bytes)
+        pages.extend(sitemap.SitemapEntry(u, p.lastmod) for p in parsed.pages if (u := page_url(p.url, url, feed.url)))
+        for child in parsed.children:
+            child_url = page_url(child, url, feed.url)
+            if child_url is None or child_url in seen:
+                continue
+            if len(seen) > MAX_SITEMAPS:
+                warnings.append(f"the sitemap index lists more than {MAX_SITEMAPS} sitemaps; the first "
+                                f"{MAX_SITEMAPS} are read")
+                break
+            seen.add(child_url)
+            queue.append((child_url, await _fetch_child(feed, fetcher, child_url)))
     wanted = [p for p in _unique(pages) if _wanted(feed, p.url)]
     if len(wanted) > feed.max_documents:
         warnings.append(f"the sitemap lists {len(wanted)} pages; max_documents is {feed.max_documents}, "
-                        f"so the first {feed.max_documents} are watched")
-        wanted = wanted[:feed.max_documents]
+                        f"so {feed.max_documents} are watched (those watched already first, then in sitemap order)")
+        ranked = sorted(wanted, key=lambda p: p.url not in known)      # stable: known pages first
+        keep = {p.url for p in ranked[:feed.max_documents]}
+        wanted = [p for p in wanted if p.url in keep]
     entries = [Entry(ParsedItem(guid=None, link=p.url, title="", content="", raw=b""), p.url, p.lastmod,
                      title_from_page=True) for p in wanted]
     return SourceEntries(entries, warnings), digest.digest()
@@ -128,9 +141,8 @@ def stored_entries(feed: FeedSettings, documents: Sequence[tuple[str | None, str
     listed last time, so their pages are still checked. `documents` are (guid, link, title)."""
     entries = []
     for guid, link, title in documents:
-        if not followable(link):
+        if not link or page_url(link, feed.url) != link:
             continue
-        assert link is not None
         state = states.get(link)
         entries.append(Entry(ParsedItem(guid=guid, link=link, title=title, content="", raw=b""), link,
                              state.lastmod if state else None, title_from_page=feed.kind == "sitemap"))
@@ -138,7 +150,11 @@ def stored_entries(feed: FeedSettings, documents: Sequence[tuple[str | None, str
 
 
 async def _fetch_child(feed: FeedSettings, fetcher: Fetcher, url: str) -> bytes:
-    fetched = await fetcher.fetch(feed.name, url, None, timeout=feed.timeout, max_bytes=feed.max_bytes)
+    try:
+        fetched = await fetcher.fetch(feed.name, url, None, timeout=feed.timeout, max_bytes=feed.max_bytes)
+    except FeedError as err:
+        raise type(err)(feed.name, f"sitemap {mask_credentials(url)}: {err.detail}", retry_after=err.retry_after,
+                        http_status=err.http_status) from None
     return fetched.body
 
 
@@ -153,15 +169,33 @@ def _unique(pages: Sequence[sitemap.SitemapEntry]) -> list[sitemap.SitemapEntry]
 
 
 def _wanted(feed: FeedSettings, url: str) -> bool:
-    if not followable(url):
-        return False
     if feed.include and not any(p.search(url) for p in feed.include):
         return False
     return not any(p.search(url) for p in feed.exclude_urls)
 
 
-def followable(url: str | None) -> bool:
-    return bool(url) and str(url).lower().startswith(("http://", "https://", "file:"))
+def page_url(url: str | None, base: str, source: str | None = None) -> str | None:
+    """The page a link or sitemap <loc> points at, or None when feedwatch must not follow it.
+
+    Relative URLs are resolved against `base`; the fragment is dropped (it names a place in the same
+    page); scheme and host are lower-cased. Only http(s) pages are followed: a remote feed or sitemap can
+    never make feedwatch read a local file. ``file:`` pages are followed only from a source that is a
+    local file itself (`source`, default `base`)."""
+    if not url or not url.strip():
+        return None
+    try:
+        parts = urlsplit(urljoin(base, url.strip()))
+    except ValueError:
+        return url.strip() if url.strip().lower().startswith(("http://", "https://")) else None  # fetch says why
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if not is_local(source or base):
+            return None
+    elif scheme not in ("http", "https") or not parts.netloc:
+        return None
+    user, at, host = parts.netloc.rpartition("@")
+    return urlunsplit((scheme, user + at + host.lower(), parts.path or ("/" if scheme != "file" else ""),
+                       parts.query, ""))
 
 
 # ---------------------------------------------------------------------------------------------- pages
@@ -214,9 +248,9 @@ async def read_page_entry(feed: FeedSettings, entry: Entry, state: PageState | N
     try:
         fetched = await fetcher.fetch(feed.name, url, known.validators if known else None,
                                       timeout=feed.timeout, max_bytes=feed.max_bytes)
-        if fetched.not_modified and known is not None:
+        if fetched.not_modified and known is not None:     # a page that worked again is written: no stale error
             return _unchanged(entry, replace(known, validators=_keep(fetched.validators, known.validators)),
-                              dirty=known.lastmod != entry.lastmod)
+                              dirty=known.lastmod != entry.lastmod or known.error is not None)
         body_hash = hashlib.sha256(fetched.body).digest()
         if known is not None and body_hash == known.body_hash:
             return _unchanged(entry, replace(known, validators=fetched.validators), dirty=True)
@@ -259,17 +293,23 @@ def read_page(feed: FeedSettings, fetched: FetchResult) -> Page:
     media = _media_type(fetched)
     if media == "text/plain":
         text = fetched.body.decode("utf-8", "replace")
-        return Page(_first_line(text), "<pre>" + _escape(text) + "</pre>")
+        return Page(_first_line(text), "<pre>" + _escape(text) + "</pre>", text=text.strip())
     if media not in HTML_TYPES and media is not None:
         raise ParseError(feed.name, f"not an HTML page (content-type {media})")
-    if b"\x00" in fetched.body[:4096]:
+    if b"\x00" in fetched.body[:4096] and not is_utf16(fetched.body, fetched.content_type):
         raise ParseError(feed.name, "not an HTML page (binary content)")
     root = parse_html(fetched.body, fetched.content_type)
     if root is None:
         raise ParseError(feed.name, "not an HTML page (nothing could be parsed)")
-    page = select(root, select=feed.select, exclude=feed.exclude)
+    try:
+        page = select(root, select=feed.select, exclude=feed.exclude)
+    except SelectorInvalid as exc:
+        raise ParseError(feed.name, str(exc)) from None
     if not page.matched:
         raise ParseError(feed.name, f"select matched nothing on the page ({', '.join(feed.select)})")
+    if not page.text:
+        raise ParseError(feed.name, "nothing is left of the page after select/exclude (its document would be "
+                         "empty)")
     return page
 
 

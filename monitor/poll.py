@@ -33,12 +33,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor import compare, identity, jsonfeed, parse
 from monitor.config import FeedSettings, Settings
 from monitor.diff import Version, diff_versions
-from monitor.errors import FeedError, StorageDataError, StorageError
+from monitor.errors import FeedError, FetchError, StorageDataError, StorageError
 from monitor.fetch import MAX_RETRY_AFTER, Fetcher
 from monitor.models import (
     Alert,
@@ -49,6 +49,8 @@ from monitor.models import (
     FeedState,
     FetchResult,
     Item,
+    KnownDocument,
+    PageState,
     ParsedItem,
     PollRecord,
     PollStatus,
@@ -56,6 +58,9 @@ from monitor.models import (
 )
 from monitor.normalize import normalize_item
 from monitor.urls import host_of
+
+if TYPE_CHECKING:
+    from monitor.pages import SourceEntries
 from storage.db import owner_id
 from storage.store import LeaseLost, Store, utcnow
 
@@ -185,14 +190,13 @@ class Poller:
         return outcome
 
     async def _poll(self, state: FeedState, feed: FeedSettings, now: datetime) -> PollRecord:
+        if feed.follow or feed.kind == "sitemap":
+            return await self._poll_pages(state, feed, now)
         same_settings = state.settings_hash == feed.settings_hash
         fetched = await self.fetcher.fetch(feed.name, feed.url, state.validators if same_settings else None,
                                            timeout=feed.timeout, max_bytes=feed.max_bytes)
         body_hash = hashlib.sha256(fetched.body).digest() if not fetched.not_modified else state.body_hash
-        quiet = fetched.not_modified or (same_settings and body_hash == state.body_hash)
-        if feed.follow or feed.kind == "sitemap":
-            return await self._poll_pages(state, feed, now, fetched, body_hash, quiet=quiet)
-        if quiet:
+        if fetched.not_modified or (same_settings and body_hash == state.body_hash):
             status = PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED
             absent = self.store.known_documents(state.id, absent_only=True) if state.absent else []
             decisions = compare.absences(absent, removal_grace=feed.removal_grace)
@@ -203,46 +207,78 @@ class Poller:
         return self._success(state, feed, now, PollStatus.OK, fetched, body_hash, decisions,
                              documents=len(items))
 
-    async def _poll_pages(self, state: FeedState, feed: FeedSettings, now: datetime, fetched: FetchResult,
-                          body_hash: bytes | None, *, quiet: bool) -> PollRecord:
+    async def _poll_pages(self, state: FeedState, feed: FeedSettings, now: datetime) -> PollRecord:
         """A source whose documents are the pages it lists (follow, sitemap): the source's entries, then
         every page, each as cheaply as its server allows (monitor.pages), then compare as for items."""
         from monitor import pages
 
-        same_settings = state.settings_hash == feed.settings_hash
         states = self.store.page_states(state.id)
+        # A page that has never given a text is not a document yet: the source's own list is read again
+        # (no conditional request) until it has, so it is retried even while the source does not change.
+        # A sitemap is always read whole (an index's sitemaps may change while the index does not); its
+        # pages are what conditional requests save.
+        fresh = state.settings_hash == feed.settings_hash and feed.kind != "sitemap" and not any(
+            s.error and s.text_hash is None for s in states.values())
+        fetched = await self.fetcher.fetch(feed.name, feed.url, state.validators if fresh else None,
+                                           timeout=feed.timeout, max_bytes=feed.max_bytes)
+        body_hash = hashlib.sha256(fetched.body).digest() if not fetched.not_modified else state.body_hash
+        quiet = fetched.not_modified or (fresh and body_hash == state.body_hash)
         known = self.store.known_documents(state.id)
+        source, held, body_hash = await self._page_entries(feed, fetched, body_hash, known, states, quiet=quiet)
+        read = await pages.read_pages(feed, source.entries, states, self.fetcher,
+                                      use_validators=state.settings_hash == feed.settings_hash)
+        for host, (seconds, reason) in read.backoff.items():
+            self.store.back_off_host(host, now + timedelta(seconds=min(seconds, MAX_RETRY_AFTER)), reason)
+        docs = pages.documents(feed, read.reads, base=fetched.url)
+        wanted = [e for e in source.entries if e.page]
+        if wanted and len(docs.errors) == len(wanted):
+            raise FetchError(feed.name, f"every page failed ({len(wanted)}); the first: {docs.errors[0]}")
+        items = identity.assign_keys(docs.items)
+        keep = [d for d in known if d.id not in held and d.link not in docs.held_links]
+        decisions = compare.compare(identity.match(items, known), keep, removal_grace=feed.removal_grace)
+        decisions = self._load_unchanged_texts(feed, decisions, docs.unloaded)
+        unchanged = quiet or (feed.kind == "sitemap" and body_hash == state.body_hash)
+        status = PollStatus.OK if docs.states or decisions or not unchanged else (
+            PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED)
+        record = self._success(state, feed, now, status, fetched, body_hash, decisions, documents=len(items))
+        return dataclasses.replace(record, pages=docs.states, page_errors=docs.errors,
+                                   page_urls=None if quiet else frozenset(e.page for e in wanted if e.page))
+
+    async def _page_entries(self, feed: FeedSettings, fetched: FetchResult, body_hash: bytes | None,
+                            known: Sequence[KnownDocument], states: dict[str, PageState], *,
+                            quiet: bool) -> tuple[SourceEntries, set[int], bytes | None]:
+        """The source's entries (and the ids of documents held as they are, and the body hash): from its
+        body, or, when the source did not change, from its present documents."""
+        from monitor import pages
+
         present = [d for d in known if not d.removed and not d.absent_polls]
-        held = set()
         if quiet:       # the source did not change: its pages still may have
-            source = pages.stored_entries(feed, [(d.guid, d.link, d.title) for d in present], states)
-            held = {d.id for d in present if not pages.followable(d.link)}
-        elif feed.kind == "sitemap":
-            source, body_hash = await pages.sitemap_entries(feed, fetched, self.fetcher)
+            held = {d.id for d in present if not d.link or pages.page_url(d.link, feed.url) != d.link}
+            return pages.stored_entries(feed, [(d.guid, d.link, d.title) for d in present], states), held, body_hash
+        if feed.kind == "sitemap":
+            source, body_hash = await pages.sitemap_entries(feed, fetched, self.fetcher,
+                                                            known=frozenset(d.link for d in present if d.link))
         else:
             source = pages.follow_entries(parsed_items(feed, fetched), fetched.url)
         for warning in source.warnings:
             log.warning("feed=%s warning=%s", feed.name, json.dumps(warning))
-        read = await pages.read_pages(feed, source.entries, states, self.fetcher, use_validators=same_settings)
-        for host, (seconds, reason) in read.backoff.items():
-            self.store.back_off_host(host, now + timedelta(seconds=min(seconds, MAX_RETRY_AFTER)), reason)
-        docs = pages.documents(feed, read.reads, base=fetched.url)
-        items = identity.assign_keys(docs.items)
-        keep = [d for d in known if d.id not in held and d.link not in docs.held_links]
-        decisions = compare.compare(identity.match(items, known), keep, removal_grace=feed.removal_grace)
+        return source, set(), body_hash
+
+    def _load_unchanged_texts(self, feed: FeedSettings, decisions: list[Decision],
+                              unloaded: frozenset[bytes]) -> list[Decision]:
+        """Fill in the stored text of unchanged pages whose documents get a new version anyway (a new
+        title, a return): the only texts a page source's poll ever loads."""
+        from monitor import pages
+
         need = [d.item.text_hash for d in decisions if d.item is not None and d.new_version
-                and d.item.text_hash in docs.unloaded]
-        if need:     # an unchanged page whose document gets a new version anyway (a new title, a return)
-            texts = self.store.texts(need)
-            if len(texts) < len(set(need)):
-                raise FeedError(feed.name, "a stored page text went missing during the poll (pruned?); the "
-                                "next poll fetches those pages again")
-            decisions = [dataclasses.replace(d, item=pages.with_text(d.item, texts)) if d.item else d
-                         for d in decisions]
-        status = PollStatus.OK if docs.states or not quiet else (
-            PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED)
-        record = self._success(state, feed, now, status, fetched, body_hash, decisions, documents=len(items))
-        return dataclasses.replace(record, pages=docs.states, page_errors=docs.errors)
+                and d.item.text_hash in unloaded]
+        if not need:
+            return decisions
+        texts = self.store.texts(need)
+        if len(texts) < len(set(need)):
+            raise FeedError(feed.name, "a stored page text went missing during the poll (pruned?); the next "
+                            "poll fetches those pages again")
+        return [dataclasses.replace(d, item=pages.with_text(d.item, texts)) if d.item else d for d in decisions]
 
     async def _process(self, feed: FeedSettings, fetched: FetchResult) -> list[Item]:
         if self.process is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from monitor import identity, pages
 from monitor.config import FeedSettings
-from monitor.errors import UsageError
+from monitor.errors import FeedError, UsageError
 from monitor.fetch import Fetcher
 from monitor.models import Item
 from monitor.poll import parsed_items, process_body
@@ -36,15 +36,22 @@ def source(url: str, *, kind: str = "feed", follow: bool = False, select: Sequen
                 compile_selector(selector)
             except SelectorInvalid as exc:
                 raise UsageError(f"{option}: {exc}") from None
+    if not url.strip():
+        raise UsageError("preview: give the URL of a feed, a page or a sitemap")
     if follow and kind != "feed":
         raise UsageError("--follow applies to feeds (--kind feed) only")
+    if (select or exclude) and kind == "feed" and not follow:
+        raise UsageError("--select/--exclude pick part of a web page: add --follow, or use --kind page/sitemap")
     return FeedSettings(name="preview", url=url, kind=kind, follow=follow, select=tuple(select),
                         exclude=tuple(exclude), timeout=timeout, max_bytes=max_bytes)
 
 
 def preview(feed: FeedSettings) -> Preview:
-    """Fetch and normalise `feed` as a poll would; raises FeedError when the source itself fails."""
-    return asyncio.run(_preview(feed))
+    """Fetch and normalise `feed` as a poll would; a source that fails as a whole is one error."""
+    try:
+        return asyncio.run(_preview(feed))
+    except FeedError as err:
+        return Preview([], (str(err),))
 
 
 async def _preview(feed: FeedSettings) -> Preview:

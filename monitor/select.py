@@ -22,6 +22,7 @@ item's HTML, so heading paths, moves and the noise rules are the same for pages 
 
 from __future__ import annotations
 
+import codecs
 import functools
 import itertools
 import re
@@ -37,22 +38,30 @@ from monitor.normalize import collapse
 Matcher = Callable[[lxml.etree._Element], list[lxml.etree._Element]]
 
 # A page's own header is noise; an article's <header> holds its title and stays.
-NOISE = ("//nav", "//header[not(ancestor::article)]", "//footer", "//aside", "//form", "//script", "//style",
-         "//template", "//noscript")
-_HIDDEN = ("[hidden]", "[aria-hidden=true]")
+NOISE = ("//nav", "//header[not(ancestor::article) and not(ancestor::main)]", "//footer",
+         "//aside[not(contains(concat(' ', normalize-space(@class), ' '), ' footnote '))"
+         " and not(contains(concat(' ', normalize-space(@class), ' '), ' sidebar '))]",
+         "//*[@role='navigation']", "//form", "//script", "//style", "//template", "//noscript")
+_HIDDEN = ("[hidden]:not([role=tabpanel])", "[aria-hidden=true]")   # an inactive tab's text is content
 _DISPLAY_NONE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _MAIN = ("main", "[role=main]")
 # Words in a class or id that mark page chrome rather than the document (measured on tests/fixtures/pages:
 # Docsy's feedback widget and "Last modified" line, WordPress comments, share buttons and related posts).
+# Only block containers and headings are judged (an inline <a class="toc-backref"> or <span class="token
+# comment"> is content; of links only skip links); a <section> is named after its heading and never judged.
+CHROME_TAGS = ("div", "p", "ul", "ol", "dl", "table", "details", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "a")
 CHROME_WORDS = frozenset({"breadcrumb", "breadcrumbs", "feedback", "comment", "comments", "share", "sharing",
-                          "sharedaddy", "relatedposts", "related", "sidebar", "toc", "lastmod", "cookie",
+                          "sharedaddy", "relatedposts", "related", "toc", "lastmod", "cookie",
                           "cookies", "consent", "advert", "advertisement", "ads", "promo", "newsletter",
-                          "pagination", "skip"})
+                          "pagination", "skip", "noprint", "editsection", "printfooter", "catlinks"})
 CHROME_PAIRS = frozenset({("page", "meta"), ("last", "modified"), ("last", "updated"), ("edit", "page"),
-                          ("edit", "this"), ("post", "navigation"), ("author", "bio")})
+                          ("edit", "this"), ("post", "navigation"), ("author", "bio"), ("print", "none")})
 PERMALINK_GLYPHS = frozenset({"", "¶", "#", "§", "🔗"})   # heading anchors (MkDocs, Sphinx, GitHub)
+_PROBE = lxml.etree.fromstring("<html><body><p>x</p></body></html>")
 _WORDS = re.compile(r"[\s_-]+")
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
+_XML_ENCODING = re.compile(rb"\s*<\?xml[^>]{0,100}?encoding\s*=\s*[\"']([\w.:-]+)", re.I)
+_SUBSET_END = re.compile(rb"\]\s*>")
 
 
 class SelectorInvalid(ValueError):
@@ -66,6 +75,7 @@ class Page:
     title: str
     html: str
     matched: bool = True            # False: `select` matched nothing on the page
+    text: str = ""                  # the selected part's visible text, collapsed (empty: nothing is left)
 
 
 @functools.lru_cache(maxsize=256)
@@ -75,9 +85,12 @@ def compile_selector(selector: str) -> Matcher:
         expr = selector[len("xpath:"):].strip()
         try:
             xpath = lxml.etree.XPath(expr)
-        except lxml.etree.XPathSyntaxError as exc:
+            probe = xpath(_PROBE)    # undefined prefixes, variables and functions fail only when evaluated
+        except (lxml.etree.XPathSyntaxError, lxml.etree.XPathEvalError) as exc:
             raise SelectorInvalid(f"invalid XPath {expr!r}: {exc}") from None
-        return lambda root: [e for e in _as_list(xpath(root)) if isinstance(e, lxml.etree._Element)]
+        if not isinstance(probe, list):
+            raise SelectorInvalid(f"XPath {expr!r} must select elements, not a string, number or boolean")
+        return lambda root: _elements(expr, xpath, root)
     try:
         css = lxml.etree.XPath(GenericTranslator().css_to_xpath(selector))
     except (SelectorError, lxml.etree.XPathSyntaxError) as exc:
@@ -89,21 +102,68 @@ def _as_list(result: object) -> list[object]:
     return list(result) if isinstance(result, list) else []
 
 
-def parse_html(body: bytes, content_type: str | None) -> lxml.etree._Element | None:
-    """A page's bytes -> its element tree (charset from the header, else the page's own meta tag)."""
-    charset = None
-    if content_type and (m := _CHARSET.search(content_type)):
-        charset = m.group(1)
-    elif _is_utf8(body):
-        charset = "utf-8"     # no charset in the header: most pages are UTF-8 (lxml alone would guess Latin-1)
-    parser = lxml.html.HTMLParser(encoding=_known_codec(charset), remove_comments=True, remove_pis=True,
-                                  no_network=True, recover=True,
-                                  huge_tree=True)   # nesting deeper than 256 must not cut the page
+def _elements(expr: str, xpath: lxml.etree.XPath, root: lxml.etree._Element) -> list[lxml.etree._Element]:
     try:
-        root = lxml.html.document_fromstring(body, parser=parser)
+        found = _as_list(xpath(root))
+    except lxml.etree.XPathEvalError as exc:
+        raise SelectorInvalid(f"XPath {expr!r} failed on the page: {exc}") from None
+    if any(not isinstance(e, lxml.etree._Element) for e in found):
+        raise SelectorInvalid(f"XPath {expr!r} must select elements, not text or attributes")
+    return [e for e in found if isinstance(e, lxml.etree._Element)]
+
+
+def parse_html(body: bytes, content_type: str | None) -> lxml.etree._Element | None:
+    """A page's bytes -> its element tree. The charset comes from a byte-order mark, else the header, else
+    an XML declaration, else UTF-8 when the bytes are UTF-8, else the page's own meta tag (lxml). An
+    internal DTD subset (XHTML) is cut before parsing: its entities are never expanded, nor shown."""
+    body, charset = _decoded(body, content_type)
+    parser = lxml.html.HTMLParser(encoding=charset, remove_comments=True, remove_pis=True, no_network=True,
+                                  recover=True, huge_tree=True)   # nesting deeper than 256 must not cut the page
+    try:
+        root = lxml.html.document_fromstring(_without_internal_subset(body), parser=parser)
     except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
         return None
     return root
+
+
+def is_utf16(body: bytes, content_type: str | None) -> bool:
+    """UTF-16 text (which is full of NUL bytes, and not binary)."""
+    return body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+        _header_charset(content_type) or "").startswith("utf-16")
+
+
+def _decoded(body: bytes, content_type: str | None) -> tuple[bytes, str | None]:
+    """(bytes, charset) for lxml: UTF-16 is re-encoded as UTF-8, a UTF-8 BOM is dropped."""
+    if body.startswith(codecs.BOM_UTF8):
+        return body[3:], "utf-8"
+    if is_utf16(body, content_type):
+        bom = body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        codec = "utf-16" if bom else (_header_charset(content_type) or "utf-16")
+        return body.decode(codec, "replace").encode(), "utf-8"
+    charset = _header_charset(content_type)
+    if charset is None and (m := _XML_ENCODING.match(body[:200])):
+        charset = _known_codec(m.group(1).decode("ascii", "replace"))
+    if charset is None and _is_utf8(body):
+        charset = "utf-8"     # most pages are UTF-8 (lxml alone would guess Latin-1)
+    return body, charset
+
+
+def _header_charset(content_type: str | None) -> str | None:
+    m = _CHARSET.search(content_type or "")
+    return _known_codec(m.group(1)) if m else None
+
+
+def _without_internal_subset(body: bytes) -> bytes:
+    """``<!DOCTYPE html [ ... ]>`` -> ``<!DOCTYPE html >``, in one linear pass over the prolog."""
+    head = body[:4096]
+    start = head.upper().find(b"<!DOCTYPE")
+    if start < 0:
+        return body
+    bracket, close = body.find(b"[", start), body.find(b">", start)
+    if bracket < 0 or (0 <= close < bracket):
+        return body
+    end = _SUBSET_END.search(body, bracket)
+    return body if end is None else body[:bracket] + body[end.end() - 1:]
 
 
 def _is_utf8(body: bytes) -> bool:
@@ -117,8 +177,6 @@ def _is_utf8(body: bytes) -> bool:
 def _known_codec(name: str | None) -> str | None:
     if not name:
         return None
-    import codecs
-
     try:
         return codecs.lookup(name).name
     except LookupError:
@@ -143,17 +201,21 @@ def select(root: lxml.etree._Element, *, select: Sequence[str] = (), exclude: Se
         _drop(compile_selector(selector)(root))
     if select:
         matches = _outermost([e for s in select for e in compile_selector(s)(root)])
-        html = "".join(_fragment(e) for e in matches)
-        return Page(title, html, matched=bool(matches))
+        return Page(title, "".join(_fragment(e) for e in matches), matched=bool(matches), text=_text(matches))
     for path in NOISE:
         _drop(root.xpath(path))
     for selector in _HIDDEN:
         _drop(compile_selector(selector)(root))
     _drop([e for e in root.iter() if isinstance(e.tag, str) and _DISPLAY_NONE.search(e.get("style") or "")])
-    _drop([e for e in root.iter() if isinstance(e.tag, str) and e.tag not in ("html", "body") and _is_chrome(e)])
+    _drop([e for e in root.iter(*CHROME_TAGS) if _is_chrome(e)])
     _drop([a for a in root.iter("a") if (a.get("href") or "").startswith("#")
            and collapse("".join(str(t) for t in a.itertext())) in PERMALINK_GLYPHS])
-    return Page(title, "".join(_fragment(e) for e in _main(root)))
+    main = _main(root)
+    return Page(title, "".join(_fragment(e) for e in main), text=_text(main))
+
+
+def _text(elements: list[lxml.etree._Element]) -> str:
+    return collapse(" ".join(str(t) for e in elements for t in e.itertext()))
 
 
 def _main(root: lxml.etree._Element) -> list[lxml.etree._Element]:
@@ -168,10 +230,16 @@ def _main(root: lxml.etree._Element) -> list[lxml.etree._Element]:
 
 
 def _is_chrome(el: lxml.etree._Element) -> bool:
-    """Page chrome by its class or id: breadcrumbs, feedback widgets, "last modified" lines, comments,
-    share buttons, related posts, tables of contents, cookie notices (see CHROME_WORDS)."""
-    names = f"{el.get('class') or ''} {el.get('id') or ''}".lower()
-    if not names.strip():
+    """Page chrome by its class: breadcrumbs, feedback widgets, "last modified" lines, comments, share
+    buttons, related posts, tables of contents, cookie notices (see CHROME_WORDS). Ids are not read (they
+    are often made from a heading's text), nor is anything inside code."""
+    names = (el.get("class") or "").lower()
+    whole_id = _WORDS.sub("", (el.get("id") or "").lower())
+    if el.tag == "a":       # links are content, but for the "Skip to content" links of accessible pages
+        return "skip" in _WORDS.split(names)
+    if whole_id in CHROME_WORDS:     # an id that is nothing but a chrome word (id="comments")
+        return True
+    if not names.strip() or any(a.tag in ("pre", "code") for a in el.iterancestors()):
         return False
     words = _WORDS.split(names)
     if CHROME_WORDS.intersection(words):

@@ -58,8 +58,8 @@ def mask_credentials(url: str) -> str:
         return url
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
+    except ValueError:      # malformed (e.g. "http://[::1"): still named, without what could be credentials
+        return _SECRET_QUERY.sub(r"\1****", re.sub(r"//[^/?#]*@", "//****@", url))
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "****@" + netloc.rsplit("@", 1)[1]

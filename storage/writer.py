@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor import codec
@@ -73,9 +73,14 @@ class PollWriter:
         return changes
 
     def pages(self) -> None:
-        """Upsert the page states of this poll (validators, hashes, errors) with its documents."""
-        if not self.rec.pages:
-            return
+        """Upsert the page states of this poll (validators, hashes, errors) with its documents, and drop
+        the states of pages the source no longer lists (their errors would otherwise stay in `status`)."""
+        if self.rec.page_urls is not None:
+            stale = [r.url for r in self.conn.execute(select(Page.c.url).where(Page.c.feed_id == self.rec.feed_id))
+                     if r.url not in self.rec.page_urls]
+            for i in range(0, len(stale), _CHUNK):
+                self.conn.execute(delete(Page).where(Page.c.feed_id == self.rec.feed_id,
+                                                     Page.c.url.in_(stale[i:i + _CHUNK])))
         for p in self.rec.pages:
             values = {"etag": p.validators.etag, "last_modified": p.validators.last_modified,
                       "lastmod": p.lastmod, "body_hash": p.body_hash, "text_hash": p.text_hash,

@@ -520,12 +520,14 @@ def test_a_page_asking_to_wait_stops_requests_to_its_host(server: FeedServer, tm
     for p in paths:
         server.set(p, b"slow down", status=429, headers={"Retry-After": "120"}, content_type="text/plain")
     mark = len(server.hits)
-    result = poll(fw, cfg)
-    assert result["changes"] == []
+    run = fw(cfg, "run", "--force", "--json")
+    result = run.json()
+    assert run.code == 1 and result["changes"] == []
     asked = [h for h in server.hits[mark:] if h.path.startswith("/p/")]
     assert 0 < len(asked) < 12, "after the first 429s nothing more is asked of the host"
-    errors = result["feeds"][0]["page_errors"]
-    assert len(errors) == 12 and sum("asked to wait (retry after 120 s)" in e for e in errors) >= 12 - len(asked)
+    error = result["feeds"][0]["error"]       # every page failed: the source failed, its documents stay
+    assert result["feeds"][0]["status"] == "error" and "every page failed (12)" in error, error
+    assert "retry after 120 s" in error
     assert all("This is page number" in fw(cfg, "show", server.url(p)).out for p in paths[:3])
 
 
@@ -596,3 +598,188 @@ def test_a_huge_sitemap_is_capped(server: FeedServer, tmp_path: Path, fw: Callab
     assert [c["document"] for c in result.json()["changes"]] == [server.url("/p")]
     assert "the sitemap lists 100001 pages; max_documents is 1" in result.err
     assert server.count() == 2
+
+
+# ---------------------------------------------------------------------------------- found by an outside review
+
+
+def test_a_remote_source_can_never_make_feedwatch_read_a_local_file(server: FeedServer, tmp_path: Path,
+                                                                     fw: Callable[..., Any]) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    server.set("/ok", static_page(1), content_type="text/html")
+    server.set("/sitemap.xml", sitemap([server.url("/ok"), secret.as_uri()]), content_type="application/xml")
+    server.set("/feed.xml", rss([("g1", "One", secret.as_uri()), ("g2", "Two", "file://localhost" + str(secret))]))
+    cfg = config(tmp_path, f"  - name: site\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n"
+                           f"  - name: blog\n    url: {server.url('/feed.xml')}\n    follow: true\n")
+    result = fw(cfg, "run", "--force", "--json")
+    assert result.code == 0, result.err
+    everything = result.out + result.err + "".join(fw(cfg, "show", c["document"]).out
+                                                   for c in result.json()["changes"])
+    assert "TOP SECRET" not in everything
+    preview = fw(cfg, "preview", server.url("/sitemap.xml"), "--kind", "sitemap")
+    assert "TOP SECRET" not in preview.out + preview.err
+    # a local source may follow local pages: the user chose the file
+    local = tmp_path / "local.xml"
+    local.write_text(sitemap([(tmp_path / "page.html").as_uri()]))
+    (tmp_path / "page.html").write_text(static_page(5))
+    shown = fw(cfg, "preview", str(local), "--kind", "sitemap")
+    assert "This is page number 5" in shown.out
+
+
+@pytest.mark.parametrize("loc", ["http://127.0.0.1:99999/x", "http://[::1"])
+def test_a_malformed_page_url_is_that_pages_error(server: FeedServer, tmp_path: Path, fw: Callable[..., Any],
+                                                  loc: str) -> None:
+    server.set("/ok", static_page(1), content_type="text/html")
+    server.set("/sitemap.xml", sitemap([server.url("/ok"), loc]), content_type="application/xml")
+    cfg = config(tmp_path, f"  - name: site\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n")
+    result = fw(cfg, "run", "--force", "--json")
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    [error] = result.json()["feeds"][0]["page_errors"]
+    assert "invalid URL" in error and loc in error
+    assert [c["document"] for c in result.json()["changes"]] == [server.url("/ok")]
+
+
+@pytest.mark.parametrize(("selector", "message"), [
+    ("xpath://h:main", "Undefined namespace prefix"), ("xpath:$var", "invalid XPath"),
+    ("xpath://p[foo()]", "invalid XPath"), ("xpath:count(//p)", "must select elements"),
+])
+def test_xpath_that_cannot_select_elements_is_refused_up_front(tmp_path: Path, fw: Callable[..., Any],
+                                                               selector: str, message: str) -> None:
+    cfg = config(tmp_path, f"  - name: a\n    kind: page\n    url: http://127.0.0.1:9/\n    select: ['{selector}']\n")
+    result = fw(cfg, "check")
+    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+
+
+def test_xpath_text_results_and_empty_documents_are_page_errors(server: FeedServer, tmp_path: Path,
+                                                                fw: Callable[..., Any]) -> None:
+    url = server.set("/p", "<main><div class='x'><p id='v'>text</p></div></main>", content_type="text/html")
+    attr = fw(config(tmp_path, ""), "preview", url, "--kind", "page", "--select", "xpath://p/@id")
+    assert attr.code == 1 and "must select elements, not text or attributes" in attr.err
+    empty = fw(config(tmp_path, ""), "preview", url, "--kind", "page", "--exclude", ".x", "--json")
+    assert empty.code == 1 and "nothing is left of the page" in empty.json()["errors"][0]
+    assert empty.json()["documents"] == []
+
+
+def test_json_feed_nested_too_deeply_or_with_a_bom(server: FeedServer, tmp_path: Path,
+                                                   fw: Callable[..., Any]) -> None:
+    deep = b'{"version":"https://jsonfeed.org/version/1","items":[' + b"[" * 100_000 + b"]" * 100_000 + b"]}"
+    url = server.set("/deep.json", deep, content_type="application/feed+json")
+    result = fw(config(tmp_path, f"  - name: j\n    url: {url}\n"), "run", "--force", "--json")
+    assert result.code == 1 and "nested too deeply" in result.json()["feeds"][0]["error"]
+    bom = b"\xef\xbb\xbf" + json_feed([{"id": 1, "content_text": "With a BOM."}]).encode()
+    url = server.set("/bom.json", bom, content_type="application/json")
+    result = fw(config(tmp_path, f"  - name: j\n    url: {url}\n"), "run", "--force", "--json")
+    assert [c["document"] for c in result.json()["changes"]] == ["1"]
+
+
+def test_changing_which_sitemap_pages_are_watched_is_a_silent_rebaseline(server: FeedServer, tmp_path: Path,
+                                                                         fw: Callable[..., Any]) -> None:
+    for n in range(5):
+        server.set(f"/p/{n}", static_page(n), content_type="text/html")
+    server.set("/sitemap.xml", sitemap([server.url(f"/p/{n}") for n in range(5)]), content_type="application/xml")
+    source = f"  - name: s\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n    include: ['/p/[0-1]']\n"
+    cfg = config(tmp_path, source)
+    assert len(poll(fw, cfg)["changes"]) == 2
+    cfg = config(tmp_path, source.replace("[0-1]", "[0-3]"))
+    widened = poll(fw, cfg)["changes"]
+    assert len(widened) == 2 and all(c.get("baseline") for c in widened), widened   # recorded, not news
+
+
+def test_a_reordered_sitemap_keeps_the_capped_choice(server: FeedServer, tmp_path: Path,
+                                                     fw: Callable[..., Any]) -> None:
+    urls = [server.url(f"/p/{n}") for n in range(6)]
+    for n in range(6):
+        server.set(f"/p/{n}", static_page(n), content_type="text/html")
+    server.set("/sitemap.xml", sitemap(urls), content_type="application/xml")
+    cfg = config(tmp_path, f"  - name: s\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n"
+                           "    max_documents: 4\n    removal_grace: 1\n")
+    assert len(poll(fw, cfg)["changes"]) == 4
+    server.set("/sitemap.xml", sitemap(urls[::-1]), content_type="application/xml")
+    assert poll(fw, cfg)["changes"] == []
+
+
+def test_a_page_that_never_worked_is_retried_while_the_sitemap_stays_the_same(
+        server: FeedServer, tmp_path: Path, fw: Callable[..., Any]) -> None:
+    server.set("/p/0", static_page(0), content_type="text/html")
+    server.set("/p/1", b"oops", status=500, content_type="text/plain")
+    server.set("/sitemap.xml", sitemap([server.url("/p/0"), server.url("/p/1")], {server.url("/p/1"): "2026-01-01"}),
+               content_type="application/xml")                   # with an ETag: the sitemap could answer 304
+    cfg = config(tmp_path, f"  - name: s\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n")
+    assert [c["document"] for c in poll(fw, cfg)["changes"]] == [server.url("/p/0")]
+    server.set("/p/1", static_page(1), content_type="text/html")
+    assert [c["document"] for c in poll(fw, cfg)["changes"]] == [server.url("/p/1")]
+    assert "page_errors" not in poll(fw, cfg)["feeds"][0]
+
+
+def test_page_errors_leave_status_once_the_page_works_or_leaves(server: FeedServer, tmp_path: Path,
+                                                               fw: Callable[..., Any]) -> None:
+    for n in range(3):
+        server.set(f"/p/{n}", static_page(n), content_type="text/html")
+    server.set("/sitemap.xml", sitemap([server.url(f"/p/{n}") for n in range(3)]), content_type="application/xml")
+    cfg = config(tmp_path, f"  - name: s\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n")
+    poll(fw, cfg)
+    server.set("/p/1", b"gone", status=404, content_type="text/plain")
+    server.set("/p/2", b"gone", status=404, content_type="text/plain")
+    poll(fw, cfg)
+    assert server.url("/p/1") in fw(cfg, "status").out and server.url("/p/2") in fw(cfg, "status").out
+    server.set("/p/1", static_page(1), content_type="text/html")          # the same page again: a 304
+    server.set("/sitemap.xml", sitemap([server.url(f"/p/{n}") for n in range(2)]), content_type="application/xml")
+    poll(fw, cfg)
+    status = fw(cfg, "status")
+    assert server.url("/p/1") not in status.out and server.url("/p/2") not in status.out, status.out
+    assert fw(cfg, "status", "--json").json()["feeds"][0]["page_errors"] == []
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    ("<html><body><main><p>Größe und Maß</p></main></body></html>".encode("utf-16"), "text/html"),
+    ("<html><body><main><p>Größe und Maß</p></main></body></html>".encode("utf-16-le"), "text/html; charset=utf-16le"),
+    ("<html><body><main><p>Größe und Maß</p></main></body></html>".encode(), "text/html; charset=no-such-charset"),
+    ("<?xml version='1.0' encoding='iso-8859-1'?><html xmlns='http://www.w3.org/1999/xhtml'><body><main>"
+     "<p>Größe und Maß</p></main></body></html>".encode("latin-1"), "application/xhtml+xml"),
+    ("<!DOCTYPE html [ <!ENTITY co 'Example Corp'> ]><html><body><main><p>Größe und Maß</p></main></body></html>"
+     .encode(), "application/xhtml+xml"),
+])
+def test_page_charsets_and_doctype_subsets(server: FeedServer, tmp_path: Path, fw: Callable[..., Any],
+                                           body: bytes, content_type: str) -> None:
+    url = server.set("/p", body, content_type=content_type)
+    result = fw(config(tmp_path, ""), "preview", url, "--kind", "page")
+    assert result.code == 0, result.err
+    assert result.out.rstrip().endswith("\nGröße und Maß"), result.out
+
+
+def test_url_spelling_is_not_a_change(server: FeedServer, tmp_path: Path, fw: Callable[..., Any]) -> None:
+    server.set("/p", static_page(1), content_type="text/html")
+    upper = server.url("/p").replace("http://", "HTTP://")
+    server.set("/sitemap.xml", sitemap([server.url("/p")]), content_type="application/xml")
+    cfg = config(tmp_path, f"  - name: s\n    kind: sitemap\n    url: {server.url('/sitemap.xml')}\n")
+    poll(fw, cfg)
+    server.set("/sitemap.xml", sitemap([upper, server.url("/p") + "#top"]), content_type="application/xml")
+    assert poll(fw, cfg)["changes"] == []
+
+
+def test_nested_sitemap_indexes_and_a_missing_child(server: FeedServer, tmp_path: Path,
+                                                    fw: Callable[..., Any]) -> None:
+    server.set("/p", static_page(1), content_type="text/html")
+    server.set("/leaf.xml", sitemap([server.url("/p")]), content_type="application/xml")
+    index = ("<?xml version='1.0'?><sitemapindex xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>"
+             + "".join(f"<sitemap><loc>{u}</loc></sitemap>" for u in ["{inner}", "{self}"]) + "</sitemapindex>")
+    for name, child in (("/inner.xml", "/leaf.xml"), ("/index.xml", "/inner.xml")):
+        server.set(name, index.replace("{inner}", server.url(child)).replace("{self}", server.url(name)),
+                   content_type="application/xml")
+    cfg = config(tmp_path, f"  - name: s\n    kind: sitemap\n    url: {server.url('/index.xml')}\n")
+    assert [c["document"] for c in poll(fw, cfg)["changes"]] == [server.url("/p")]
+    server.set("/leaf.xml", b"gone", status=404, content_type="text/plain")
+    result = fw(cfg, "run", "--force", "--json")
+    assert result.code == 1 and server.url("/leaf.xml") in result.json()["feeds"][0]["error"]
+    assert result.json()["changes"] == []                       # nothing is removed because a sitemap failed
+
+
+def test_preview_usage_errors(server: FeedServer, tmp_path: Path, fw: Callable[..., Any]) -> None:
+    cfg = config(tmp_path, "")
+    assert fw(cfg, "preview", "").code == 2
+    feed = server.set("/feed.xml", rss([]))
+    wrong = fw(cfg, "preview", feed, "--select", "main")
+    assert wrong.code == 2 and "--follow" in wrong.err
+    failing = fw(cfg, "preview", server.url("/nothing-here"), "--kind", "page", "--json")
+    assert failing.code == 1 and "404" in failing.json()["errors"][0] and failing.json()["documents"] == []
