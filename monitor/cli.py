@@ -262,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except (UsageError, ConfigError) as exc:
-        _error(f"feedwatch: {exc}" if not str(exc).startswith("feedwatch") else str(exc))
+        for line in str(exc).splitlines():     # a config's every problem, one line each
+            _error(line if line.startswith("feedwatch") else f"feedwatch: {line}")
         return EXIT_USAGE
     except StorageError as exc:
         _error(f"feedwatch: {exc}")

@@ -246,13 +246,44 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from storage.db import open_engine, redact, schema_state, sqlite_path
+    """Every problem at once, each on its own line naming file, line and key; exit 2 if there is any.
+    (A config that does not load stops here, with all of its own problems, through ConfigError.)"""
+    from storage.db import redact
 
     settings = _settings(args)
     url = _database_url(args, settings)
+    problems = [settings.located(p) for p in [*_config_problems(settings), *_check_targets(settings)]]
+    problems += [str(e) for e in _check_templates(settings)]    # already "config: FILE:LINE: KEY: ..."
+    schema, database_problems = _check_database(url)
+    problems += database_problems
+    result = {"config": str(settings.source), "feeds": len(settings.feeds), "targets": len(settings.targets),
+              "database": redact(url), "schema": schema, "ok": not problems, "problems": problems}
+    if args.json:
+        _print_json(result)
+    elif problems:
+        for p in problems:
+            print(f"feedwatch: {p}", file=sys.stderr)
+    else:
+        print(f"config {settings.source}: OK ({plural(len(settings.feeds), 'feed')}, "
+              f"{plural(len(settings.targets), 'target')})")
+        print(f"database {redact(url)}: schema {schema}")
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def _config_problems(settings: Any) -> list[str]:
+    """What makes a config that loads useless: no feeds at all (an empty file, or 'feeds: []')."""
+    if not settings.feeds:
+        return ["feeds: no feeds configured (the smallest config: feeds: [{name: blog, url: "
+                "https://example.org/feed.xml}]; 'feedwatch init' writes a starter one)"]
+    return []
+
+
+def _check_database(url: str) -> tuple[str, list[str]]:
+    """The schema's state and what keeps the database from being used; nothing is created or written."""
+    from storage.db import open_engine, schema_state, sqlite_path
+
     problems: list[str] = []
     schema = "unknown"
-    unusable = False     # the database cannot be used: nothing could run (exit 2)
     try:
         engine = open_engine(url, readonly=True)
         try:
@@ -267,21 +298,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             engine.dispose()
     except StorageError as exc:
         problems.append(str(exc))
-        unusable = True
-    templates = [str(e) for e in _check_templates(settings)]    # config errors: file:line, exit 2
-    problems = templates + problems + _check_targets(settings)
-    result = {"config": str(settings.source), "feeds": len(settings.feeds), "targets": len(settings.targets),
-              "database": redact(url), "schema": schema, "ok": not problems, "problems": problems}
-    if args.json:
-        _print_json(result)
-    else:
-        verdict = f"{plural(len(templates), 'template problem')}" if templates else "OK"
-        print(f"config {settings.source}: {verdict} ({plural(len(settings.feeds), 'feed')}, "
-              f"{plural(len(settings.targets), 'target')})")
-        print(f"database {redact(url)}: schema {schema}")
-        for p in problems:
-            print(f"problem: {p}")
-    return EXIT_USAGE if templates or unusable else EXIT_OK if not problems else EXIT_FAILED
+    return schema, problems
 
 
 def _writable_dir(path: Path) -> bool:
@@ -291,11 +308,18 @@ def _writable_dir(path: Path) -> bool:
 
 
 def _check_targets(settings: Any) -> list[str]:
+    """Problems of the targets, each "KEY: what is wrong" (`check` adds file and line)."""
     if not settings.targets:
         return []
     from monitor import notify
 
-    return notify.check_targets(settings)
+    apprise_log = logging.getLogger("apprise")
+    level = apprise_log.level
+    apprise_log.setLevel(logging.CRITICAL + 1)      # its own ERROR line would repeat our problem line
+    try:
+        return notify.check_targets(settings)
+    finally:
+        apprise_log.setLevel(level)
 
 
 def _check_templates(settings: Any) -> list[Any]:

@@ -12,20 +12,19 @@ Loading has three steps, each with errors that name the file, line and key path:
 
 from __future__ import annotations
 
-import difflib
-import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import yaml
 
-from monitor.errors import ConfigError
+from monitor import config_types
+from monitor.errors import ConfigError, ConfigErrors
 
 # Bumped whenever normalisation changes the canonical text of unchanged input: stored documents are then
 # silently re-baselined instead of being reported as changed (see monitor.poll).
@@ -216,6 +215,7 @@ class Settings:
     targets: Mapping[str, TargetSettings] = field(default_factory=dict)
     polling: PollingSettings = field(default_factory=PollingSettings)
     report_url: str | None = None
+    key_lines: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)  # key path -> line
 
     _by_name: dict[str, FeedSettings] = field(init=False, repr=False, compare=False)
 
@@ -225,6 +225,15 @@ class Settings:
     def feed(self, name: str) -> FeedSettings:
         """The feed named `name` (KeyError if none)."""
         return self._by_name[name]
+
+    def located(self, problem: str) -> str:
+        """A problem found later ("targets.chat.urls[0]: what is wrong") as a config error line naming the
+        file and the key's line: "config: FILE:LINE: targets.chat.urls[0]: what is wrong"."""
+        key, _, message = problem.partition(": ")
+        source = str(self.source) if self.source else None
+        if not message:
+            return str(ConfigError(problem, source=source))
+        return str(ConfigError(message, source=source, line=line_of(self.key_lines, key), key=key))
 
     def polled(self, names: Sequence[str] | None = None) -> list[FeedSettings]:
         """The feeds `run` and `watch` poll: those named (default: all), without the paused ones."""
@@ -303,8 +312,10 @@ def loads(text: str, *, source: str = "<config>", base_dir: Path | None = None,
     doc = _Document(source, env)
     try:
         data = doc.parse(text)
-        raw = doc.convert(data, RawConfig, "")
-        return _Resolver(doc, base_dir or Path.cwd()).settings(raw)
+        raw = doc.raw_config(data)
+        settings = _Resolver(doc, base_dir or Path.cwd()).settings(raw)
+        doc.raise_problems()
+        return settings
     except ConfigError as exc:
         raise doc.without_env_values(exc) from None
 
@@ -317,6 +328,8 @@ class _Document:
         self.env = env
         self.lines: dict[str, int] = {}
         self.used_env: dict[str, str] = {}      # values put in by ${VAR}: never echoed in an error
+        self.problems: list[ConfigError] = []
+        self.feed_positions: list[int] = []          # index in the file of each feed kept by raw_config
         self._constructor = yaml.SafeLoader("")
 
     def without_env_values(self, exc: ConfigError) -> ConfigError:
@@ -327,16 +340,22 @@ class _Document:
             if len(value) >= 4:
                 text = text.replace(value, f"${{{name}}}")
         exc.args = (text,)
+        for each in getattr(exc, "errors", []):     # ConfigErrors: each of its lines too
+            self.without_env_values(each)
         return exc
 
-    def error(self, path: str, message: str) -> ConfigError:
-        line = self.lines.get(path)
-        while line is None and path:
-            path_up = re.sub(r"(\.[^.\[]+|\[[^\]]*\])$", "", path)
-            if path_up == path:
-                break
-            path, line = path_up, self.lines.get(path_up)
-        return ConfigError(message, source=self.source, line=line, key=None)
+    def report(self, path: str, message: str, *, key: str | None = None) -> None:
+        """Record one problem (at `path`'s line); loading goes on to find the others. A problem inherited
+        by every feed (a bad default) is recorded once."""
+        problem = ConfigError(message, source=self.source, line=self._line(path), key=key)
+        if str(problem) not in {str(p) for p in self.problems}:
+            self.problems.append(problem)
+
+    def raise_problems(self) -> None:
+        """ConfigErrors with every problem recorded, in the order of the file."""
+        if self.problems:
+            ordered = sorted(self.problems, key=lambda e: e.line or 0)
+            raise ConfigErrors(ordered) if len(ordered) > 1 else ordered[0]
 
     def parse(self, text: str) -> Any:
         loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -363,8 +382,9 @@ class _Document:
                 key = str(key_node.value)
                 sub = f"{path}.{key}" if path else key
                 if key in out:
-                    raise ConfigError("duplicate key", source=self.source, line=key_node.start_mark.line + 1,
-                                      key=sub)
+                    self.problems.append(ConfigError("duplicate key", source=self.source,
+                                                     line=key_node.start_mark.line + 1, key=sub))
+                    continue
                 self.lines[sub] = key_node.start_mark.line + 1
                 out[key] = self._value(value_node, sub)
             return out
@@ -385,76 +405,60 @@ class _Document:
                 return self.env[name]
             if default is not None:
                 return default
-            raise ConfigError(f"environment variable {name} is not set (use ${{{name}:-default}} for a "
-                              "default)", source=self.source, line=self.lines.get(path), key=path)
+            self.problems.append(ConfigError(f"environment variable {name} is not set (use ${{{name}:-default}} "
+                                             "for a default)", source=self.source, line=self.lines.get(path), key=path))
+            return m.group(0)
         return _ENV.sub(repl, value)
 
-    def convert(self, data: Any, typ: type[T], path: str) -> T:
-        """Check keys against `typ` (with suggestions), then let msgspec convert the values."""
-        self._check_keys(data, typ, path)
+    def convert(self, data: Any, typ: type[T], path: str) -> T | None:
+        """`data` as a `typ`, or None after recording each of its problems (in YAML's terms)."""
+        found = list(config_types.problems(data, typ, path))
+        for where, message in found:
+            self.report(where, message, key=where or None)
+        return None if found else msgspec.convert(data, typ)
+
+    def raw_config(self, data: dict[str, Any]) -> RawConfig:
+        """The top level after recording every structural problem, without the keys that have one: the
+        rest is still resolved and checked (a feed missing its name or url is left out entirely)."""
+        found = list(config_types.problems(data, RawConfig, ""))
+        for where, message in found:
+            self.report(where, message, key=where or None)
+        bad = {where for where, _ in found}
+        parts: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in RawConfig.__struct_fields__ and key not in bad and key != "feeds":
+                parts[key] = _without(value, bad, key)
+        feeds = data.get("feeds")
+        if isinstance(feeds, list) and "feeds" not in bad:
+            self.feed_positions = [i for i in range(len(feeds)) if f"feeds[{i}]" not in bad]
+            parts["feeds"] = [_without(feeds[i], bad, f"feeds[{i}]") for i in self.feed_positions]
         try:
-            return msgspec.convert(data, typ)
-        except msgspec.ValidationError as exc:
-            message, _, where = str(exc).partition(" - at `$")
-            sub = where.rstrip("`").lstrip(".")
-            full = f"{path}.{sub}" if path and sub else (path or sub)
-            raise ConfigError(_friendly(message), source=self.source, line=self._line(full),
-                              key=full or None) from None
+            return msgspec.convert(parts, RawConfig)
+        except msgspec.ValidationError:     # not expected once the problems are out; the problems say why
+            self.raise_problems()
+            raise
 
     def _line(self, path: str) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = re.sub(r"(\.[^.\[]+|\[[^\]]*\])$", "", path)
-        return None
-
-    def _check_keys(self, data: Any, typ: Any, path: str) -> None:
-        for sub, value, struct in _walk_structs(data, typ, path):
-            fields = set(struct.__struct_fields__)
-            for key in value:
-                if key not in fields:
-                    close = difflib.get_close_matches(key, sorted(fields), n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    key_path = f"{sub}.{key}" if sub else key
-                    raise ConfigError(f"unknown key{hint}", source=self.source,
-                                      line=self.lines.get(key_path), key=key_path)
+        return line_of(self.lines, path)
 
 
-@functools.cache
-def _hints(typ: type) -> dict[str, Any]:
-    """A struct's field types (evaluating annotations is slow: once per type, not once per feed)."""
-    return get_type_hints(typ, include_extras=True)
+def _without(value: Any, bad: set[str], path: str) -> Any:
+    """`value` without the keys (at any depth) whose key path has a problem."""
+    if isinstance(value, dict):
+        return {k: _without(v, bad, f"{path}.{k}") for k, v in value.items() if f"{path}.{k}" not in bad}
+    if isinstance(value, list):
+        return [_without(v, bad, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
-def _walk_structs(data: Any, typ: Any, path: str) -> Iterator[tuple[str, dict[str, Any], Any]]:
-    """Yield (path, mapping, struct type) for every mapping in `data` that the schema types as a struct."""
-    origin = get_origin(typ)
-    if origin is Annotated:
-        yield from _walk_structs(data, get_args(typ)[0], path)
-    elif isinstance(typ, type) and issubclass(typ, msgspec.Struct):
-        if isinstance(data, dict):
-            yield path, data, typ
-            hints = _hints(typ)
-            for key, value in data.items():
-                if key in hints:
-                    yield from _walk_structs(value, hints[key], f"{path}.{key}" if path else key)
-    elif origin in (tuple, list) and isinstance(data, list):
-        inner = get_args(typ)[0]
-        for i, value in enumerate(data):
-            yield from _walk_structs(value, inner, f"{path}[{i}]")
-    elif origin is dict and isinstance(data, dict):
-        inner = get_args(typ)[1]
-        for key, value in data.items():
-            yield from _walk_structs(value, inner, f"{path}.{key}")
-    elif origin is not None:  # Union (X | None)
-        for arg in get_args(typ):
-            if arg is not type(None):
-                yield from _walk_structs(data, arg, path)
-
-
-def _friendly(message: str) -> str:
-    message = message.replace("`", "'")
-    return re.sub(r"^Object missing required field '(\w+)'", r"missing required key '\1'", message)
+def line_of(lines: Mapping[str, int], path: str) -> int | None:
+    """The line of a key path, or of the nearest enclosing key that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        up = re.sub(r"(\.[^.\[]+|\[[^\]]*\])$", "", path)
+        path = up if up != path else ""      # a top-level key without a line: no line
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- resolving
@@ -466,42 +470,46 @@ class _Resolver:
         self.base_dir = base_dir
 
     def settings(self, raw: RawConfig) -> Settings:
-        targets = {name: self.target(name, t) for name, t in raw.targets.items()}
-        self.check_target_refs(raw.defaults.notify, "defaults.notify", targets)
-        self.check_target_refs(raw.defaults.error_notify or (), "defaults.error_notify", targets)
+        parsed = {name: self.target(name, t) for name, t in raw.targets.items()}   # None: broken, reported
+        targets = {name: t for name, t in parsed.items() if t is not None}
+        self.check_target_refs(raw.defaults.notify, "defaults.notify", parsed)
+        self.check_target_refs(raw.defaults.error_notify or (), "defaults.error_notify", parsed)
         feeds: list[FeedSettings] = []
         seen: dict[str, int] = {}
-        for i, feed in enumerate(raw.feeds):
+        for i, feed in zip(self.doc.feed_positions, raw.feeds, strict=True):   # i: its place in the file
             path = f"feeds[{i}]"
             if not FEED_NAME.match(feed.name):
-                raise self.doc.error(f"{path}.name", f"feeds[{i}].name: '{feed.name}' is not a valid name "
-                                     "(letters, digits, '.', '_' and '-'; at most 100)")
+                self.doc.report(f"{path}.name", f"feeds[{i}].name: '{feed.name}' is not a valid name "
+                                "(letters, digits, '.', '_' and '-'; at most 100)")
             if feed.name in seen:
-                raise self.doc.error(f"{path}.name", f"feeds[{i}].name: duplicate feed name '{feed.name}' "
-                                     f"(first used in feeds[{seen[feed.name]}])")
+                self.doc.report(f"{path}.name", f"feeds[{i}].name: duplicate feed name '{feed.name}' "
+                                f"(first used in feeds[{seen[feed.name]}])")
+                continue
             seen[feed.name] = i
-            feeds.append(self.feed(feed, raw.defaults, path, targets))
+            feeds.append(self.feed(feed, raw.defaults, path, parsed))
         database = raw.database or default_database_url(self.doc.env)
         return Settings(
             source=Path(self.doc.source) if self.doc.source != "<config>" else None,
             database_url=resolve_database_url(database, self.base_dir),
-            feeds=tuple(feeds), targets=targets, report_url=raw.report_url,
+            feeds=tuple(feeds), targets=targets, report_url=raw.report_url, key_lines=self.doc.lines,
             polling=PollingSettings(raw.polling.concurrency, raw.polling.per_host, raw.polling.user_agent,
                                     self.duration(raw.polling.lease, "polling.lease"), raw.polling.processes),
         )
 
     def feed(self, f: FeedConfig, d: DefaultsConfig, path: str,
-             targets: Mapping[str, TargetSettings]) -> FeedSettings:
+             targets: Mapping[str, TargetSettings | None]) -> FeedSettings:
         notify = f.notify if f.notify is not None else d.notify
         error_notify = f.error_notify if f.error_notify is not None else d.error_notify
         self.check_target_refs(f.notify or (), f"{path}.notify", targets)
         self.check_target_refs(f.error_notify or (), f"{path}.error_notify", targets)
         self.check_url(f.url, f"{path}.url")
         pick: Callable[[Any, Any], Any] = lambda own, default: default if own is None else own  # noqa: E731
+        where: Callable[[Any, str], str] = lambda own, key: (   # noqa: E731  (an inherited value: defaults.KEY)
+            f"{path}.{key}" if own is not None else f"defaults.{key}")
         return FeedSettings(
             name=f.name,
             url=self.local_path(f.url),
-            interval=self.duration(pick(f.interval, d.interval), f"{path}.interval"),
+            interval=self.duration(pick(f.interval, d.interval), where(f.interval, "interval")),
             notify=tuple(notify),
             error_notify=tuple(error_notify if error_notify is not None else notify),
             removal_grace=pick(f.removal_grace, d.removal_grace),
@@ -509,10 +517,10 @@ class _Resolver:
             notify_baseline=pick(f.notify_baseline, d.notify_baseline),
             ignore=self.patterns(d.ignore, "defaults.ignore") + self.patterns(f.ignore, f"{path}.ignore"),
             links=pick(f.links, d.links),
-            timeout=self.duration(pick(f.timeout, d.timeout), f"{path}.timeout"),
-            max_bytes=self.size(pick(f.max_bytes, d.max_bytes), f"{path}.max_bytes"),
+            timeout=self.duration(pick(f.timeout, d.timeout), where(f.timeout, "timeout")),
+            max_bytes=self.size(pick(f.max_bytes, d.max_bytes), where(f.max_bytes, "max_bytes")),
             lenient=pick(f.lenient, d.lenient),
-            retention=self.retention(f.retention or d.retention, f"{path}.retention"),
+            retention=self.retention(f.retention or d.retention, where(f.retention, "retention")),
             **self.source(f, path),
             group=f.group,
             paused=f.paused,
@@ -526,12 +534,12 @@ class _Resolver:
                      ("max_documents", f.max_documents, f.kind != "sitemap", "only applies to kind: sitemap")]
         for key, value, wrong, why in misplaced:
             if value and wrong:
-                raise self.doc.error(f"{path}.{key}", f"{path}.{key}: {why}")
+                self.doc.report(f"{path}.{key}", f"{path}.{key}: {why}")
         pages = f.kind != "feed" or f.follow
         for key in ("select", "exclude"):
             if getattr(f, key) and not pages:
-                raise self.doc.error(f"{path}.{key}", f"{path}.{key}: selects part of a web page; it applies "
-                                     "with follow: true, kind: page or kind: sitemap")
+                self.doc.report(f"{path}.{key}", f"{path}.{key}: selects part of a web page; it applies "
+                                "with follow: true, kind: page or kind: sitemap")
             self.selectors(getattr(f, key), f"{path}.{key}")
         return {"kind": f.kind, "follow": f.follow, "select": f.select, "exclude": f.exclude,
                 "include": self.patterns(f.include, f"{path}.include"),
@@ -547,13 +555,15 @@ class _Resolver:
             try:
                 compile_selector(selector)
             except SelectorInvalid as exc:
-                raise self.doc.error(f"{path}[{i}]", f"{path}[{i}]: {exc}") from None
+                self.doc.report(f"{path}[{i}]", f"{path}[{i}]: {exc}")
 
-    def target(self, name: str, data: Any) -> TargetSettings:
+    def target(self, name: str, data: Any) -> TargetSettings | None:
         path = f"targets.{name}"
         t = self.doc.convert(data, TargetConfig, path)
+        if t is None:
+            return None
         if not t.urls and not t.config:
-            raise self.doc.error(path, f"{path}: needs 'urls' or 'config'")
+            self.doc.report(path, f"{path}: needs 'urls' or 'config'")
         config_file = None
         if t.config:
             config_file = Path(t.config)
@@ -570,15 +580,14 @@ class _Resolver:
         for i, name in enumerate(names):
             if name not in targets:
                 known = ", ".join(sorted(targets)) or "none are defined"
-                raise self.doc.error(f"{path}[{i}]", f"{path}: unknown target '{name}' (targets: {known})")
+                self.doc.report(f"{path}[{i}]", f"{path}: unknown target '{name}' (targets: {known})")
 
     def check_url(self, url: str, path: str) -> None:
         scheme = url.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url) else ""
         if scheme and scheme not in ("http", "https", "file"):
-            raise self.doc.error(path, f"{path}: unsupported URL scheme '{scheme}' (http, https, file or a "
-                                 "local path)")
+            self.doc.report(path, f"{path}: unsupported URL scheme '{scheme}' (http, https, file or a local path)")
         if not url.strip():
-            raise self.doc.error(path, f"{path}: empty URL")
+            self.doc.report(path, f"{path}: empty URL")
 
     def local_path(self, url: str) -> str:
         """A feed URL that is a plain path: relative to the config file's directory (like a relative
@@ -591,13 +600,15 @@ class _Resolver:
     def duration(self, value: Any, path: str) -> float:
         seconds = parse_duration(value)
         if seconds is None or seconds <= 0:
-            raise self.doc.error(path, f"{path}: '{value}' is not a duration (e.g. 90s, 30m, 6h, 1d)")
+            self.doc.report(path, f"{path}: '{value}' is not a duration (e.g. 90s, 30m, 6h, 1d)")
+            return 1.0
         return seconds
 
     def size(self, value: Any, path: str) -> int:
         n = parse_size(value)
         if n is None or n <= 0:
-            raise self.doc.error(path, f"{path}: '{value}' is not a size (e.g. 500KB, 10MiB)")
+            self.doc.report(path, f"{path}: '{value}' is not a size (e.g. 500KB, 10MiB)")
+            return 1
         return n
 
     def patterns(self, patterns: tuple[str, ...], path: str) -> tuple[re.Pattern[str], ...]:
@@ -606,7 +617,7 @@ class _Resolver:
             try:
                 out.append(re.compile(p))
             except re.error as exc:
-                raise self.doc.error(f"{path}[{i}]", f"{path}[{i}]: invalid regex: {exc}") from None
+                self.doc.report(f"{path}[{i}]", f"{path}[{i}]: invalid regex: {exc}")
         return tuple(out)
 
     def retention(self, r: RetentionConfig | None, path: str) -> Retention:

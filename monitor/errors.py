@@ -5,6 +5,7 @@
     │   ├── HistoryFileError       a history file cannot be imported: "import: FILE:LINE: ..." (nothing imported)
     │   └── OpmlError              an OPML file cannot be imported: "opml: FILE:LINE: ..." (nothing imported)
     ├── ConfigError                bad config file: "config: FILE:LINE: KEY: what is wrong" (exit code 2)
+    │   └── ConfigErrors           every problem of one file, one such line each
     ├── StorageError               the database cannot be used ("storage: ..."): corrupt, not a database (exit 2)
     │   ├── SchemaTooNewError      the database was written by a newer feedwatch
     │   ├── StorageUnavailable     cannot be reached or written now: server down, locked, disk full, read-only;
@@ -67,6 +68,15 @@ class ConfigError(FeedwatchError):
         self.source = source
         self.line = line
         self.key = key
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one config file, one line each, in the order of the file."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        FeedwatchError.__init__(self, "\n".join(str(e) for e in errors))
+        self.errors = errors
+        self.source, self.line, self.key = errors[0].source, errors[0].line, errors[0].key
 
 
 class StorageError(FeedwatchError):

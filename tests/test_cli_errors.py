@@ -28,7 +28,7 @@ CONFIG_ERRORS = {
         "config: {path}:5: feeds[0].interval: '1x' is not a duration (e.g. 90s, 30m, 6h, 1d)"),
     "wrong-type": (
         "database: sqlite:///fw.db\ndefaults:\n  removal_grace: three\nfeeds:\n  - name: k8s\n    url: f.xml\n",
-        "config: {path}:3: defaults.removal_grace: Expected 'int', got 'str'"),
+        "config: {path}:3: defaults.removal_grace: expected a whole number, got the string 'three'"),
     "unknown-target": (
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    notify: [chat]\n",
         "config: {path}:5: feeds[0].notify: unknown target 'chat' (targets: none are defined)"),
@@ -48,7 +48,7 @@ CONFIG_ERRORS = {
     "bad-format": (
         "database: sqlite:///fw.db\ntargets:\n  chat:\n    urls: [json://localhost]\n    format: pdf\n"
         + GOOD_FEED,
-        "config: {path}:5: targets.chat.format: Invalid enum value 'pdf'"),
+        "config: {path}:5: targets.chat.format: 'pdf' is not one of: text, markdown, html"),
     "bad-scheme": (
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: ftp://example.org/feed\n",
         "config: {path}:4: feeds[0].url: unsupported URL scheme 'ftp'"),
@@ -124,3 +124,87 @@ def test_help_lists_the_commands() -> None:
     for command in ("run", "watch", "check", "status", "history", "show", "diff", "report", "notify-test"):
         assert command in result.out
     assert "Exit codes" in result.out
+
+
+# ------------------------------------------------------------------------------------------ check: everything
+
+
+EVERYTHING_WRONG = """\
+database: sqlite:///fw.db
+defaults:
+  interval: often
+  removal_grace: 0
+targets:
+  chat:
+    urls: ["json://127.0.0.1:9/hook"]
+    format: pdf
+feeds:
+  - name: k8s
+    url: feed.xml
+    intreval: 6h
+    notify: [mail]
+  - name: other
+    url: ftp://example.org/feed
+    ignore: {pattern: x}
+"""
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_check_reports_every_problem_at_once_in_yaml_terms(command: str, tmp_path: Path) -> None:
+    path = write_config(tmp_path / "feedwatch.yaml", EVERYTHING_WRONG)
+    result = run_cli("--config", str(path), command)
+    assert (result.code, result.out) == (2, "")
+    assert result.err.splitlines() == [f"feedwatch: config: {path}:{line}: {what}" for line, what in [
+        (3, "defaults.interval: 'often' is not a duration (e.g. 90s, 30m, 6h, 1d)"),
+        (4, "defaults.removal_grace: must be 1 or more, got 0"),
+        (8, "targets.chat.format: 'pdf' is not one of: text, markdown, html"),
+        (12, "feeds[0].intreval: unknown key (did you mean 'interval'?)"),
+        (13, "feeds[0].notify: unknown target 'mail' (targets: chat)"),
+        (15, "feeds[1].url: unsupported URL scheme 'ftp' (http, https, file or a local path)"),
+        (16, "feeds[1].ignore: expected a list, got a mapping"),
+    ]]
+    assert not (tmp_path / "fw.db").exists()
+
+
+def test_a_config_with_only_reference_errors_lists_them_all(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "feedwatch.yaml", "database: sqlite:///fw.db\nfeeds:\n"
+                        "  - {name: a, url: a.xml, notify: [mail]}\n  - {name: a, url: b.xml}\n"
+                        "  - {name: 'bad name', url: c.xml, interval: 5x}\n")
+    lines = run_cli("--config", str(path), "check").err.splitlines()
+    assert [line.split(": ", 4)[3:] for line in lines] == [
+        ["feeds[0].notify", "unknown target 'mail' (targets: none are defined)"],
+        ["feeds[1].name", "duplicate feed name 'a' (first used in feeds[0])"],
+        ["feeds[2].name", "'bad name' is not a valid name (letters, digits, '.', '_' and '-'; at most 100)"],
+        ["feeds[2].interval", "'5x' is not a duration (e.g. 90s, 30m, 6h, 1d)"],
+    ]
+    assert [line.split(":")[3] for line in lines] == ["3", "4", "5", "5"]
+
+
+def test_a_bad_apprise_url_fails_check_with_its_line_and_nothing_else(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "feedwatch.yaml", "database: sqlite:///fw.db\ntargets:\n  chat:\n"
+                        "    urls:\n      - json://127.0.0.1:9/ok\n      - nonsense://what\n" + GOOD_FEED)
+    result = run_cli("--config", str(path), "check")
+    assert (result.code, result.out) == (2, "")                         # no "OK" first
+    assert result.err.splitlines() == [f"feedwatch: config: {path}:6: targets.chat.urls[1]: Apprise does not "
+                                       "understand nonsense://what"]       # and no Apprise ERROR line
+    as_json = run_cli("--config", str(path), "check", "--json")
+    assert as_json.code == 2 and as_json.json()["ok"] is False and len(as_json.json()["problems"]) == 1
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "feeds: []\n", "database: sqlite:///fw.db\n"])
+def test_an_empty_config_fails_check(text: str, tmp_path: Path) -> None:
+    path = write_config(tmp_path / "feedwatch.yaml", text)
+    result = run_cli("--config", str(path), "check")
+    assert (result.code, result.out) == (2, "")
+    assert result.err.startswith(f"feedwatch: config: {path}") and "feeds: no feeds configured" in result.err
+
+
+def test_every_problem_at_once_still_hides_values_from_the_environment(tmp_path: Path) -> None:
+    secret = "json://bot:hunter2-secret@127.0.0.1:9/hook"
+    path = write_config(tmp_path / "feedwatch.yaml", "database: sqlite:///fw.db\ndefaults:\n  interval: ${HOOK}\n"
+                        "  removal_grace: 0\nfeeds:\n  - name: a\n    url: a.xml\n    timeout: ${HOOK}\n")
+    result = run_cli("--config", str(path), "check", env={"HOOK": secret})
+    assert result.code == 2 and "hunter2" not in result.out + result.err
+    assert [line.split(": ", 4)[3] for line in result.err.splitlines()] == [
+        "defaults.interval", "defaults.removal_grace", "feeds[0].timeout"]
+    assert "'${HOOK}' is not a duration" in result.err

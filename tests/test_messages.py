@@ -53,7 +53,7 @@ def test_broken_templates_fail_check_with_file_and_line(tmp_path: Path, template
                               f"    {template}\nfeeds:\n  - {{name: k8s, url: 'http://127.0.0.1:9/feed.xml'}}\n")
     result = run("check")
     assert result.code == 2, result.out + result.err
-    assert f"feedwatch.yaml:{line}: {message}" in result.out
+    assert f"feedwatch.yaml:{line}: {message}" in result.err and result.out == ""   # every problem: stderr
     assert "Traceback" not in result.out + result.err
     as_json = run("check", "--json")
     assert as_json.code == 2 and not as_json.json()["ok"]
