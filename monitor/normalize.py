@@ -8,21 +8,29 @@ targets (unless the feed sets ``links: true``).
 
 The algorithm (table-tested in tests/cases/normalize.yaml):
 
-1. Parse with lxml's HTML parser (comments and processing instructions dropped). Elements that show no
-   text (script, style, template, svg, form controls...) are skipped.
+1. Parse with lxml's HTML parser (comments and processing instructions dropped; nesting read to 2,047
+   levels, libxml2's limit with ``huge_tree``). Elements that show no text (script, style, template,
+   svg — its ``title``/``desc`` too —, form controls, ``iframe``/``object`` fallback, a ``title`` inside
+   the body, MathML annotations...) are skipped. MathML text is kept ("a + b" reads "a+b"). Elements that
+   HTML defines as void but libxml2 parses as containers (``embed``, ``source``, ``track``, ``wbr``) are
+   transparent, so the text libxml2 puts inside them — really the text after them — is kept. Text
+   directly inside a table row, outside its cells, is a paragraph before the row (as browsers show it).
 2. Walk the tree. Every block-level element starts and ends a block. A block is a heading (h1-h6), a
    paragraph, a list item (with its nesting depth), a table row (cells joined with " | ") or one line of
    preformatted text. Inline text is concatenated; whitespace (NBSP included) collapses to one space; zero
    width spaces and soft hyphens are dropped; the result is NFC-normalised.
 3. Each block carries its heading path: the texts of the enclosing headings, outermost first.
-4. The blocks are rendered one per line in a small Markdown-like form (see :func:`render`), which
+4. Subtrees nested deeper than the walker's recursion budget (``MAX_DEPTH``) are read without recursion:
+   all their text, one paragraph per block element, no list or heading structure.
+5. The blocks are rendered one per line in a small Markdown-like form (see :func:`render`), which
    :func:`parse_canonical` reads back exactly, so stored text is the single source of truth.
-5. The feed's ``ignore`` regexes are applied to that text; lines left empty disappear.
+6. The feed's ``ignore`` regexes are applied to that text; lines left empty disappear.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html.parser
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -35,8 +43,8 @@ from monitor.models import Block, BlockKind, Item, ParsedItem
 
 SKIP = frozenset({
     "script", "style", "template", "noscript", "head", "title", "meta", "link", "base", "iframe", "frame",
-    "object", "embed", "applet", "svg", "math", "canvas", "audio", "video", "map", "select", "textarea",
-    "button", "input", "option", "datalist",
+    "object", "applet", "svg", "canvas", "audio", "video", "map", "select", "textarea", "button", "input",
+    "option", "datalist", "annotation", "annotation-xml",
 })
 BLOCK = frozenset({
     "address", "article", "aside", "blockquote", "body", "center", "dd", "details", "dialog", "dir", "div",
@@ -45,11 +53,14 @@ BLOCK = frozenset({
     "caption", "legend", "td", "th",
 })
 HEADINGS = {f"h{n}": n for n in range(1, 7)}
+BREAKS = BLOCK | HEADINGS.keys() | {"li", "tr", "pre", "br"}      # where flat reading starts a new block
+MAX_DEPTH = 200         # element nesting the recursive walk follows; deeper subtrees are read flat
 _SPACE = re.compile(r"\s+")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad\u2060"), None)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 # Plain etree elements (lxml.html's element classes cost a lookup per element and are not needed here).
-_PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, recover=True)
+_PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, recover=True,
+                                huge_tree=True)
 
 
 def collapse(text: str) -> str:
@@ -60,21 +71,82 @@ def collapse(text: str) -> str:
 # ------------------------------------------------------------------------------------------ HTML -> blocks
 
 
-def html_blocks(html: str, *, links: bool = False, base: str | None = None) -> list[Block]:
-    """The blocks of an HTML document or fragment (see the module docstring)."""
-    html = _XML_DECL.sub("", html)
-    if not html.strip():
-        return []
-    try:
-        root = lxml.etree.fromstring(html, parser=_PARSER)
-    except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
-        return []
+def html_blocks(html: str | lxml.etree._Element, *, links: bool = False, base: str | None = None) -> list[Block]:
+    """The blocks of an HTML document or fragment, given as text or as a parsed lxml element (see the
+    module docstring). The one entry point from HTML to blocks; :func:`canonical_text` renders them."""
+    root = html if isinstance(html, lxml.etree._Element) else parse_html(html)
     if root is None:
-        return []   # nothing but comments
+        return []
+    if not isinstance(html, lxml.etree._Element) and _too_deep():
+        return _token_blocks(html)
     walker = _Walker(links=links, base=base)
     walker.visit(root)
     walker.flush()
     return walker.blocks
+
+
+def parse_html(html: str) -> lxml.etree._Element | None:
+    """An HTML document or fragment parsed the way normalisation reads it; None when there is nothing."""
+    html = _XML_DECL.sub("", html)
+    if not html.strip():
+        return None
+    try:
+        root: lxml.etree._Element | None = lxml.etree.fromstring(html, parser=_PARSER)
+    except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
+        return None
+    return root     # None for nothing but comments
+
+
+def _too_deep() -> bool:
+    """Whether the last parse stopped at libxml2's nesting limit (2,048 levels even with huge_tree): the
+    tree then lacks everything after the deepest point."""
+    return any(e.type_name == "ERR_RESOURCE_LIMIT" for e in _PARSER.error_log)
+
+
+class _Tokens(html.parser.HTMLParser):
+    """Blocks from HTML tokens, no tree: the reading of documents nested beyond any parser's limit. All
+    visible text is kept, one paragraph per block element; list and heading structure is not."""
+
+    VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
+                      "param", "source", "track", "wbr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[Block] = []
+        self.buf: list[str] = []
+        self.skipping: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.skipping or tag in SKIP:
+            if tag not in self.VOID:
+                self.skipping.append(tag)
+        elif tag in BREAKS:
+            self.flush()
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.skipping:
+            if tag in self.skipping:
+                del self.skipping[len(self.skipping) - 1 - self.skipping[::-1].index(tag):]
+        elif tag in BREAKS:
+            self.flush()
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.buf.append(data)
+
+    def flush(self) -> None:
+        text = collapse("".join(self.buf))
+        self.buf.clear()
+        if text:
+            self.blocks.append(Block(BlockKind.PARAGRAPH, text))
+
+
+def _token_blocks(html: str) -> list[Block]:
+    tokens = _Tokens()
+    tokens.feed(html)
+    tokens.close()
+    tokens.flush()
+    return tokens.blocks
 
 
 def text_blocks(text: str) -> list[Block]:
@@ -91,11 +163,12 @@ def _tag(el: lxml.etree._Element) -> str | None:
 
 
 class _Walker:
-    """Depth-first walk that cuts the tree into blocks. lxml caps nesting depth (256), so recursion is safe."""
+    """Depth-first walk that cuts the tree into blocks; past MAX_DEPTH levels it reads subtrees flat."""
 
-    def __init__(self, *, links: bool, base: str | None) -> None:
+    def __init__(self, *, links: bool, base: str | None, level: int = 0) -> None:
         self.links = links
         self.base = base
+        self.level = level          # element nesting of the walk (recursion budget)
         self.blocks: list[Block] = []
         self.headings: list[tuple[int, str]] = []
         self.buf: list[str] = []
@@ -154,8 +227,33 @@ class _Walker:
         text = el.text
         if text and type(el.tag) is str:
             self.buf.append(text)
+        if self.level >= MAX_DEPTH:
+            for child in el:
+                self.flat(child)
+            return
+        self.level += 1
         for child in el:
             self.visit(child)
+        self.level -= 1
+
+    def flat(self, el: lxml.etree._Element) -> None:
+        """A deeply nested subtree (and its tail) without recursion: its text, a paragraph per block."""
+        walk = lxml.etree.iterwalk(el, events=("start", "end"))
+        for event, node in walk:
+            tag = _tag(node)
+            if event == "start":
+                if tag is None or tag in SKIP:
+                    walk.skip_subtree()
+                    continue
+                if tag in BREAKS:
+                    self.flush()
+                if node.text:
+                    self.buf.append(node.text)
+            else:
+                if tag in BREAKS:
+                    self.flush()
+                if node.tail:
+                    self.buf.append(node.tail)
 
     def link_target(self, el: lxml.etree._Element, tag: str) -> None:
         attr = {"a": "href", "img": "src"}.get(tag)
@@ -186,6 +284,10 @@ class _Walker:
 
     def row(self, el: lxml.etree._Element) -> None:
         self.flush()
+        stray = [el.text or ""] + [self.inline_text(c) if _tag(c) not in ("td", "th") else "" for c in el]
+        stray += [c.tail or "" for c in el]
+        if collapse(" ".join(stray)):
+            self.blocks.append(Block(BlockKind.PARAGRAPH, collapse(" ".join(stray)), self.depth, self._path))
         cells = [collapse(self.inline_text(c)) for c in el if _tag(c) in ("td", "th")]
         if any(cells):
             self.blocks.append(Block(BlockKind.ROW, " | ".join(cells), 0, self.path()))
@@ -200,24 +302,28 @@ class _Walker:
 
     def inline_text(self, el: lxml.etree._Element) -> str:
         """All text under `el` as one line (for headings and table cells), blocks joined by spaces."""
-        sub = _Walker(links=self.links, base=self.base)
+        sub = _Walker(links=self.links, base=self.base, level=self.level)
         sub.children(el)
         sub.flush()
         return " ".join(b.text for b in sub.blocks)
 
 
 def _texts(el: lxml.etree._Element) -> Iterable[str]:
-    """Text under `el` verbatim (tails of children included, el's own tail not), skipping SKIP elements."""
-    if el.text:
-        yield el.text
-    for child in el:
-        tag = _tag(child)
-        if tag is not None and tag not in SKIP:
+    """Text under `el` verbatim (tails of children included, el's own tail not), skipping SKIP elements.
+    Iterative: a <pre> may hold deeply nested markup."""
+    walk = lxml.etree.iterwalk(el, events=("start", "end"))
+    for event, node in walk:
+        tag = _tag(node)
+        if event == "start":
+            if node is not el and (tag is None or tag in SKIP):
+                walk.skip_subtree()
+                continue
             if tag == "br":
                 yield "\n"
-            yield from _texts(child)
-        if child.tail:
-            yield child.tail
+            if node.text and (tag is not None or node is el):
+                yield node.text
+        elif node is not el and node.tail:
+            yield node.tail
 
 
 def apply_ignore(text: str, patterns: Sequence[re.Pattern[str]]) -> str:
@@ -238,9 +344,13 @@ def title_text(title: str, *, is_html: bool) -> str:
     return collapse(title)
 
 
-def canonical_text(content: str, *, is_html: bool = True, links: bool = False, base: str | None = None,
-                   ignore: Sequence[re.Pattern[str]] = ()) -> str:
-    blocks = html_blocks(content, links=links, base=base) if is_html else text_blocks(content)
+def canonical_text(content: str | lxml.etree._Element, *, is_html: bool = True, links: bool = False,
+                   base: str | None = None, ignore: Sequence[re.Pattern[str]] = ()) -> str:
+    """The canonical text of a body: HTML (text or a parsed lxml element) or plain text (``is_html=False``)."""
+    if is_html or not isinstance(content, str):
+        blocks = html_blocks(content, links=links, base=base)
+    else:
+        blocks = text_blocks(content)
     return apply_ignore(render(blocks), ignore)
 
 

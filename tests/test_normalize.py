@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 import yaml
 
@@ -40,3 +41,32 @@ def test_ignore_patterns_remove_text_and_empty_lines() -> None:
                           ignore=[re.compile(r"(?m)^Last updated .*$"), re.compile(r"Build \d+")])
     assert text == "Keep"
     assert apply_ignore("a\nb", []) == "a\nb"
+
+
+VISIBLE: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "cases" / "visible_text.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", VISIBLE, ids=[c["name"] for c in VISIBLE])
+def test_visible_text(case: dict[str, Any]) -> None:
+    assert canonical_text(case["html"]) == case["text"]
+
+
+@pytest.mark.parametrize("levels", [300, 2_500, 50_000])
+def test_deep_nesting_keeps_the_whole_document(levels: int) -> None:
+    """libxml2 stops at 256 levels (2,048 with huge_tree) and drops the rest of the document; the walk
+    reads deep subtrees without recursion, and past the parser's limit the text is read from tokens."""
+    html = "<p>a</p>" + "<div><p>x</p>" * levels + "deep<script>hidden</script>" + "</div>" * levels + "<p>b</p>"
+    text = canonical_text(html)
+    assert text.startswith("a\nx\n") and text.endswith("\nx\ndeep\nb")
+    assert text.count("x") == levels and "hidden" not in text
+
+
+def test_deeply_nested_preformatted_text_is_kept() -> None:
+    html = "<pre>top\n" + "<span>" * 1500 + "inner" + "</span>" * 1500 + "\nbottom</pre>"
+    assert canonical_text(html) == "```\ntop\ninner\nbottom\n```"
+
+
+def test_the_entry_point_takes_text_or_a_parsed_element() -> None:
+    root = lxml.html.fragment_fromstring("<h2>Part</h2><p>Body.</p>", create_parent="div")
+    assert html_blocks(root) == html_blocks("<h2>Part</h2><p>Body.</p>")
+    assert canonical_text(root) == "## Part\nBody."
