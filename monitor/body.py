@@ -14,6 +14,9 @@ elements nested in unknown ones as if they were the item's own; so this rule is 
 SAX content-handler filter buffers each entry's events and replays them to feedparser with unknown
 elements dropped, extension summaries dropped when a standard body has text, and full content first.
 It applies to well-formed feeds (the strict parser); a feed read leniently gets feedparser's own choice.
+
+The same filter bounds a feed's entries (``max_entries``): entries past the cap are never handed to
+feedparser, so a 100,000-item feed costs the parse of its first entries plus expat's scan of the rest.
 """
 
 from __future__ import annotations
@@ -37,13 +40,17 @@ class EntryFilter:
     """
 
     def __init__(self, handler: Any, prefix_of: Callable[[str | None], str | None],
-                 knows: Callable[[str, str], bool]) -> None:
+                 knows: Callable[[str, str], bool], *, max_entries: int | None = None) -> None:
         self._handler = handler
         self._prefix_of = prefix_of
         self._knows = knows
         self._depth = 0
         self._entry_depth: int | None = None
         self._events: list[Event] = []
+        self._max_entries = max_entries
+        self.entries = 0            # entries passed on to the reader
+        self.dropped = 0            # entries past max_entries, never shown to the reader
+        self._dropping = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handler, name)      # startDocument, setDocumentLocator, ... pass through
@@ -63,16 +70,32 @@ class EntryFilter:
     def startElementNS(self, name: Name, qname: str | None, attrs: Any) -> None:
         self._depth += 1
         if self._entry_depth is None:
-            self._handler.startElementNS(name, qname, attrs)
             if self._key(name) in (("", "item"), ("", "entry")):
                 self._entry_depth = self._depth
+                self._dropping = self._max_entries is not None and self.entries >= self._max_entries
+                self.dropped += self._dropping
+                self.entries += not self._dropping
+                if self._dropping:
+                    return
+            self._handler.startElementNS(name, qname, attrs)
             return
-        self._events.append(("startElementNS", (name, qname, attrs.copy())))
+        if not self._dropping:
+            self._events.append(("startElementNS", (name, qname, attrs.copy())))
+
+    def endDocument(self) -> None:
+        """The reader's feed-level data learns how many entries were dropped (``feedwatch_dropped``)."""
+        if self.dropped:
+            self._handler.feeddata["feedwatch_dropped"] = self.dropped
+        self._handler.endDocument()
 
     def endElementNS(self, name: Name, qname: str | None) -> None:
         if self._entry_depth is not None and self._depth == self._entry_depth:
             self._replay()
             self._entry_depth = None
+            if self._dropping:
+                self._dropping = False
+                self._depth -= 1
+                return
         if self._entry_depth is None:
             self._handler.endElementNS(name, qname)
         else:
@@ -82,7 +105,7 @@ class EntryFilter:
     def _event(self, method: str, *args: Any) -> None:
         if self._entry_depth is None:
             getattr(self._handler, method)(*args)
-        else:
+        elif not self._dropping:
             self._events.append((method, args))
 
     def _key(self, name: Name) -> tuple[str, str] | None:
@@ -93,6 +116,8 @@ class EntryFilter:
 
     def _replay(self) -> None:
         events, self._events = self._events, []
+        if self._dropping:
+            return
         groups = _children(events)
         keys = [self._key(name) if (name := _element(g)) is not None else ("", "#declarations") for g in groups]
         standard = any(k in FULL or k in SUMMARY for k, g in zip(keys, groups, strict=True) if _has_text(g))

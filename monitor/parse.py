@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import logging
 import re
 import xml.sax.expatreader
 from collections.abc import Callable
@@ -37,7 +38,10 @@ from monitor.body import EntryFilter
 from monitor.errors import ParseError
 from monitor.models import FetchResult, ParsedFeed, ParsedItem
 
+log = logging.getLogger("feedwatch.parse")
+
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.I)
+MAX_ITEMS = 10_000      # items read per feed; the first ones in feed order (a feed lists its newest first)
 _ENCODING_DECL = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)["'][^"']*["']""")
 _HARMLESS = ("undefined entity",)
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -61,7 +65,8 @@ class _BufferedExpat(xml.sax.expatreader.ExpatParser):
 
     def setContentHandler(self, handler: Any) -> None:
         """feedparser's handler, behind the body rule's filter (monitor.body)."""
-        super().setContentHandler(EntryFilter(handler, _prefix_lookup(handler), _known_element(handler)))
+        super().setContentHandler(EntryFilter(handler, _prefix_lookup(handler), _known_element(handler),
+                                              max_entries=MAX_ITEMS))
 
 
 def _prefix_lookup(handler: Any) -> Callable[[str | None], str | None]:
@@ -245,7 +250,14 @@ def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFe
         raise ParseError(name, f"unreadable feed ({type(exc).__name__}: {_first_line(exc)})") from None
     warnings = _check(name, d, body, lenient)
     atom = str(d.get("version", "")).startswith("atom")
-    items = tuple(_item(e, atom=atom) for e in d.get("entries", ()))
+    entries = d.get("entries", [])
+    total = len(entries) + int(d.get("feed", {}).get("feedwatch_dropped", 0))
+    if total > MAX_ITEMS:
+        warnings += (f"{total} items, more than the limit of {MAX_ITEMS:,}: the first {MAX_ITEMS:,} in feed "
+                     "order are read, the others ignored",)
+        log.warning("feed=%s items=%d limit=%d: the first %d in feed order are read", name, total, MAX_ITEMS,
+                    MAX_ITEMS)
+    items = tuple(_item(e, atom=atom) for e in entries[:MAX_ITEMS])
     feed = d.get("feed", {})
     return ParsedFeed(title=_clean(feed.get("title", "")), link=feed.get("link") or None,
                       format=d.get("version", ""), items=items, warnings=warnings)

@@ -189,3 +189,31 @@ def test_only_the_prolog_doctype_is_removed() -> None:
     body = (b'<?xml version="1.0"?>\n<!-- c --><?pi x?>\n<!DOCTYPE rss PUBLIC "-//x//>" "http://x/[">'
             b'<rss><![CDATA[<!DOCTYPE b>]]></rss>')
     assert strip_doctype(body) == b'<?xml version="1.0"?>\n<!-- c --><?pi x?>\n<rss><![CDATA[<!DOCTYPE b>]]></rss>'
+
+
+def many_items(count: int) -> bytes:
+    items = "".join(f"<item><guid>g{i}</guid><title>Item {i}</title></item>" for i in range(count))
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+
+
+def test_items_past_the_cap_are_ignored_with_a_warning_naming_the_feed(caplog: pytest.LogCaptureFixture) -> None:
+    import monitor.parse
+
+    assert monitor.parse.MAX_ITEMS == 10_000                    # the documented default
+    feed = parse("big-feed", fetched(many_items(10_003)))
+    assert len(feed.items) == 10_000
+    assert (feed.items[0].guid, feed.items[-1].guid) == ("g0", "g9999")   # the first ones, in feed order
+    assert feed.warnings == ("10003 items, more than the limit of 10,000: the first 10,000 in feed order are "
+                             "read, the others ignored",)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "feed=big-feed items=10003 limit=10000: the first 10000 in feed order are read"]
+
+
+def test_the_cap_holds_for_a_feed_read_leniently(monkeypatch: pytest.MonkeyPatch) -> None:
+    import monitor.parse
+
+    monkeypatch.setattr(monitor.parse, "MAX_ITEMS", 3)
+    broken = many_items(5).replace(b"</channel></rss>", b"<item><title>cut")
+    feed = parse("t", fetched(broken), lenient=True)
+    assert [i.guid for i in feed.items] == ["g0", "g1", "g2"]
+    assert any("6 items, more than the limit of 3" in w for w in feed.warnings)
