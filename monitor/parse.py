@@ -228,11 +228,29 @@ def as_utf8(body: bytes) -> bytes:
     return _ENCODING_DECL.sub(r'\1"utf-8"', text, count=1).encode("utf-8")
 
 
+_UTF7 = re.compile(rb"""(?:^\s*<\?xml[^>]*encoding|charset)\s*=\s*["']?(?:unicode-1-1-|x-)?utf-?7\b""", re.I)
+_EBCDIC = b"\x4c\x6f\xa7\x94"     # "<?xm" in EBCDIC, which feedparser decodes
+
+
+def hidden_markup_encoding(body: bytes, content_type: str | None) -> str | None:
+    """UTF-7 or EBCDIC: encodings in which the prolog's markup is not ASCII, so no byte-level guard can
+    read it, while feedparser decodes them and expat would expand the entities it then finds."""
+    if body.startswith(_EBCDIC):
+        return "EBCDIC"
+    if _UTF7.search(body[:512]) or (content_type and _UTF7.search(content_type.encode("latin-1", "replace"))):
+        return "UTF-7"
+    return None
+
+
 def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFeed:
     """Parse a fetched body. Raises ParseError naming the feed when it is not a usable feed."""
     body = strip_leading_space(as_utf8(fetched.body))
     if not body.strip():
         raise ParseError(name, "empty response (no feed)")
+    hidden = hidden_markup_encoding(body, fetched.content_type)
+    if hidden:
+        raise ParseError(name, f"refused: the feed is encoded in {hidden}, which hides its markup from the "
+                               "entity guard (real feeds do not use it)")
     prolog = scan_prolog(body)
     if prolog.declares_entities:
         raise ParseError(name, "refused: the feed declares XML entities in its DOCTYPE (entity expansion can "

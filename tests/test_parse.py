@@ -217,3 +217,18 @@ def test_the_cap_holds_for_a_feed_read_leniently(monkeypatch: pytest.MonkeyPatch
     feed = parse("t", fetched(broken), lenient=True)
     assert [i.guid for i in feed.items] == ["g0", "g1", "g2"]
     assert any("6 items, more than the limit of 3" in w for w in feed.warnings)
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b'<?xml version="1.0" encoding="utf-7"?>+ADw-!DOCTYPE rss +AFsAPA-!ENTITY a +ACI-x+ACIAPgBdAD4-'
+     b'<rss version="2.0"><channel><title>&a;</title></channel></rss>', None),
+    (b'+ADw-!DOCTYPE rss +AFsAPA-!ENTITY a +ACI-x+ACIAPgBdAD4-<rss version="2.0"><channel><title>&a;</title>'
+     b"</channel></rss>", "application/xml; charset=UTF-7"),
+    ('<?xml version="1.0" encoding="cp037"?><!DOCTYPE rss [<!ENTITY a "x">]><rss version="2.0"><channel>'
+     "<title>&a;</title></channel></rss>".encode("cp037"), None),
+], ids=["utf-7-declared", "utf-7-charset", "ebcdic"])
+def test_encodings_that_hide_markup_are_refused(body: bytes, content_type: str | None) -> None:
+    """feedparser decodes a declared UTF-7 or EBCDIC body, and expat expanded the entity ('x' as the title)
+    past the byte-level guard; a UTF-7 charset from HTTP is refused as well."""
+    with pytest.raises(ParseError, match="refused: the feed is encoded in"):
+        parse("t", fetched(body, content_type), lenient=True)
