@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import mimetypes
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -33,11 +35,13 @@ from monitor.config import FeedSettings
 from monitor.errors import FeedError, ParseError
 from monitor.fetch import Fetcher
 from monitor.models import FetchResult, Item, PageState, ParsedItem, Validators
-from monitor.normalize import normalize_item, state_hash, title_text
-from monitor.select import Page, SelectorInvalid, is_utf16, parse_html, select
+from monitor.normalize import collapse, normalize_item, state_hash, title_text
+from monitor.select import Page, PageTooDeep, SelectorInvalid, is_utf16, parse_html, select
 from monitor.urls import host_of, is_local, mask_credentials
 
 MAX_SITEMAPS = 50           # child sitemaps read from one sitemap index
+_TAG = re.compile(r"<[^>]*>")
+log = logging.getLogger("feedwatch.pages")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -298,7 +302,13 @@ def read_page(feed: FeedSettings, fetched: FetchResult) -> Page:
         raise ParseError(feed.name, f"not an HTML page (content-type {media})")
     if b"\x00" in fetched.body[:4096] and not is_utf16(fetched.body, fetched.content_type):
         raise ParseError(feed.name, "not an HTML page (binary content)")
-    root = parse_html(fetched.body, fetched.content_type)
+    try:
+        root = parse_html(fetched.body, fetched.content_type)
+    except PageTooDeep as deep:   # no tree to select from: the whole page, read by normalize's token fallback
+        html = fetched.body.decode(deep.charset or "utf-8", "replace")
+        log.warning("feed=%s page nested too deeply to select its main content: the whole page is its "
+                    "document", feed.name)
+        return Page("", html, text=collapse(_TAG.sub(" ", html)))
     if root is None:
         raise ParseError(feed.name, "not an HTML page (nothing could be parsed)")
     try:

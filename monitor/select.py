@@ -123,7 +123,17 @@ def parse_html(body: bytes, content_type: str | None) -> lxml.etree._Element | N
         root = lxml.html.document_fromstring(_without_internal_subset(body), parser=parser)
     except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
         return None
+    if any(e.type_name == "ERR_RESOURCE_LIMIT" for e in parser.error_log):
+        raise PageTooDeep(charset)     # the tree would stop at the limit and lose the rest of the page
     return root
+
+
+class PageTooDeep(Exception):
+    """A page nested deeper than the HTML parser follows (2,048 levels): its tree would be cut short."""
+
+    def __init__(self, charset: str | None) -> None:
+        super().__init__("nested deeper than 2,048 levels")
+        self.charset = charset
 
 
 def is_utf16(body: bytes, content_type: str | None) -> bool:
