@@ -34,6 +34,7 @@ import lxml.html
 from cssselect import GenericTranslator, SelectorError
 
 from monitor.normalize import collapse
+from monitor.prolog import strip_doctype
 
 Matcher = Callable[[lxml.etree._Element], list[lxml.etree._Element]]
 
@@ -61,7 +62,6 @@ _PROBE = lxml.etree.fromstring("<html><body><p>x</p></body></html>")
 _WORDS = re.compile(r"[\s_-]+")
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 _XML_ENCODING = re.compile(rb"\s*<\?xml[^>]{0,100}?encoding\s*=\s*[\"']([\w.:-]+)", re.I)
-_SUBSET_END = re.compile(rb"\]\s*>")
 
 
 class SelectorInvalid(ValueError):
@@ -114,13 +114,14 @@ def _elements(expr: str, xpath: lxml.etree.XPath, root: lxml.etree._Element) -> 
 
 def parse_html(body: bytes, content_type: str | None) -> lxml.etree._Element | None:
     """A page's bytes -> its element tree. The charset comes from a byte-order mark, else the header, else
-    an XML declaration, else UTF-8 when the bytes are UTF-8, else the page's own meta tag (lxml). An
-    internal DTD subset (XHTML) is cut before parsing: its entities are never expanded, nor shown."""
+    an XML declaration, else UTF-8 when the bytes are UTF-8, else the page's own meta tag (lxml). The
+    prolog's DOCTYPE is cut before parsing (monitor.prolog): an XHTML internal subset's entities are
+    never expanded, nor shown."""
     body, charset = _decoded(body, content_type)
     parser = lxml.html.HTMLParser(encoding=charset, remove_comments=True, remove_pis=True, no_network=True,
                                   recover=True, huge_tree=True)   # nesting deeper than 256 must not cut the page
     try:
-        root = lxml.html.document_fromstring(_without_internal_subset(body), parser=parser)
+        root = lxml.html.document_fromstring(strip_doctype(body), parser=parser)
     except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
         return None
     if any(e.type_name == "ERR_RESOURCE_LIMIT" for e in parser.error_log):
@@ -161,19 +162,6 @@ def _decoded(body: bytes, content_type: str | None) -> tuple[bytes, str | None]:
 def _header_charset(content_type: str | None) -> str | None:
     m = _CHARSET.search(content_type or "")
     return _known_codec(m.group(1)) if m else None
-
-
-def _without_internal_subset(body: bytes) -> bytes:
-    """``<!DOCTYPE html [ ... ]>`` -> ``<!DOCTYPE html >``, in one linear pass over the prolog."""
-    head = body[:4096]
-    start = head.upper().find(b"<!DOCTYPE")
-    if start < 0:
-        return body
-    bracket, close = body.find(b"[", start), body.find(b">", start)
-    if bracket < 0 or (0 <= close < bracket):
-        return body
-    end = _SUBSET_END.search(body, bracket)
-    return body if end is None else body[:bracket] + body[end.end() - 1:]
 
 
 def _is_utf8(body: bytes) -> bool:

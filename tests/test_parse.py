@@ -9,7 +9,8 @@ import pytest
 from monitor.errors import ParseError
 from monitor.models import FetchResult, Validators
 from monitor.normalize import normalize_item
-from monitor.parse import parse, strip_doctype
+from monitor.parse import parse
+from monitor.prolog import strip_doctype
 from tests.helpers import FIXTURES
 
 
