@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import pytest
 
 from tests.helpers import CORPUS, FeedServer, empty_postgres
-from tests.receivers import Webhook
+from tests.receivers import SMTPServer, Webhook
 
 # Tests must never read the developer's own config or state.
 for var in ("FEEDWATCH_CONFIG", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "STATE_DIRECTORY"):
@@ -35,6 +35,14 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def server() -> Iterator[FeedServer]:
     s = FeedServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps the mail it receives."""
+    s = SMTPServer()
     yield s
     s.close()
 

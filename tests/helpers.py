@@ -205,6 +205,11 @@ def corpus_steps() -> list[Path]:
     return sorted((CORPUS / "k8s-community").glob("step_*.xml"))
 
 
+def corpus_step(n: int) -> bytes:
+    """The body of replay-corpus step `n`."""
+    return corpus_steps()[n].read_bytes()
+
+
 def manifest() -> dict[str, Any]:
     data: dict[str, Any] = json.loads((CORPUS / "k8s-community" / "manifest.json").read_text(encoding="utf-8"))
     return data

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +18,12 @@ import pytest
 
 from monitor import notify
 from monitor.config import TargetSettings
-from tests.helpers import FeedServer, corpus_steps, feedwatch_cmd, run_cli, run_process, write_config
+from tests.helpers import FeedServer, feedwatch_cmd, run_cli, run_process, write_config
+from tests.helpers import corpus_step as step
 from tests.receivers import SMTPServer, Webhook, free_port
 
 PATH = "/community/index.xml"
 WEEKEND = 64 * 3600          # Friday 17:00 to Monday 09:00
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPServer]:
-    s = SMTPServer()
-    yield s
-    s.close()
-
-
-def step(n: int) -> bytes:
-    return corpus_steps()[n].read_bytes()
 
 
 def configure(tmp_path: Path, feeds: str, targets: str) -> Callable[..., Any]:

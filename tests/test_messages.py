@@ -5,29 +5,19 @@ Apprise types; an html mail's text part is feedwatch's rendering of the diff; li
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lxml.html
 import pytest
 
-from tests.helpers import FeedServer, corpus_steps, run_cli, write_config
+from tests.helpers import FeedServer, run_cli, write_config
+from tests.helpers import corpus_step as step
 from tests.receivers import SMTPServer, Webhook
 
 PATH = "/community/index.xml"
 REPORT = "https://status.example.org/feedwatch/report.html"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPServer]:
-    s = SMTPServer()
-    yield s
-    s.close()
-
-
-def step(n: int) -> bytes:
-    return corpus_steps()[n].read_bytes()
 
 
 def configure(tmp_path: Path, text: str) -> Callable[..., Any]:

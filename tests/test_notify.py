@@ -6,25 +6,19 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import CORPUS, FeedServer, corpus_steps, feedwatch_cmd, run_cli, run_process, write_config
+from tests.helpers import CORPUS, FeedServer, feedwatch_cmd, run_cli, run_process, write_config
+from tests.helpers import corpus_step as step
 from tests.receivers import SMTPServer, Webhook
 
 PATH = "/community/index.xml"
 SECRET_PASSWORD = "Pa55w0rd-do-not-print"
 SECRET_TOKEN = "tok3n-do-not-print-7f3a9c"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPServer]:
-    s = SMTPServer()
-    yield s
-    s.close()
 
 
 def configure(tmp_path: Path, feeds: str, targets: str, defaults: str = "") -> Callable[..., Any]:
@@ -35,10 +29,6 @@ def configure(tmp_path: Path, feeds: str, targets: str, defaults: str = "") -> C
         return run_cli("--config", str(config), *args)
     run.config = config  # type: ignore[attr-defined]
     return run
-
-
-def step(n: int) -> bytes:
-    return corpus_steps()[n].read_bytes()
 
 
 def test_coc_change_reaches_smtp_as_html_and_webhook_as_markdown(
