@@ -134,9 +134,10 @@ def one_tool(tool: str, feeds: int, items: int, python: Path) -> tuple[Sample, S
         return cold, warm
 
 
-def measure(feeds: int, items: int, repeat: int, python: Path) -> dict[str, tuple[Sample, Sample]]:
+def measure(feeds: int, items: int, repeat: int, python: Path,
+            tools: list[str]) -> dict[str, tuple[Sample, Sample]]:
     results: dict[str, tuple[Sample, Sample]] = {}
-    for tool in TOOLS:
+    for tool in tools:
         runs = [one_tool(tool, feeds, items, python) for _ in range(repeat)]
         results[tool] = (median([r[0] for r in runs]), median([r[1] for r in runs]))
         print(f"  N={feeds} {tool}: cold {results[tool][0].wall:.2f} s, warm {results[tool][1].wall:.2f} s",
@@ -150,11 +151,12 @@ def median(samples: list[Sample]) -> Sample:
 
 
 def table(all_results: dict[int, dict[str, tuple[Sample, Sample]]]) -> str:
-    lines = ["| N | phase | " + " | ".join(LABELS[t] for t in TOOLS) + " |",
-             "|---|---|" + "---:|" * len(TOOLS)]
+    tools = [t for t in TOOLS if any(t in results for results in all_results.values())]
+    lines = ["| N | phase | " + " | ".join(LABELS[t] for t in tools) + " |",
+             "|---|---|" + "---:|" * len(tools)]
     for n, results in all_results.items():
         for phase, idx in (("cold", 0), ("warm", 1)):
-            cells = [cell(results[t][idx]) for t in TOOLS]
+            cells = [cell(results[t][idx]) for t in tools]
             lines.append(f"| {n} | {phase} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -164,6 +166,8 @@ def cell(s: Sample) -> str:
 
 
 def verdicts(n: int, results: dict[str, tuple[Sample, Sample]]) -> list[str]:
+    if not {"feedwatch", "httpx-feedparser", "urlwatch", "aiohttp"} <= results.keys():
+        return [f"N={n}: ratios need feedwatch, httpx-feedparser, urlwatch and aiohttp in --tools"]
     fw_cold, fw_warm = results["feedwatch"]
     floor_cold = results["httpx-feedparser"][0].wall
     uw_cold, uw_warm = results["urlwatch"]
@@ -186,11 +190,14 @@ def main() -> int:
     parser.add_argument("--feeds", default="100,1000", help="comma-separated N values")
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tools", default=",".join(TOOLS),
+                        help="comma-separated subset of: " + ", ".join(TOOLS))
     args = parser.parse_args()
+    tools = [t for t in TOOLS if t in args.tools.split(",")]
     python = bench_venv()
     all_results = {}
     for n in (int(x) for x in args.feeds.split(",")):
-        all_results[n] = measure(n, args.items, args.repeat, python)
+        all_results[n] = measure(n, args.items, args.repeat, python, tools)
     print(f"\nOne poll cycle, N feeds x {args.items} items from a local farm, {os.cpu_count()} CPUs, "
           f"median of {args.repeat} (wall, CPU = user+sys, peak RSS)\n")
     print(table(all_results))
