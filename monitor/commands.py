@@ -14,13 +14,15 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from monitor import progress
 from monitor.errors import ConfigError, StorageError, UsageError
 from monitor.humanize import plural, stamp
 
 if TYPE_CHECKING:
+    from monitor.config import Settings
+    from monitor.models import DeliveryCounts, DocumentInfo, FeedOutcome, RecordedChange, RunReport
     from storage.store import Store
 
 log = logging.getLogger("feedwatch")
@@ -31,20 +33,27 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # ------------------------------------------------------------------------------------------ config, store
 
 
-def _settings(args: argparse.Namespace, *, required: bool = True) -> Any:
+def _settings(args: argparse.Namespace) -> Settings:
+    """The configuration the command needs: ConfigError when there is none."""
+    settings = _settings_if_any(args)
+    if settings is None:
+        from monitor import config
+
+        raise ConfigError(f"no configuration file found: pass --config PATH, set $FEEDWATCH_CONFIG, or create "
+                          f"./feedwatch.yaml or {config.user_config_path()} ($XDG_CONFIG_HOME/feedwatch/"
+                          "config.yaml); 'feedwatch init [FEED-URL]' writes a commented starter config there")
+    return settings
+
+
+def _settings_if_any(args: argparse.Namespace) -> Settings | None:
+    """The configuration, for commands that also work on a database alone (None when there is no file)."""
     from monitor import config
 
     path = config.find_config(args.config)
-    if path is None:
-        if required:
-            raise ConfigError(f"no configuration file found: pass --config PATH, set $FEEDWATCH_CONFIG, or create "
-                              f"./feedwatch.yaml or {config.user_config_path()} ($XDG_CONFIG_HOME/feedwatch/"
-                              "config.yaml); 'feedwatch init [FEED-URL]' writes a commented starter config there")
-        return None
-    return _mask_secrets_of(config.load(path))
+    return _mask_secrets_of(config.load(path)) if path is not None else None
 
 
-def _mask_secrets_of(settings: Any) -> Any:
+def _mask_secrets_of(settings: Settings) -> Settings:
     """From here on, every log line and error masks the credentials in the config's URLs."""
     from monitor.urls import SECRETS
 
@@ -55,7 +64,7 @@ def _mask_secrets_of(settings: Any) -> Any:
     return settings
 
 
-def _database_url(args: argparse.Namespace, settings: Any) -> str:
+def _database_url(args: argparse.Namespace, settings: Settings | None) -> str:
     from monitor.config import default_database_url
     from storage.db import looks_like_url, mask_text
 
@@ -68,7 +77,7 @@ def _database_url(args: argparse.Namespace, settings: Any) -> str:
     return settings.database_url if settings is not None else default_database_url()
 
 
-def _open_store(args: argparse.Namespace, settings: Any, *, readonly: bool = False) -> Store:
+def _open_store(args: argparse.Namespace, settings: Settings | None, *, readonly: bool = False) -> Store:
     from storage.db import redact, schema_state, sqlite_path
     from storage.store import Store
 
@@ -114,7 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed or not metrics_ok else EXIT_OK
 
 
-def _write_metrics(path: Path, outcomes: Sequence[Any], deliveries: Any, store: Any, settings: Any) -> bool:
+def _write_metrics(path: Path, outcomes: Sequence[FeedOutcome], deliveries: DeliveryCounts, store: Store,
+                   settings: Settings) -> bool:
     """The run's metrics as a node-exporter textfile, counters continuing from the file's last values."""
     from monitor.metrics import Metrics
 
@@ -129,7 +139,7 @@ def _write_metrics(path: Path, outcomes: Sequence[Any], deliveries: Any, store: 
     return True
 
 
-def _say_why_nothing_ran(store: Any, names: list[str], *, force: bool) -> None:
+def _say_why_nothing_ran(store: Store, names: list[str], *, force: bool) -> None:
     if force:    # --force claims every selected feed, even on a backed-off host: only a lease stops it
         log.info("nothing polled: the selected feeds are being polled by another feedwatch right now")
         return
@@ -139,7 +149,7 @@ def _say_why_nothing_ran(store: Any, names: list[str], *, force: bool) -> None:
     log.info("nothing due%s%s (--force polls now)", f"; next at {_when(upcoming)}" if upcoming else "", hosts)
 
 
-def _print_changes(changes: Sequence[Any]) -> None:
+def _print_changes(changes: Sequence[RecordedChange]) -> None:
     """One line per change; a feed's first poll (its silent baseline) is one line for the whole feed."""
     baselines: dict[str, int] = {}
     for c in changes:
@@ -151,8 +161,8 @@ def _print_changes(changes: Sequence[Any]) -> None:
         print(f"{feed}: first poll: {n} document{'s' if n != 1 else ''} recorded (not notified)")
 
 
-def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool,
-          show_progress: bool = False) -> list[Any]:
+def _poll(store: Store, settings: Settings, names: list[str] | None, *, force: bool,
+          show_progress: bool = False) -> list[FeedOutcome]:
     """Poll what is due. With nothing due, the fetch/parse/diff machinery is not even imported."""
     ids = store.sync_feeds([(f.name, f.url) for f in settings.polled(names)])
     due = len(ids) if force else store.due_feeds(list(ids.values()))
@@ -164,7 +174,7 @@ def _poll(store: Any, settings: Any, names: list[str] | None, *, force: bool,
         return run_cycle(store, settings, names=names, force=force, on_outcome=on_outcome)
 
 
-def _deliver(store: Any, settings: Any, *, send: bool, force: bool = False) -> Any:
+def _deliver(store: Store, settings: Settings, *, send: bool, force: bool = False) -> DeliveryCounts:
     from monitor.models import DeliveryCounts
 
     if not send or not store.outbox.due(force=force):
@@ -175,7 +185,7 @@ def _deliver(store: Any, settings: Any, *, send: bool, force: bool = False) -> A
     return notify.deliver_pending(store, settings, force=force)
 
 
-def _feed_names(settings: Any, wanted: Sequence[str] | None) -> list[str] | None:
+def _feed_names(settings: Settings, wanted: Sequence[str] | None) -> list[str] | None:
     if not wanted:
         return None
     known = [f.name for f in settings.feeds]
@@ -187,13 +197,13 @@ def _feed_names(settings: Any, wanted: Sequence[str] | None) -> list[str] | None
     return list(wanted)
 
 
-def run_json(report: Any) -> dict[str, Any]:
+def run_json(report: RunReport) -> dict[str, object]:
     """The `run --json` contract (DESIGN §3)."""
     from monitor.render import sections_of
 
     changes = []
     for c in report.changes:
-        entry: dict[str, Any] = {
+        entry: dict[str, object] = {
             "feed": c.feed, "document": c.guid or c.link or str(c.document_id), "title": c.title,
             "kind": c.kind.value, "version": c.version, "sections": sections_of(c.diff),
             "inserted": list(c.diff.inserted) if c.diff else [],
@@ -224,7 +234,7 @@ def _dead_warning(dead: dict[str, int]) -> str:
             "send again with: feedwatch deliveries retry [--target NAME] [--feed NAME]")
 
 
-def _log_run(report: Any) -> None:
+def _log_run(report: RunReport) -> None:
     by_status: dict[str, int] = {}
     for o in report.feeds:
         by_status[o.status.value] = by_status.get(o.status.value, 0) + 1
@@ -270,7 +280,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_USAGE if problems else EXIT_OK
 
 
-def _config_problems(settings: Any) -> list[str]:
+def _config_problems(settings: Settings) -> list[str]:
     """What makes a config that loads useless: no feeds at all (an empty file, or 'feeds: []')."""
     if not settings.feeds:
         return ["feeds: no feeds configured (the smallest config: feeds: [{name: blog, url: "
@@ -307,7 +317,7 @@ def _writable_dir(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
-def _check_targets(settings: Any) -> list[str]:
+def _check_targets(settings: Settings) -> list[str]:
     """Problems of the targets, each "KEY: what is wrong" (`check` adds file and line)."""
     if not settings.targets:
         return []
@@ -322,7 +332,7 @@ def _check_targets(settings: Any) -> list[str]:
         apprise_log.setLevel(level)
 
 
-def _check_templates(settings: Any) -> list[Any]:
+def _check_templates(settings: Settings) -> list[ConfigError]:
     if not settings.targets:
         return []
     from monitor import notify
@@ -333,7 +343,7 @@ def _check_templates(settings: Any) -> list[Any]:
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.urls import mask
 
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     with _open_store(args, settings, readonly=True) as store:
         names = [f.name for f in settings.feeds] if settings is not None else None
         paused = {f.name for f in settings.feeds if f.paused} if settings is not None else set()
@@ -380,7 +390,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     since = _since(args.since) if args.since else None
     with _open_store(args, settings, readonly=True) as store:
         if args.document:
@@ -412,13 +422,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _pruned(change: Any, stored: set[int]) -> bool:
+def _pruned(change: RecordedChange, stored: set[int]) -> bool:
     """The version a change record is about was removed by a retention policy (its record was kept)."""
     return change.kind.value != "removed" and change.version not in stored
 
 
-def _history_json(c: Any, stored: set[int]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"version": c.version, "time": _iso(c.detected_at), "kind": c.kind.value,
+def _history_json(c: RecordedChange, stored: set[int]) -> dict[str, object]:
+    entry: dict[str, object] = {"version": c.version, "time": _iso(c.detected_at), "kind": c.kind.value,
                              "summary": c.summary}
     if c.revert_of is not None:
         entry["revert_of"] = c.revert_of
@@ -437,7 +447,7 @@ def _since(value: str) -> datetime:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.doc)
         version = store.version(doc.id, args.number or doc.latest_version)
@@ -449,7 +459,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from monitor import render
     from monitor.diff import Version, diff_versions
 
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.doc)
         start, to = _diff_range(store, doc, args.from_, args.to)
@@ -468,7 +478,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _diff_range(store: Store, doc: Any, from_: int | None, to: int | None) -> tuple[int, int]:
+def _diff_range(store: Store, doc: DocumentInfo, from_: int | None, to: int | None) -> tuple[int, int]:
     """The versions `diff` compares: --to (default: the latest) and --from (default: the stored version
     before it). Errors say which versions there are."""
     from storage.store import ranges
@@ -496,7 +506,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from storage.copy import copy_database
     from storage.db import redact
 
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     target = args.to if "://" in args.to else f"sqlite:///{Path(args.to).resolve()}"
     if target == _database_url(args, settings):
         raise UsageError("db copy: --to is the source database")
@@ -518,7 +528,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     until = report.parse_when(args.until, now=now, option="--until", end=True) if args.until is not None else None
     if since and until and since >= until:
         raise UsageError(f"report: --since {args.since} is not before --until {args.until}")
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.document) if args.document else None
         scope = ReportScope(tuple(dict.fromkeys(args.feed or ())), doc.id if doc else None, since, until)
@@ -555,7 +565,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from storage import archive
 
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     with _open_store(args, settings, readonly=True) as store, \
             progress.bar(progress.wanted(args), "exporting", None, "versions") as bar:
         counts = archive.export_to(store.engine, args.output, args.feed, progress=progress.history_records(bar))
@@ -567,7 +577,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from storage import archive
 
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     with _open_store(args, settings) as store, \
             progress.bar(progress.wanted(args), "importing", None, "versions") as bar:
         counts = archive.import_from(store.engine, args.file, progress=progress.history_records(bar))
@@ -603,7 +613,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_deliveries_retry(args: argparse.Namespace) -> int:
     from monitor import notify
 
-    settings = _settings(args, required=False)
+    settings = _settings_if_any(args)
     with _open_store(args, settings) as store:
         dead = store.outbox.counts_by_target("dead")
         for name in args.target or ():
@@ -722,7 +732,7 @@ def _inert(text: str) -> str:
     return inert(text)
 
 
-def _print_json(data: Any) -> None:
+def _print_json(data: object) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
 
