@@ -78,17 +78,17 @@ def _database_url(args: argparse.Namespace, settings: Settings | None) -> str:
 
 
 def _open_store(args: argparse.Namespace, settings: Settings | None, *, readonly: bool = False) -> Store:
-    from storage.db import redact, schema_state, sqlite_path
+    from storage.db import redact
     from storage.store import Store
 
     url = _database_url(args, settings)
     store = Store.open(url, readonly=readonly)
     if readonly:
-        path = sqlite_path(store.engine)
+        path = store.sqlite_path
         if path is not None and not path.exists():
             store.close()
             raise UsageError(f"no database at {path} yet: run 'feedwatch run' first (or pass --database)")
-        state = schema_state(store.engine)
+        state = store.schema_state()
         if state == "empty":
             store.close()
             raise UsageError(f"the database {redact(url)} has no feedwatch schema yet: run 'feedwatch run' first")
@@ -290,22 +290,18 @@ def _config_problems(settings: Settings) -> list[str]:
 
 def _check_database(url: str) -> tuple[str, list[str]]:
     """The schema's state and what keeps the database from being used; nothing is created or written."""
-    from storage.db import open_engine, schema_state, sqlite_path
+    from storage.store import Store
 
     problems: list[str] = []
     schema = "unknown"
     try:
-        engine = open_engine(url, readonly=True)
-        try:
-            path = sqlite_path(engine)
-            if path is not None and not path.exists():
-                schema = "absent (created by the first run)"
-                if not _writable_dir(path.parent):
-                    problems.append(f"database directory {path.parent} is not writable")
-            else:
-                schema = schema_state(engine)
-        finally:
-            engine.dispose()
+        probe = Store.probe(url)
+        if probe.sqlite_path is not None and not probe.exists:
+            schema = "absent (created by the first run)"
+            if not _writable_dir(probe.sqlite_path.parent):
+                problems.append(f"database directory {probe.sqlite_path.parent} is not writable")
+        else:
+            schema = probe.schema
     except StorageError as exc:
         problems.append(str(exc))
     return schema, problems
@@ -440,8 +436,8 @@ def _history_json(c: RecordedChange, stored: set[int]) -> dict[str, object]:
 
 
 def _since(value: str) -> datetime:
+    from monitor.models import utcnow
     from monitor.report import parse_when
-    from storage.store import utcnow
 
     return parse_when(value, now=utcnow(), option="--since", command="history")
 
@@ -503,7 +499,6 @@ def _diff_range(store: Store, doc: DocumentInfo, from_: int | None, to: int | No
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from storage.copy import copy_database
     from storage.db import redact
 
     settings = _settings_if_any(args)
@@ -512,16 +507,15 @@ def cmd_db(args: argparse.Namespace) -> int:
         raise UsageError("db copy: --to is the source database")
     with _open_store(args, settings, readonly=True) as source, \
             progress.bar(progress.wanted(args), "copying", None, "rows") as bar:
-        counts = copy_database(source.engine, target, progress=progress.rows_copied(bar))
+        counts = source.copy_to(target, progress=progress.rows_copied(bar))
     summary = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
-    print(f"copied {redact(str(source.engine.url))} to {redact(target)}: {summary or 'nothing (empty)'}")
+    print(f"copied {redact(source.url)} to {redact(target)}: {summary or 'nothing (empty)'}")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from monitor import report
-    from monitor.models import ReportScope
-    from storage.store import utcnow
+    from monitor.models import ReportScope, utcnow
 
     now = utcnow()
     since = report.parse_when(args.since, now=now, option="--since") if args.since is not None else None
@@ -563,24 +557,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from storage import archive
-
     settings = _settings_if_any(args)
     with _open_store(args, settings, readonly=True) as store, \
             progress.bar(progress.wanted(args), "exporting", None, "versions") as bar:
-        counts = archive.export_to(store.engine, args.output, args.feed, progress=progress.history_records(bar))
+        counts = store.export(args.output, args.feed, progress=progress.history_records(bar))
     log.info("exported %s: %s, %s, %s", plural(len(counts.feeds), "feed"), plural(counts.documents, "document"),
              plural(counts.versions, "version"), plural(counts.changes, "change record"))
     return EXIT_OK
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from storage import archive
-
     settings = _settings_if_any(args)
     with _open_store(args, settings) as store, \
             progress.bar(progress.wanted(args), "importing", None, "versions") as bar:
-        counts = archive.import_from(store.engine, args.file, progress=progress.history_records(bar))
+        counts = store.import_history(args.file, progress=progress.history_records(bar))
     for name in counts.feeds:
         print(_inert(f"imported {name}"))
     for name in counts.unchanged:

@@ -25,6 +25,7 @@ import yaml
 
 from monitor import config_types
 from monitor.errors import ConfigError, ConfigErrors
+from monitor.models import Retention
 
 # Bumped whenever normalisation changes the canonical text of unchanged input: stored documents are then
 # silently re-baselined instead of being reported as changed (see monitor.poll).
@@ -129,17 +130,6 @@ class RawConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     defaults: DefaultsConfig = DefaultsConfig()
     targets: dict[str, dict[str, Any]] = {}   # converted one by one, for precise errors
     feeds: tuple[FeedConfig, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    versions: int | None = None
-    age: float | None = None
-    keep_changes: bool = True
-
-    @property
-    def keeps_everything(self) -> bool:
-        return self.versions is None and self.age is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,9 @@
         ├── FetchError             network, HTTP status, size or time limits ("fetch: NAME: ...")
         └── ParseError             not a feed, malformed XML ("parse: NAME: ...")
 
+    LeaseLost                      not a FeedwatchError: the store's word to the orchestrator that another
+                                   process took over a feed; never shown to the user
+
 Feed errors are data: the orchestrator records them on the feed and goes on with the other feeds.
 Messages never contain secrets; callers pass masked URLs.
 """
@@ -98,6 +101,10 @@ class StorageDataError(StorageError):
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason or message
+
+
+class LeaseLost(Exception):
+    """Another process took over the feed while this one polled it; its work is discarded."""
 
 
 class FeedError(FeedwatchError):

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC: the one clock of stored and compared times."""
+    return datetime.now(UTC)
 
 
 class ChangeKind(enum.StrEnum):
@@ -411,6 +417,19 @@ class DocumentActivity:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """A feed's retention policy (``retention:`` in the config): what ``prune`` may delete."""
+
+    versions: int | None = None     # keep at most this many versions per document
+    age: float | None = None        # ... and none older than this many seconds (the latest is always kept)
+    keep_changes: bool = True       # keep the change records (summary + diff) of pruned versions
+
+    @property
+    def keeps_everything(self) -> bool:
+        return self.versions is None and self.age is None
+
+
+@dataclass(frozen=True, slots=True)
 class FeedPruneStats:
     """What `prune` removed from one feed."""
 
@@ -437,3 +456,28 @@ class PruneReport:
     @property
     def changes(self) -> int:
         return sum(f.changes for f in self.feeds)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """An outbox row claimed for sending (storage.outbox), with the feed it is about."""
+
+    id: int
+    target: str
+    kind: str                       # change | error | recovery | dead | test
+    change_id: int | None
+    feed: str | None
+    payload: dict[str, Any]
+    attempts: int
+    done_urls: frozenset[str]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOutcome:
+    """What one URL of a target did with one delivery attempt."""
+
+    url_id: str                     # a hash of the URL (the URL itself holds secrets)
+    masked: str                     # the URL in Apprise's privacy form
+    ok: bool
+    detail: str | None = None

@@ -30,11 +30,11 @@ from monitor import messages, sending
 from monitor.config import Settings, TargetSettings
 from monitor.errors import ConfigError
 from monitor.messages import Renderer, TemplateProblem
-from monitor.models import ChangeContext, DeliveryCounts, Message
+from monitor.models import ChangeContext, DeliveryCounts, Message, PendingDelivery, UrlOutcome, utcnow
 from monitor.urls import mask as mask_url
 from storage.db import owner_id
-from storage.outbox import Outbox, PendingDelivery, UrlOutcome
-from storage.store import Store, utcnow
+from storage.outbox import Outbox
+from storage.store import Store
 
 log = logging.getLogger("feedwatch.notify")
 

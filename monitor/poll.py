@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from monitor import compare, identity, jsonfeed, parse
 from monitor.config import FeedSettings, Settings
 from monitor.diff import Version, diff_versions
-from monitor.errors import FeedError, FetchError, StorageDataError, StorageError
+from monitor.errors import FeedError, FetchError, LeaseLost, StorageDataError, StorageError
 from monitor.fetch import MAX_RETRY_AFTER, Fetcher
 from monitor.models import (
     Alert,
@@ -55,6 +55,7 @@ from monitor.models import (
     PollRecord,
     PollStatus,
     RecordedChange,
+    utcnow,
 )
 from monitor.normalize import normalize_item
 from monitor.urls import host_of
@@ -62,7 +63,7 @@ from monitor.urls import host_of
 if TYPE_CHECKING:
     from monitor.pages import SourceEntries
 from storage.db import owner_id
-from storage.store import LeaseLost, Store, utcnow
+from storage.store import Store
 
 log = logging.getLogger("feedwatch.poll")
 
@@ -419,7 +420,7 @@ def _poller_process(store: Store, settings: Settings, names: Sequence[str] | Non
                     force: bool) -> None:
     """A forked poller: its own database connections, the same poll cycle, its outcomes and logs to the
     parent."""
-    store.engine.dispose(close=False)     # the parent's pooled connections stay the parent's
+    store.forget_inherited_connections()     # the parent's pooled connections stay the parent's
     pipe = _ToParent(send)
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__    # not a wrapper the parent may have installed
     logging.getLogger().handlers = [logging.handlers.QueueHandler(pipe)]   # type: ignore[arg-type]

@@ -7,11 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from monitor.config import Retention, Settings
+from monitor.config import Settings
 from monitor.humanize import plural
-from monitor.models import PruneReport
-from storage import retention
-from storage.store import Store, utcnow
+from monitor.models import PruneReport, Retention
+from storage.store import Store
 
 log = logging.getLogger("feedwatch.prune")
 
@@ -23,7 +22,7 @@ def policies(settings: Settings) -> dict[str, Retention]:
 
 def prune(store: Store, settings: Settings, *, dry_run: bool = False,
           on_feed: Callable[[str], None] | None = None) -> PruneReport:
-    report = retention.prune(store.engine, policies(settings), now=utcnow(), dry_run=dry_run, on_feed=on_feed)
+    report = store.prune(policies(settings), dry_run=dry_run, on_feed=on_feed)
     log.info("prune%s versions=%d changes=%d blobs=%d blob_bytes=%d file_before=%s file_after=%s",
              " (dry run)" if dry_run else "", report.versions, report.changes, report.blobs, report.blob_bytes,
              report.file_before, report.file_after)

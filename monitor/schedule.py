@@ -32,11 +32,11 @@ from monitor.config import Settings
 from monitor.errors import ConfigError, FeedwatchError, StorageDataError, StorageUnavailable
 from monitor.humanize import plural
 from monitor.metrics import Metrics
-from monitor.models import FeedOutcome, PollStatus
+from monitor.models import FeedOutcome, PollStatus, utcnow
 from monitor.poll import poll_due
 from monitor.urls import SECRETS
 from storage.db import owner_id
-from storage.store import Store, utcnow
+from storage.store import Store
 
 log = logging.getLogger("feedwatch.watch")
 

@@ -36,10 +36,9 @@ from apprise.plugins.email.smtp import AppriseSMTPController
 
 from monitor import render
 from monitor.config import Settings, TargetSettings
-from monitor.models import Message
+from monitor.models import Message, UrlOutcome
 from monitor.urls import mask as mask_url
 from monitor.urls import mask_tokens
-from storage.outbox import UrlOutcome
 
 FORMATS = {"text": apprise.NotifyFormat.TEXT, "markdown": apprise.NotifyFormat.MARKDOWN,
            "html": apprise.NotifyFormat.HTML}

@@ -27,12 +27,12 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from storage.db import upsert_insert
+from storage.rows import chunks
 from storage.schema import Blob
 
 LEVEL = 9
 KEYFRAME_RATIO = 0.2      # dictionary output above 20% of plain output: start a new keyframe
 _MIN_DICT = 64            # shorter keyframes are no useful dictionary
-_CHUNK = 500
 _compressor = zstandard.ZstdCompressor(level=LEVEL)
 _decompressor = zstandard.ZstdDecompressor()
 
@@ -124,8 +124,8 @@ def decode(conn: Connection, codec: str, base: bytes | None, data: bytes) -> byt
 def stored(conn: Connection, hashes: list[bytes]) -> set[bytes]:
     """Which of these blobs are stored already."""
     found: set[bytes] = set()
-    for i in range(0, len(hashes), _CHUNK):
-        found.update(conn.execute(select(Blob.c.hash).where(Blob.c.hash.in_(hashes[i:i + _CHUNK]))).scalars())
+    for chunk in chunks(hashes):
+        found.update(conn.execute(select(Blob.c.hash).where(Blob.c.hash.in_(chunk))).scalars())
     return found
 
 
@@ -134,8 +134,8 @@ def _keyframes(conn: Connection, similar: Mapping[bytes, bytes],
     """New blob hash -> (hash, content) of the keyframe of the blob it resembles."""
     wanted = sorted(set(similar.values()))
     key_of: dict[bytes, bytes] = {}
-    for i in range(0, len(wanted), _CHUNK):
-        rows = conn.execute(select(Blob.c.hash, Blob.c.codec, Blob.c.base).where(Blob.c.hash.in_(wanted[i:i + _CHUNK])))
+    for chunk in chunks(wanted):
+        rows = conn.execute(select(Blob.c.hash, Blob.c.codec, Blob.c.base).where(Blob.c.hash.in_(chunk)))
         for r in rows:
             key_of[r.hash] = r.base if r.codec == "zstd-dict" and r.base is not None else r.hash
     contents: dict[bytes, bytes] = {}

@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy import Engine, Table, func, insert, select, text
 
 from monitor.errors import StorageError, UsageError
-from storage.db import HEAD, redact, schema_revision
+from storage.db import HEAD, ensure_schema, open_engine, redact, schema_revision
 from storage.schema import Blob, Change, Delivery, DeliveryAttempt, Document, Feed, Host, Page, Version
-from storage.store import Store
 
 BATCH = 1000
 # Foreign-key order: a row's references are copied before it.
@@ -32,13 +31,14 @@ def copy_database(source: Engine, target_url: str, *,
     if revision != HEAD:
         raise StorageError(f"storage: the source database is at schema {revision or 'none'}, not {HEAD}: "
                            "run any feedwatch command on it first to upgrade it")
-    target = Store.open(target_url)
+    target = open_engine(target_url)
     try:
-        with target.engine.connect() as conn:
+        ensure_schema(target)
+        with target.connect() as conn:
             if conn.execute(select(func.count()).select_from(Feed)).scalar_one():
                 raise UsageError(f"db copy: the target {redact(target_url)} is not empty; copy into a new database")
         counts: dict[str, int] = {}
-        with source.connect() as src, target.engine.begin() as dst:
+        with source.connect() as src, target.begin() as dst:
             counts["blobs"] = _copy_blobs(src, dst, progress)
             for table in TABLES:
                 counts[table.name] = _copy_table(src, dst, table, progress)
@@ -46,7 +46,7 @@ def copy_database(source: Engine, target_url: str, *,
                 _reset_sequences(dst)
         return counts
     finally:
-        target.close()
+        target.dispose()
 
 
 def _batches(src: Any, query: Any) -> Iterator[list[dict[str, Any]]]:

@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection, Row
 from monitor import codec
 from monitor.models import ChangeContext, DocumentActivity, ReportScope
 from storage import blobs
+from storage.rows import document_info, recorded_change
 from storage.schema import Blob, Change, Document, Feed, Version
-from storage.store import _document_info, _recorded
 
 PAGE = 200               # change rows per keyset page
 OPENING_LINES = 8        # lines of an added document's text shown as its opening
@@ -64,7 +64,7 @@ class History:
                  .join(Feed, Feed.c.id == Document.c.feed_id).outerjoin(counts, counts.c.document_id == Document.c.id)
                  .where(*self._document_filters(), or_(counts.c.n.is_not(None), and_(true(), *existed)))
                  .order_by(Feed.c.name, func.lower(Document.c.title), Document.c.id))
-        return [DocumentActivity(_document_info(r), r.n or 0, r.first_at, r.last_at)
+        return [DocumentActivity(document_info(r), r.n or 0, r.first_at, r.last_at)
                 for r in self.conn.execute(query)]
 
     def changes(self, document_id: int | None = None, *, diffs: bool = True) -> Iterator[ChangeContext]:
@@ -82,11 +82,11 @@ class History:
             query = query.where(Change.c.document_id == document_id)
         for row in self._pages(query):
             if not diffs:
-                yield ChangeContext(_recorded(row))
+                yield ChangeContext(recorded_change(row))
                 continue
             diff = codec.diff_from_json(blobs.decode(self.conn, row.codec, row.base, row.data)) \
                 if row.data is not None else None
-            yield ChangeContext(_recorded(row, diff), self._opening(row) if row.kind == "added" else None)
+            yield ChangeContext(recorded_change(row, diff), self._opening(row) if row.kind == "added" else None)
 
     def _pages(self, query: Select[Any]) -> Iterator[Row[Any]]:
         """Rows of `query`, newest first, fetched PAGE at a time by keyset: no cursor stays open while

@@ -10,40 +10,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from monitor import codec
-from monitor.models import ChangeContext, ChangeKind, RecordedChange
+from monitor.models import ChangeContext, PendingDelivery, UrlOutcome, utcnow
 from storage import blobs
+from storage.leases import expire_dead_leases
+from storage.rows import recorded_change
 from storage.schema import Change, Delivery, DeliveryAttempt, Document, Feed, Version
 
 
-@dataclass(frozen=True, slots=True)
-class PendingDelivery:
-    id: int
-    target: str
-    kind: str                       # change | error | recovery | dead | test
-    change_id: int | None
-    feed: str | None
-    payload: dict[str, Any]
-    attempts: int
-    done_urls: frozenset[str]
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class UrlOutcome:
-    url_id: str                     # a hash of the URL (the URL itself holds secrets)
-    masked: str                     # the URL in Apprise's privacy form
-    ok: bool
-    detail: str | None = None
-
-
 class Outbox:
+    """The deliveries table, behind what dispatch needs (``store.outbox``)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -52,8 +34,6 @@ class Outbox:
         """Lease pending deliveries (due ones at `now`, or all with `due_only=False`) with ids above
         `after_id`. Leases are measured on the clock, not from `now`: a dispatch that started long ago
         must not hand out leases that have already run out."""
-        from storage.store import expire_dead_leases, utcnow  # store imports this module: import at call time
-
         clock = utcnow()
         with self.engine.begin() as conn:
             expire_dead_leases(conn, Delivery, clock)
@@ -89,12 +69,8 @@ class Outbox:
                 .where(Change.c.id.in_(list(change_ids)))).all()
             for r in rows:
                 diff = codec.diff_from_json(blobs.get(conn, r.diff_hash)) if r.diff_hash else None
-                change = RecordedChange(
-                    id=r.id, feed=r.feed_name, document_id=r.document_id, guid=r.guid, link=r.link,
-                    title=r.title, kind=ChangeKind(r.kind), version=r.version, from_version=r.from_version,
-                    revert_of=r.revert_of, detected_at=r.detected_at, summary=r.summary, baseline=r.baseline,
-                    diff=diff)
-                out[r.id] = ChangeContext(change, self._excerpt(conn, r) if r.kind == "added" else None)
+                excerpt = self._excerpt(conn, r) if r.kind == "added" else None
+                out[r.id] = ChangeContext(recorded_change(r, diff), excerpt)
         return out
 
     @staticmethod
@@ -132,8 +108,6 @@ class Outbox:
     def renew(self, owner: str, ids: Sequence[int], lease: float) -> set[int]:
         """Extend this owner's leases on deliveries it is about to send; returns the ids still held (a lease
         that ran out and was taken over by another worker is not renewed, and must not be sent)."""
-        from storage.store import utcnow  # store imports this module: import at call time
-
         now = utcnow()
         with self.engine.begin() as conn:
             held = conn.execute(
@@ -158,8 +132,6 @@ class Outbox:
 
     def due(self, *, force: bool = False, now: datetime | None = None) -> int:
         """How many pending deliveries are due (all pending ones with `force`)."""
-        from storage.store import utcnow  # store imports this module: import at call time
-
         query = select(func.count()).where(Delivery.c.status == "pending")
         if not force:
             query = query.where(Delivery.c.next_attempt_at <= (now or utcnow()))

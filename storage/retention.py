@@ -27,23 +27,20 @@ to the filesystem with incremental vacuum (the file is created with auto_vacuum=
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, or_, select, text, tuple_
 from sqlalchemy.engine import Connection
 
-from monitor.models import FeedPruneStats, PruneReport
+from monitor.models import FeedPruneStats, PruneReport, Retention
 from storage import blobs
 from storage.db import is_sqlite, sqlite_path
+from storage.rows import chunks
 from storage.schema import Blob, Change, Delivery, DeliveryAttempt, Document, Feed, Version
 
-if TYPE_CHECKING:
-    from monitor.config import Retention
-
-_CHUNK = 500
 _PG_PRUNE_LOCK = 0x70727565  # "prue": one pruning transaction at a time across workers
 
 
@@ -112,7 +109,7 @@ def _plan_feed(conn: Connection, name: str, policy: Retention, now: datetime, pe
     plan.candidates.update(h for r in doomed for h in (r.text_hash, r.raw_hash) if h is not None)
     changes = 0
     if not policy.keep_changes:
-        for chunk in _chunks([(r.document_id, r.number) for r in doomed]):
+        for chunk in chunks([(r.document_id, r.number) for r in doomed]):
             rows = conn.execute(select(Change.c.id, Change.c.diff_hash).where(
                 tuple_(Change.c.document_id, Change.c.version).in_(chunk))).all()
             plan.changes.extend(r.id for r in rows)
@@ -138,12 +135,12 @@ def _beyond_policy(conn: Connection, feed_id: int, policy: Retention, now: datet
 
 
 def _delete_rows(conn: Connection, plan: _Plan) -> None:
-    for chunk in _chunks(plan.changes):
+    for chunk in chunks(plan.changes):
         deliveries = select(Delivery.c.id).where(Delivery.c.change_id.in_(chunk)).scalar_subquery()
         conn.execute(delete(DeliveryAttempt).where(DeliveryAttempt.c.delivery_id.in_(deliveries)))
         conn.execute(delete(Delivery).where(Delivery.c.change_id.in_(chunk)))
         conn.execute(delete(Change).where(Change.c.id.in_(chunk)))
-    for chunk in _chunks(plan.versions):
+    for chunk in chunks(plan.versions):
         conn.execute(delete(Version).where(Version.c.id.in_(chunk)))
 
 
@@ -178,7 +175,7 @@ def _referenced(conn: Connection, hashes: set[bytes], *, changes: bool = True) -
             everything: list[bytes] = list(conn.execute(select(column).where(column.is_not(None))).scalars())
             found.update(h for h in everything if h in hashes)
         else:
-            for chunk in _chunks(sorted(hashes)):
+            for chunk in chunks(sorted(hashes)):
                 hashes_found: list[bytes | None] = list(
                     conn.execute(select(column).where(column.in_(chunk)).distinct()).scalars())
                 found.update(h for h in hashes_found if h is not None)
@@ -193,7 +190,7 @@ def _dependents(conn: Connection, keyframes: set[bytes]) -> list[tuple[bytes, by
         rows = conn.execute(select(Blob.c.hash, Blob.c.base).where(Blob.c.base.is_not(None)))
         return [(r.hash, r.base) for r in rows if r.base in keyframes]
     out: list[tuple[bytes, bytes]] = []
-    for chunk in _chunks(sorted(keyframes)):
+    for chunk in chunks(sorted(keyframes)):
         out.extend((r.hash, r.base) for r in conn.execute(
             select(Blob.c.hash, Blob.c.base).where(Blob.c.base.in_(chunk))))
     return out
@@ -201,7 +198,7 @@ def _dependents(conn: Connection, keyframes: set[bytes]) -> list[tuple[bytes, by
 
 def _bases(conn: Connection, hashes: set[bytes]) -> set[bytes]:
     out: set[bytes] = set()
-    for chunk in _chunks(sorted(hashes)):
+    for chunk in chunks(sorted(hashes)):
         bases: list[bytes | None] = list(conn.execute(select(Blob.c.base).where(Blob.c.hash.in_(chunk))).scalars())
         out.update(b for b in bases if b is not None)
     return out
@@ -209,7 +206,7 @@ def _bases(conn: Connection, hashes: set[bytes]) -> set[bytes]:
 
 def _blob_bytes(conn: Connection, hashes: set[bytes]) -> int:
     total = 0
-    for chunk in _chunks(sorted(hashes)):
+    for chunk in chunks(sorted(hashes)):
         total += conn.execute(select(func.coalesce(func.sum(func.length(Blob.c.data)), 0))
                               .where(Blob.c.hash.in_(chunk))).scalar_one()
     return int(total)
@@ -218,7 +215,7 @@ def _blob_bytes(conn: Connection, hashes: set[bytes]) -> int:
 def _delete_blobs(conn: Connection, hashes: set[bytes]) -> None:
     """Dictionary-compressed blobs first, then keyframes, so no delete leaves a dangling base."""
     for dict_only in (True, False):
-        for chunk in _chunks(sorted(hashes)):
+        for chunk in chunks(sorted(hashes)):
             query = delete(Blob).where(Blob.c.hash.in_(chunk))
             conn.execute(query.where(Blob.c.base.is_not(None)) if dict_only else query)
 
@@ -270,9 +267,3 @@ def _unchecked_transaction(engine: Engine) -> Iterator[tuple[Connection, Any]]:
         finally:
             if raw is not None:
                 raw.execute("PRAGMA foreign_keys=ON")
-
-
-def _chunks(items: Iterable[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
-    items = list(items)
-    for i in range(0, len(items), size):
-        yield items[i:i + size]

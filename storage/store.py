@@ -1,4 +1,8 @@
-"""Intent-named queries. They take and return monitor.models values, never ORM rows.
+"""The one front door of storage: intent-named queries that take and return monitor.models values.
+
+Everything outside ``storage/`` reaches the database through a :class:`Store` and the parts it hands out
+(``store.outbox``, ``store.history(...)``), and through its methods for whole-database jobs
+(``prune``, ``export``, ``import_history``, ``copy_to``); no SQLAlchemy ``Engine`` or row leaves it.
 
 Writes that belong together happen in one transaction: :meth:`Store.record_poll` writes a poll's new
 versions, change records, validators, feed state and outbox rows, and commits only while this process
@@ -8,19 +12,17 @@ still holds the feed's lease. Reads used by the CLI can run on a read-only engin
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from monitor.errors import UsageError
+from monitor.errors import LeaseLost, UsageError
 from monitor.models import (
-    ChangeKind,
-    DocumentDiff,
     DocumentInfo,
     FeedHealth,
     FeedState,
@@ -30,41 +32,48 @@ from monitor.models import (
     PageState,
     PollRecord,
     PollStatus,
+    PruneReport,
     RecordedChange,
     ReportScope,
+    Retention,
     Validators,
     VersionInfo,
+    utcnow,
 )
 from monitor.urls import host_of
 from storage import blobs
-from storage.db import ensure_schema, open_engine, upsert_insert, worker_host
+from storage.db import ensure_schema, open_engine, schema_state, sqlite_path, upsert_insert
+from storage.history import History
+from storage.leases import expire_dead_leases
 from storage.outbox import Outbox
+from storage.rows import chunks, document_info, feed_state, recorded_change, version_info
 from storage.schema import Blob, Change, Delivery, Document, Feed, Host, Page, Version
 from storage.writer import PollWriter
 
 if TYPE_CHECKING:
-    from storage.history import History
+    from storage.archive import ArchiveCounts, Progress
 
 REVERT_DEPTH = 5          # recent version states loaded per document for revert detection
 # A host back-off reaching further than this was written before Retry-After was capped (monitor.fetch):
 # it is ignored, so that no old "year 9999" row keeps a host silent.
 MAX_HOST_BACKOFF = timedelta(days=1, minutes=5)
-_CHUNK = 500              # parameters per IN (...) list
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatabaseProbe:
+    """What `feedwatch check` learns about a database without creating or writing anything."""
 
-
-class LeaseLost(Exception):
-    """Another process took over the feed while this one polled it; its work is discarded."""
+    sqlite_path: Path | None        # the SQLite file (None for PostgreSQL)
+    exists: bool                    # False: an SQLite file the first run will create
+    schema: str                     # storage.db.schema_state: empty, older, current, newer (or "" if absent)
 
 
 class Store:
     """The database, behind methods named after what feedwatch needs from it."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.engine = engine        # storage's own (and tests'); nothing in monitor/ touches it
+        self.outbox = Outbox(engine)
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False) -> Store:
@@ -86,15 +95,71 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @staticmethod
+    def probe(url: str) -> DatabaseProbe:
+        """The database at `url` as `check` reports it; nothing is created or written (StorageError if it
+        cannot be opened)."""
+        engine = open_engine(url, readonly=True)
+        try:
+            path = sqlite_path(engine)
+            if path is not None and not path.exists():
+                return DatabaseProbe(path, exists=False, schema="")
+            return DatabaseProbe(path, exists=True, schema=schema_state(engine))
+        finally:
+            engine.dispose()
+
     @property
-    def outbox(self) -> Outbox:
-        return Outbox(self.engine)
+    def url(self) -> str:
+        """The database URL as SQLAlchemy prints it (password as ``***``); storage.db.redact it to show it."""
+        return str(self.engine.url)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file (None for PostgreSQL)."""
+        return sqlite_path(self.engine)
+
+    def schema_state(self) -> str:
+        """empty, older, current or newer than this feedwatch (storage.db.schema_state)."""
+        return schema_state(self.engine)
+
+    def forget_inherited_connections(self) -> None:
+        """In a forked child: drop the pool's connections inherited from the parent without closing them
+        (they stay the parent's); the child opens its own."""
+        self.engine.dispose(close=False)
 
     def history(self, scope: ReportScope) -> AbstractContextManager[History]:
         """The changes of a report's scope, streamed inside one read transaction (storage.history)."""
-        from storage.history import History
-
         return History.open(self.engine, scope)
+
+    # ------------------------------------------------------------------------------------ whole database
+    # The modules of these jobs are imported when they run (not for a cycle: none of them imports this one),
+    # so that the commands that poll and read do not pay ~10 ms of start-up for them.
+
+    def prune(self, policies: Mapping[str, Retention], *, now: datetime | None = None, dry_run: bool = False,
+              on_feed: Callable[[str], None] | None = None) -> PruneReport:
+        """Apply `policies` (feed name -> Retention) now (storage.retention); `dry_run` changes nothing."""
+        from storage import retention
+
+        return retention.prune(self.engine, policies, now=now or utcnow(), dry_run=dry_run, on_feed=on_feed)
+
+    def export(self, path: str | None, feeds: Sequence[str] | None = None, *,
+               progress: Progress | None = None) -> ArchiveCounts:
+        """Write the history of `feeds` (all by default) to the history file `path` (stdout: None or "-")."""
+        from storage import archive
+
+        return archive.export_to(self.engine, path, feeds, progress=progress)
+
+    def import_history(self, path: str, *, progress: Progress | None = None) -> ArchiveCounts:
+        """Store the history file at `path` ("-": stdin) in one transaction (storage.archive)."""
+        from storage import archive
+
+        return archive.import_from(self.engine, path, progress=progress)
+
+    def copy_to(self, target_url: str, *, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+        """Copy this whole database into the empty one at `target_url`; rows copied per table (storage.copy)."""
+        from storage import copy
+
+        return copy.copy_database(self.engine, target_url, progress=progress)
 
     # ------------------------------------------------------------------------------------ feeds, leases
 
@@ -106,13 +171,13 @@ class Store:
         now = now or utcnow()
         wanted = dict(feeds)
         with self.engine.begin() as conn:
-            rows = {r.name: (r.id, r.url) for chunk in _chunks(list(wanted)) for r in conn.execute(
+            rows = {r.name: (r.id, r.url) for chunk in chunks(list(wanted)) for r in conn.execute(
                 select(Feed.c.id, Feed.c.name, Feed.c.url).where(Feed.c.name.in_(chunk)))}
             new = [dict(name=name, url=url, created_at=now, next_due_at=now, baseline_done=False, polls=0,
                         consecutive_errors=0, error_alerted=False) for name, url in wanted.items() if name not in rows]
             if new:
                 conn.execute(upsert_insert(conn, Feed).on_conflict_do_nothing(index_elements=["name"]), new)
-                rows.update({r.name: (r.id, r.url) for chunk in _chunks([n["name"] for n in new]) for r in
+                rows.update({r.name: (r.id, r.url) for chunk in chunks([n["name"] for n in new]) for r in
                              conn.execute(select(Feed.c.id, Feed.c.name, Feed.c.url).where(Feed.c.name.in_(chunk)))})
             for name, url in wanted.items():
                 if rows[name][1] != url:
@@ -125,7 +190,7 @@ class Store:
         """Mark feeds due now (``run --force``)."""
         now = now or utcnow()
         with self.engine.begin() as conn:
-            for chunk in _chunks(feed_ids):
+            for chunk in chunks(feed_ids):
                 conn.execute(update(Feed).where(Feed.c.id.in_(chunk)).values(next_due_at=now))
 
     def claim_due_feeds(self, feed_ids: Sequence[int], owner: str, *, limit: int, lease: float,
@@ -159,7 +224,7 @@ class Store:
                     break
                 if blocked_hosts and host_of(feed.url) in blocked_hosts:
                     continue
-                claimed.append(_feed_state(feed))
+                claimed.append(feed_state(feed))
             if claimed:
                 ids = [f.id for f in claimed]
                 conn.execute(update(Feed).where(Feed.c.id.in_(ids))
@@ -177,7 +242,7 @@ class Store:
         until = utcnow() + timedelta(seconds=lease)
         held = 0
         with self.engine.begin() as conn:
-            for chunk in _chunks(feed_ids):
+            for chunk in chunks(feed_ids):
                 held += conn.execute(update(Feed).where(Feed.c.id.in_(chunk), Feed.c.lease_owner == owner)
                                      .values(lease_until=until)).rowcount
         return held
@@ -194,7 +259,7 @@ class Store:
         now = now or utcnow()
         with self.engine.connect() as conn:
             return sum(conn.execute(select(func.count()).where(Feed.c.id.in_(chunk), Feed.c.next_due_at <= now))
-                       .scalar_one() for chunk in _chunks(feed_ids))
+                       .scalar_one() for chunk in chunks(feed_ids))
 
     def host_backoffs(self, now: datetime | None = None) -> list[HostBackoff]:
         """Hosts whose feeds wait (Retry-After) at `now`, soonest end first."""
@@ -250,7 +315,7 @@ class Store:
         """Each document's latest version states, newest first, and its latest canonical text hash."""
         out: dict[int, list[tuple[int, bytes]]] = {}
         texts: dict[int, bytes] = {}
-        for chunk in _chunks(doc_ids):
+        for chunk in chunks(doc_ids):
             ranked = (select(Version.c.document_id, Version.c.number, Version.c.state_hash, Version.c.text_hash,
                              func.row_number().over(partition_by=Version.c.document_id,
                                                     order_by=Version.c.number.desc()).label("rank"))
@@ -268,12 +333,12 @@ class Store:
         """The latest stored version (with text) of each document."""
         out: dict[int, VersionInfo] = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(doc_ids):
+            for chunk in chunks(doc_ids):
                 rows = conn.execute(select(Version).join(Document, and_(
                     Document.c.id == Version.c.document_id, Document.c.latest_version == Version.c.number))
                     .where(Version.c.document_id.in_(chunk))).all()
                 for v in rows:
-                    out[v.document_id] = _version_info(v, text=blobs.get_text(conn, v.text_hash))
+                    out[v.document_id] = version_info(v, text=blobs.get_text(conn, v.text_hash))
         return out
 
     # ------------------------------------------------------------------------------------ pages
@@ -298,7 +363,7 @@ class Store:
         """Stored canonical texts by hash (the ones that exist)."""
         wanted = list(set(hashes))
         with self.engine.connect() as conn:
-            present = {h for chunk in _chunks(wanted) for h in blobs.stored(conn, chunk)}
+            present = {h for chunk in chunks(wanted) for h in blobs.stored(conn, chunk)}
             return {h: blobs.get_text(conn, h) for h in present}
 
     # ------------------------------------------------------------------------------------ the poll
@@ -381,7 +446,7 @@ class Store:
             query = select(Document, Feed.c.name.label("feed_name")).join(Feed).order_by(Feed.c.name, Document.c.id)
             if feed is not None:
                 query = query.where(Feed.c.name == feed)
-            return [_document_info(r) for r in conn.execute(query).all()]
+            return [document_info(r) for r in conn.execute(query).all()]
 
     def find_document(self, ref: str) -> DocumentInfo:
         """A document by numeric id (``1``, or ``#1`` as older versions printed it), guid, link or identity
@@ -392,7 +457,7 @@ class Store:
             if number.isdigit():
                 rows = conn.execute(query.where(Document.c.id == int(number))).all()
                 if rows:
-                    return _document_info(rows[0])
+                    return document_info(rows[0])
             rows = conn.execute(query.where(or_(Document.c.guid == ref, Document.c.link == ref,
                                                 Document.c.key == ref))).all()
         if not rows:
@@ -401,7 +466,7 @@ class Store:
         if len(rows) > 1:
             ids = ", ".join(str(r.id) for r in rows)
             raise UsageError(f"'{ref}' matches several documents (ids {ids}); use the numeric id")
-        return _document_info(rows[0])
+        return document_info(rows[0])
 
     def versions(self, doc_id: int) -> list[VersionInfo]:
         """Every stored version of a document with the change that produced it, oldest first."""
@@ -426,7 +491,7 @@ class Store:
                                                               Version.c.number == number)).one_or_none()
             if v is None:
                 raise UsageError(self.no_version(doc_id, number))
-            return _version_info(v, text=blobs.get_text(conn, v.text_hash))
+            return version_info(v, text=blobs.get_text(conn, v.text_hash))
 
     def no_version(self, doc_id: int, number: int) -> str:
         """Why `number` cannot be shown, with the versions that can."""
@@ -443,33 +508,7 @@ class Store:
                                 .join(Document, Change.c.document_id == Document.c.id)
                                 .join(Feed, Change.c.feed_id == Feed.c.id)
                                 .where(Change.c.document_id == doc_id).order_by(Change.c.id)).all()
-            return [_recorded(r) for r in rows]
-
-def _feed_state(f: Any) -> FeedState:
-    return FeedState(id=f.id, name=f.name, url=f.url, validators=Validators(f.etag, f.last_modified),
-                     body_hash=f.body_hash, settings_hash=f.settings_hash, baseline_done=f.baseline_done,
-                     consecutive_errors=f.consecutive_errors, error_alerted=f.error_alerted)
-
-
-def _document_info(d: Any) -> DocumentInfo:
-    return DocumentInfo(id=d.id, feed=d.feed_name, key=d.key, guid=d.guid, link=d.link, title=d.title,
-                        latest_version=d.latest_version, first_seen_at=d.first_seen_at,
-                        removed=d.removed_at is not None)
-
-
-def _version_info(v: Any, *, text: str | None = None) -> VersionInfo:
-    return VersionInfo(document_id=v.document_id, number=v.number, created_at=v.created_at, title=v.title,
-                       link=v.link, text=text)
-
-
-def _recorded(c: Any, diff: DocumentDiff | None = None) -> RecordedChange:
-    """A change row joined with its document's guid and link and its feed's name."""
-    return RecordedChange(id=c.id, feed=c.feed_name, document_id=c.document_id, guid=c.guid, link=c.link,
-                          title=c.title,
-                          kind=ChangeKind(c.kind), version=c.version, from_version=c.from_version,
-                          revert_of=c.revert_of, detected_at=c.detected_at, summary=c.summary,
-                          baseline=c.baseline, diff=diff)
-
+            return [recorded_change(r) for r in rows]
 
 # The feed-row updates of every poll, built once (statement construction cost more than running them).
 _LEASED = (update(Feed).where(Feed.c.id == bindparam("b_id"), Feed.c.lease_owner == bindparam("b_owner"))
@@ -482,30 +521,6 @@ _LEASED_SUCCESS = _LEASED.values(
     etag=bindparam("b_etag"), last_modified=bindparam("b_lm"), body_hash=bindparam("b_body"),
     settings_hash=bindparam("b_settings"))
 _LEASED_FAILURE = _LEASED.values(last_error=bindparam("b_error"), consecutive_errors=Feed.c.consecutive_errors + 1)
-
-
-def expire_dead_leases(conn: Connection, table: Any, now: datetime) -> None:
-    """Free leases held by processes of this host that no longer exist (a `run` killed with -9)."""
-    host = worker_host()
-    rows = conn.execute(select(table.c.id, table.c.lease_owner).where(
-        table.c.lease_owner.like(f"{host}:%"), table.c.lease_until > now)).all()
-    dead = [r.id for r in rows if not _pid_alive(r.lease_owner)]
-    for chunk in _chunks(dead):
-        conn.execute(update(table).where(table.c.id.in_(chunk)).values(lease_owner=None, lease_until=None))
-
-
-def _pid_alive(owner: str | None) -> bool:
-    try:
-        pid = int((owner or "").rsplit(":", 1)[1])
-    except (IndexError, ValueError):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str],
@@ -523,10 +538,3 @@ def ranges(numbers: Sequence[int]) -> str:
         else:
             parts.append([n])
     return ", ".join(f"{p[0]}-{p[-1]}" if len(p) > 1 else str(p[0]) for p in parts)
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
-    items = list(items)
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-

@@ -21,9 +21,8 @@ from monitor import codec
 from monitor.models import ChangeKind, DocumentDiff, DocumentUpdate, PollRecord, RecordedChange
 from storage import blobs
 from storage.db import upsert_insert
+from storage.rows import CHUNK as _CHUNK
 from storage.schema import Change, Delivery, Document, Page, Version
-
-_CHUNK = 500
 
 
 @dataclass

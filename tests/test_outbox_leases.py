@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from monitor.models import Alert, PollRecord, PollStatus
+from monitor.models import Alert, PollRecord, PollStatus, utcnow
 from storage.schema import Delivery
-from storage.store import Store, utcnow
+from storage.store import Store
 
 
 def pending_alert(store: Store) -> int:

@@ -23,10 +23,11 @@ import pytest
 from sqlalchemy import func, inspect, select, update
 
 from monitor import config
+from monitor.models import utcnow
 from monitor.poll import poll_due
 from storage.db import REVISIONS, open_engine, schema_revision
 from storage.schema import Blob, Change, Delivery, Version
-from storage.store import Store, utcnow
+from storage.store import Store
 from tests.helpers import (
     FeedServer,
     corpus_steps,

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from monitor import config
-from monitor.errors import SchemaTooNewError
-from monitor.models import ChangeKind, Decision, DocumentUpdate, Item, PollRecord, PollStatus
+from monitor.errors import LeaseLost, SchemaTooNewError
+from monitor.models import ChangeKind, Decision, DocumentUpdate, Item, PollRecord, PollStatus, utcnow
 from monitor.normalize import state_hash
 from monitor.poll import poll_due, process_body
 from storage.db import HEAD, REVISIONS, open_engine, schema_state
 from storage.schema import Blob, Change, Delivery, Feed, Version
-from storage.store import LeaseLost, Store, utcnow
+from storage.store import Store
 from tests.helpers import CORPUS, write_config
 
 

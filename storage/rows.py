@@ -1,0 +1,55 @@
+"""Rows into monitor.models values, and IN-lists in chunks: the helpers every storage module shares.
+
+Storage returns monitor.models objects, never ORM rows; each kind of row is mapped here, once. A row is
+anything with the table's column names as attributes (a SQLAlchemy ``Row`` of a select or a join).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from monitor.models import (
+    ChangeKind,
+    DocumentDiff,
+    DocumentInfo,
+    FeedState,
+    RecordedChange,
+    Validators,
+    VersionInfo,
+)
+
+CHUNK = 500              # parameters per IN (...) list: far below every driver's limit
+
+
+def chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    """`items` in lists of at most `size`, for ``column.in_(chunk)`` queries."""
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def feed_state(f: Any) -> FeedState:
+    return FeedState(id=f.id, name=f.name, url=f.url, validators=Validators(f.etag, f.last_modified),
+                     body_hash=f.body_hash, settings_hash=f.settings_hash, baseline_done=f.baseline_done,
+                     consecutive_errors=f.consecutive_errors, error_alerted=f.error_alerted)
+
+
+def document_info(d: Any) -> DocumentInfo:
+    """A document row joined with its feed's name (``feed_name``)."""
+    return DocumentInfo(id=d.id, feed=d.feed_name, key=d.key, guid=d.guid, link=d.link, title=d.title,
+                        latest_version=d.latest_version, first_seen_at=d.first_seen_at,
+                        removed=d.removed_at is not None)
+
+
+def version_info(v: Any, *, text: str | None = None) -> VersionInfo:
+    return VersionInfo(document_id=v.document_id, number=v.number, created_at=v.created_at, title=v.title,
+                       link=v.link, text=text)
+
+
+def recorded_change(c: Any, diff: DocumentDiff | None = None) -> RecordedChange:
+    """A change row joined with its document's guid and link and its feed's name (``feed_name``)."""
+    return RecordedChange(id=c.id, feed=c.feed_name, document_id=c.document_id, guid=c.guid, link=c.link,
+                          title=c.title, kind=ChangeKind(c.kind), version=c.version, from_version=c.from_version,
+                          revert_of=c.revert_of, detected_at=c.detected_at, summary=c.summary,
+                          baseline=c.baseline, diff=diff)
