@@ -13,6 +13,10 @@ Content-Type. Its field names stop here. Two decisions:
   Only the real prolog is read (:func:`scan_prolog`, linear, any length): a ``<!DOCTYPE`` inside CDATA
   or the document is content. Whitespace before ``<?xml`` is removed (a common real-world defect).
 
+Well-formed RSS 2.0 and Atom 1.0 are read by monitor.fastparse (lxml) instead, when it is sure to give
+exactly what feedparser gives (tests/test_fastparse.py compares the two); it gets feedparser's own tables and
+helpers from here (``_REFERENCE``) and declines everything else, which feedparser then reads as before.
+
 What counts as an error: no RSS/Atom root at all, or XML that is broken (truncated, mismatched tags) —
 unless the feed is configured ``lenient: true``. Undefined HTML entities such as ``&rsquo;`` in the XML
 are common and harmless: the lenient parser decodes them, and the feed is accepted with a warning.
@@ -32,7 +36,11 @@ from typing import Any
 import feedparser
 import feedparser.api
 import feedparser.exceptions
+import feedparser.html
+import feedparser.mixin
+import feedparser.urls
 
+from monitor import fastparse
 from monitor.body import EntryFilter
 from monitor.errors import ParseError
 from monitor.models import FetchResult, ParsedFeed, ParsedItem
@@ -149,20 +157,17 @@ def hidden_markup_encoding(body: bytes, content_type: str | None) -> str | None:
     return None
 
 
-def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFeed:
-    """Parse a fetched body. Raises ParseError naming the feed when it is not a usable feed."""
-    body = strip_leading_space(as_utf8(fetched.body))
-    if not body.strip():
-        raise ParseError(name, "empty response (no feed)")
-    hidden = hidden_markup_encoding(body, fetched.content_type)
-    if hidden:
-        raise ParseError(name, f"refused: the feed is encoded in {hidden}, which hides its markup from the "
-                               "entity guard (real feeds do not use it)")
-    prolog = scan_prolog(body)
-    if prolog.declares_entities:
-        raise ParseError(name, "refused: the feed declares XML entities in its DOCTYPE (entity expansion can "
-                               "exhaust memory; real feeds do not need them)")
-    body = body[:prolog.start] + body[prolog.end:]
+def parse(name: str, fetched: FetchResult, *, lenient: bool = False, fast: bool = True) -> ParsedFeed:
+    """Parse a fetched body. Raises ParseError naming the feed when it is not a usable feed.
+
+    Well-formed RSS 2.0 and Atom 1.0 are read by monitor.fastparse when it is sure to give what feedparser
+    gives; everything else, or everything with ``fast=False`` (the reference, for tests and benchmarks),
+    by feedparser."""
+    body = _guarded(name, fetched)
+    if fast:
+        feed = _read_fast(body, fetched.content_type)
+        if feed is not None:
+            return feed
     # No Content-Location: feedparser would resolve guids against it, and a guid is an opaque identifier.
     # Relative links are resolved by normalize, against the final URL.
     headers = {}
@@ -174,7 +179,6 @@ def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFe
     except (ValueError, UnicodeError, LookupError, RecursionError) as exc:   # feedparser bugs on hostile bytes
         raise ParseError(name, f"unreadable feed ({type(exc).__name__}: {_first_line(exc)})") from None
     warnings = _check(name, d, body, lenient)
-    atom = str(d.get("version", "")).startswith("atom")
     entries = d.get("entries", [])
     total = len(entries) + int(d.get("feed", {}).get("feedwatch_dropped", 0))
     if total > MAX_ITEMS:
@@ -182,10 +186,51 @@ def parse(name: str, fetched: FetchResult, *, lenient: bool = False) -> ParsedFe
                      "order are read, the others ignored",)
         log.warning("feed=%s items=%d limit=%d: the first %d in feed order are read", name, total, MAX_ITEMS,
                     MAX_ITEMS)
-    items = tuple(_item(e, atom=atom) for e in entries[:MAX_ITEMS])
-    feed = d.get("feed", {})
+    return _feed(d.get("version", ""), d.get("feed", {}), entries[:MAX_ITEMS], warnings)
+
+
+def parse_fast(name: str, fetched: FetchResult) -> ParsedFeed | None:
+    """The fast path alone, behind the same guards: None when it leaves the feed to feedparser."""
+    return _read_fast(_guarded(name, fetched), fetched.content_type)
+
+
+def _guarded(name: str, fetched: FetchResult) -> bytes:
+    """The body either parser may read: re-encoded, refused if it hides or declares entities, DOCTYPE cut."""
+    body = strip_leading_space(as_utf8(fetched.body))
+    if not body.strip():
+        raise ParseError(name, "empty response (no feed)")
+    hidden = hidden_markup_encoding(body, fetched.content_type)
+    if hidden:
+        raise ParseError(name, f"refused: the feed is encoded in {hidden}, which hides its markup from the "
+                               "entity guard (real feeds do not use it)")
+    prolog = scan_prolog(body)
+    if prolog.declares_entities:
+        raise ParseError(name, "refused: the feed declares XML entities in its DOCTYPE (entity expansion can "
+                               "exhaust memory; real feeds do not need them)")
+    return body[:prolog.start] + body[prolog.end:]
+
+
+_REFERENCE = fastparse.Reference(
+    namespaces={uri.lower(): prefix for uri, prefix in feedparser.mixin._FeedParserMixin.namespaces.items()},
+    knows=lambda prefix, local: hasattr(feedparser.api.StrictFeedParser,
+                                        f"_start_{prefix}_{local}" if prefix else f"_start_{local}"),
+    urljoin=feedparser.urls._urljoin,
+    looks_like_html=feedparser.mixin._FeedParserMixin.looks_like_html,
+    cp1252=feedparser.html._cp1252,
+)
+
+
+def _read_fast(body: bytes, content_type: str | None) -> ParsedFeed | None:
+    read = fastparse.read(body, content_type, _REFERENCE, max_entries=MAX_ITEMS)
+    return None if read is None else _feed(read.version, read.feed, read.entries, ())
+
+
+def _feed(version: str, feed: Any, entries: list[Any], warnings: tuple[str, ...]) -> ParsedFeed:
+    """feedparser's result, or the fast path's copy of it, as a ParsedFeed."""
+    atom = version.startswith("atom")
+    items = tuple(_item(e, atom=atom) for e in entries)
     return ParsedFeed(title=_clean(feed.get("title", "")), link=feed.get("link") or None,
-                      format=d.get("version", ""), items=items, warnings=warnings)
+                      format=version, items=items, warnings=warnings)
 
 
 def _check(name: str, d: Any, body: bytes, lenient: bool) -> tuple[str, ...]:
