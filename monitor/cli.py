@@ -22,7 +22,6 @@ from monitor.commands import (
     cmd_completion,
     cmd_db,
     cmd_deliveries_retry,
-    cmd_demo,
     cmd_diff,
     cmd_export,
     cmd_history,
@@ -250,6 +249,15 @@ def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"'{value}' is not a version number (1, 2, ...)")
     return int(value)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`feedwatch demo`: here, not in monitor.commands, because it replays commands through this module's
+    own `main`, as a user would type them (commands never import the command line back)."""
+    from monitor import demo
+
+    demo.replay(demo.workspace(args.dir), main, print)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -580,14 +580,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from monitor import demo
-    from monitor.cli import main
-
-    demo.replay(demo.workspace(args.dir), main, print)
-    return EXIT_OK
-
-
 def cmd_init(args: argparse.Namespace) -> int:
     from monitor.starter import starter_path, write_starter
 
