@@ -300,7 +300,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     for handler in logging.getLogger().handlers:     # every library's records: secrets masked (monitor.urls),
         handler.addFilter(SECRETS)                   # then control characters made inert
         handler.addFilter(_inert_log)
-    for noisy in ("httpx", "httpcore", "apprise", "alembic", "asyncio"):
+    for noisy in ("aiohttp", "apprise", "alembic", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -1,21 +1,30 @@
-"""Fetch a feed body: the only module that imports httpx.
+"""Fetch a feed body: the only module that imports aiohttp.
 
 - Conditional GET with the stored ETag *and* Last-Modified, echoed verbatim (RFC 9110 §13.1.1-2); a 304
   is a result, not an exception.
 - Bounded everywhere: one deadline per fetch (a server that stalls mid-body cannot hold a worker), a
   redirect limit, and a size cap applied to the *decoded* body while it streams, so neither a huge body
   nor a gzip bomb is ever held in memory past the cap.
-- Concurrency: a total limit and a per-host limit, shared by every fetch of one Fetcher.
+- Concurrency: a total limit and a per-host limit, shared by every fetch of one Fetcher; connections are
+  kept alive and reused between fetches (a warm cycle is mostly 304s: the per-request cost is what counts).
 - ``file://`` URLs and plain paths are read from disk under the same size cap.
 - A server's say over our schedule is bounded: ``Retry-After`` counts for at most MAX_RETRY_AFTER, so a
   huge value or a date in year 9999 cannot silence a host for ever. Redirects go to http(s) URLs only.
+
+Redirects are followed here, not by aiohttp, so that each hop is checked (scheme, URL) before it is
+requested and a URL's credentials go only where they went before: to the same origin (or its https
+upgrade), as browsers and httpx do. aiohttp's own decompression is off: bodies are decoded by `_decoded`,
+in bounded steps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import functools
+import os
+import re
 import ssl
 import time
 import zlib
@@ -23,9 +32,11 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
-import httpx
+import aiohttp
+import certifi
+from yarl import URL
 
 from monitor import USER_AGENT
 from monitor.errors import FetchError
@@ -35,8 +46,14 @@ from monitor.urls import host_of, is_local
 MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 86400.0     # a Retry-After longer than a day counts as a day (README, Polling)
 REDIRECT_SCHEMES = ("http", "https")
+REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 ACCEPT = "application/atom+xml, application/rss+xml, application/rdf+xml, application/xml;q=0.9, " \
          "text/xml;q=0.9, */*;q=0.1"
+# A response head may be as large as the one httpx (h11) accepted: 100 KiB, any number of fields.
+MAX_HEAD = 100 * 1024
+KEEPALIVE = 5.0               # seconds an idle connection is kept: less than common server timeouts
+_NON_PRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")   # RFC 3986 §2
 
 
 def human_size(n: float) -> str:
@@ -54,33 +71,40 @@ def human_size(n: float) -> str:
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """One TLS context per process, shared by every Fetcher: building one reads the whole CA bundle
-    (about 20 ms here), which `watch` would otherwise pay on every cycle. Same settings as httpx's default."""
-    return httpx.create_ssl_context(trust_env=False)
+    (about 20 ms here), which `watch` would otherwise pay on every cycle. certifi's CA bundle, whatever
+    SSL_CERT_FILE says (no settings from the environment), HTTP/1.1 offered by ALPN."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 class Fetcher:
-    """Fetches feeds with one shared httpx client; use as an async context manager."""
+    """Fetches feeds with one shared aiohttp session; use as an async context manager."""
 
     def __init__(self, *, concurrency: int = 8, per_host: int = 2, user_agent: str | None = None) -> None:
         self._total = asyncio.Semaphore(concurrency)
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
-        self._client = httpx.AsyncClient(
-            follow_redirects=True,
-            max_redirects=MAX_REDIRECTS,
-            headers={"User-Agent": user_agent or USER_AGENT, "Accept": ACCEPT,
-                     # Only codings we can decode with a bounded decompressor (see _decoded).
-                     "Accept-Encoding": "gzip, deflate"},
-            limits=httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2),
-            verify=_tls(),
-            trust_env=False,
-            event_hooks={"response": [_refuse_odd_redirect]},
-        )
+        self._connections = concurrency * 2      # room for connections still closing
+        self._headers = {"User-Agent": user_agent or USER_AGENT, "Accept": ACCEPT,
+                         # Only codings we can decode with a bounded decompressor (see _decoded).
+                         "Accept-Encoding": "gzip, deflate"}
+        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
+        # Per-host limits are the semaphores' (a redirect to another host must not wait on that host's).
+        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0, ssl=_tls(),
+                                         keepalive_timeout=KEEPALIVE)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, trust_env=False, auto_decompress=False,
+            cookie_jar=aiohttp.CookieJar(unsafe=True),    # cookies kept for the run, IP hosts included
+            timeout=aiohttp.ClientTimeout(total=None), max_line_size=MAX_HEAD, max_field_size=MAX_HEAD,
+            max_headers=MAX_HEAD // 4)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def fetch(self, name: str, url: str, validators: Validators | None, *, timeout: float,
                     max_bytes: int) -> FetchResult:
@@ -102,50 +126,50 @@ class Fetcher:
 
     async def _get(self, name: str, url: str, validators: Validators | None, timeout: float,
                    max_bytes: int) -> FetchResult:
+        if self._session is None:
+            raise RuntimeError("Fetcher used outside 'async with'")
         headers = {}
         if validators and validators.etag:
             headers["If-None-Match"] = validators.etag
         if validators and validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
         host = host_of(url)
-        try:
-            _ = urlsplit(url).port         # ValueError for a malformed host or a port out of range
-            request = self._client.build_request("GET", url, headers=headers,
-                                                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
-        except (httpx.InvalidURL, ValueError) as exc:   # URLs from sitemaps and feeds are untrusted
-            raise FetchError(name, f"invalid URL: {exc}") from None
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TooManyRedirects:
-            raise FetchError(name, f"too many redirects (more than {MAX_REDIRECTS}) from {host}") from None
-        except _RefusedRedirect as exc:
-            raise FetchError(name, f"redirected by {exc.host} to a {exc.scheme}: URL (only http and https "
-                             "redirects are followed)") from None
-        except httpx.InvalidURL:
-            raise FetchError(name, f"redirected by {host} to an invalid URL") from None
-        except httpx.ConnectError as exc:
-            raise FetchError(name, f"cannot connect to {host}: {_reason(exc)}") from None
-        except httpx.TimeoutException:
-            raise FetchError(name, f"timed out after {timeout:g} s ({host})") from None
-        except httpx.HTTPError as exc:
-            raise FetchError(name, f"request to {host} failed: {_reason(exc)}") from None
-        try:
-            return await self._read(name, response, max_bytes)
-        finally:
-            await response.aclose()
+        target = _request_url(name, url)
+        auth = _basic_auth(target)
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0))
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                response = await self._session.get(target.with_user(None) if target.raw_user else target,
+                                                   headers={**headers, **auth}, allow_redirects=False,
+                                                   timeout=limits)
+            except aiohttp.ServerTimeoutError:
+                raise FetchError(name, f"timed out after {timeout:g} s ({host})") from None
+            except aiohttp.ClientConnectorError as exc:
+                raise FetchError(name, f"cannot connect to {host}: {_reason(exc)}") from None
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                raise FetchError(name, f"request to {host} failed: {_reason(exc)}") from None
+            try:
+                following = _redirect(name, host, target, response)
+                if following is None:
+                    return await self._read(name, target, response, max_bytes)
+            finally:
+                response.release()
+            # Credentials stay with the origin they were given for (or go to the one the new URL names).
+            auth = _basic_auth(following) or (auth if _same_origin(target, following) else {})
+            target = following
+        raise FetchError(name, f"too many redirects (more than {MAX_REDIRECTS}) from {host}")
 
-    async def _read(self, name: str, response: httpx.Response, max_bytes: int) -> FetchResult:
-        final_url = str(response.url)
-        host = response.url.host
-        validators = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
-        if response.status_code == 304:
-            await response.aread()     # the (empty) rest of the message: otherwise the connection is not reused
+    async def _read(self, name: str, target: URL, response: aiohttp.ClientResponse,
+                    max_bytes: int) -> FetchResult:
+        final_url, host = str(target), target.host
+        validators = Validators(_header(response, "etag"), _header(response, "last-modified"))
+        if response.status == 304:      # no body by definition: the connection goes back to the pool
             return FetchResult(final_url, 304, b"", None, validators, not_modified=True)
-        if response.status_code >= 400 or response.status_code < 200:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if response.status >= 400 or response.status < 200:
+            retry_after = parse_retry_after(_header(response, "retry-after"))
             hint = f" (retry after {retry_after:.0f} s)" if retry_after is not None else ""
-            raise FetchError(name, f"HTTP {response.status_code} from {host}{hint}",
-                             retry_after=retry_after, http_status=response.status_code)
+            raise FetchError(name, f"HTTP {response.status} from {host}{hint}",
+                             retry_after=retry_after, http_status=response.status)
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes and "content-encoding" not in response.headers:
             raise FetchError(name, f"response too large: {human_size(int(declared))} "
@@ -159,47 +183,107 @@ class Fetcher:
                                      f"(stopped reading) from {host}")
         except zlib.error as exc:
             raise FetchError(name, f"corrupt compressed response from {host}: {exc}") from None
-        except httpx.TimeoutException:
+        except aiohttp.ServerTimeoutError:
             raise FetchError(name, f"timed out reading the response from {host}") from None
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise FetchError(name, f"response from {host} broken off: {_reason(exc)}") from None
-        return FetchResult(final_url, response.status_code, bytes(body),
-                           response.headers.get("content-type"), validators)
+        return FetchResult(final_url, response.status, bytes(body), _header(response, "content-type"),
+                           validators)
 
 
-class _RefusedRedirect(Exception):
-    """A redirect to a URL scheme feedwatch does not fetch (data:, javascript:, file:, ftp: …)."""
-
-    def __init__(self, host: str, scheme: str) -> None:
-        super().__init__(scheme)
-        self.host, self.scheme = host, scheme
-
-
-async def _refuse_odd_redirect(response: httpx.Response) -> None:
-    """Stop before httpx follows a redirect anywhere but http(s): a ``data:`` URL would otherwise end in an
-    httpx.InvalidURL deep inside the client. Only the scheme is reported (the rest may be anything)."""
-    if not response.has_redirect_location:
-        return
+def _request_url(name: str, url: str) -> URL:
+    """`url` as a URL to request; URLs from sitemaps and feeds are untrusted. Percent-escapes and characters
+    that are valid in a URI are sent as given (yarl would rewrite ``%7E`` as ``~``, ``%2f`` in a query as ``/``:
+    equivalent to most servers, not to a signed URL), the rest is encoded."""
     try:
-        scheme = urlsplit(response.headers.get("location", "").strip()).scheme.lower()
+        if bad := _NON_PRINTABLE.search(url):
+            raise ValueError(f"Invalid non-printable ASCII character in URL, {bad.group()!r} at position "
+                             f"{bad.start()}.")
+        _ = urlsplit(url).port         # ValueError for a malformed host or a port out of range
+        target = URL(url)
+        host = target.host             # decodes an IDNA host: UnicodeError (a ValueError) if it is malformed
+    except (ValueError, TypeError) as exc:
+        raise FetchError(name, f"invalid URL: {_reason(exc)}") from None
+    if target.scheme not in REDIRECT_SCHEMES:
+        raise FetchError(name, f"request to {host or ''} failed: Request URL has an unsupported protocol "
+                         f"'{target.scheme[:20]}://'.")
+    if not host:
+        raise FetchError(name, "invalid URL: no host")
+    if str(target) != url and "/." not in url and _URI_CHARS.fullmatch(url):
+        given = URL(url, encoded=True)
+        if given.raw_host == target.raw_host:
+            return given
+    return target
+
+
+def _basic_auth(url: URL) -> dict[str, str]:
+    """The Authorization header for a URL's user:password (UTF-8, as httpx sent it), or none."""
+    if not url.raw_user:
+        return {}
+    pair = f"{url.user}:{url.password or ''}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
+def _redirect(name: str, host: str, current: URL, response: aiohttp.ClientResponse) -> URL | None:
+    """Where a redirect response sends us next (None if `response` is not a redirect). Only http(s) URLs are
+    followed: a ``data:`` or ``javascript:`` target is refused, and only its scheme is reported."""
+    location = _header(response, "location")
+    if response.status not in REDIRECT_STATUSES or location is None:
+        return None
+    location = location.strip()
+    try:
+        scheme = urlsplit(location).scheme.lower()
     except ValueError:
-        return      # httpx refuses it in its own way (InvalidURL), reported by _get
+        scheme = ""
     if scheme and scheme not in REDIRECT_SCHEMES:
-        raise _RefusedRedirect(response.url.host, scheme[:20])
+        raise FetchError(name, f"redirected by {current.host} to a {scheme[:20]}: URL (only http and https "
+                         "redirects are followed)")
+    try:
+        following = urljoin(str(current), location)
+        if current.fragment and "#" not in following:    # RFC 9110 §10.2.2: the fragment carries over
+            following += "#" + current.raw_fragment
+        return _request_url(name, following)
+    except (FetchError, ValueError):
+        raise FetchError(name, f"redirected by {host} to an invalid URL") from None
 
 
-async def _decoded(response: httpx.Response) -> AsyncIterator[bytes]:
+def _same_origin(a: URL, b: URL) -> bool:
+    """Same scheme, host and port, or the https upgrade of the same host (RFC 6454 origins)."""
+    if a.host != b.host:
+        return False
+    return (a.scheme, a.port) == (b.scheme, b.port) or (a.scheme, a.port, b.scheme, b.port) == (
+        "http", 80, "https", 443)
+
+
+def _header(response: aiohttp.ClientResponse, name: str) -> str | None:
+    """A response header as httpx read it: repeated fields joined with ", ", bytes that are not UTF-8 read
+    as ISO-8859-1 (aiohttp would leave lone surrogates in the string, which no database can store)."""
+    values = response.headers.getall(name, ())
+    if not values:
+        return None
+    value = values[0] if len(values) == 1 else ", ".join(values)
+    if value.isascii():
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("iso-8859-1")
+
+
+async def _decoded(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The body with gzip/deflate undone in bounded steps (at most 1 MiB out per step)."""
-    coding = response.headers.get("content-encoding", "").strip().lower()
+    coding = (_header(response, "content-encoding") or "").strip().lower()
+    raw = response.content.iter_any()
     if coding in ("", "identity"):
-        async for chunk in response.aiter_raw():
+        async for chunk in raw:
             yield chunk
         return
     if coding not in ("gzip", "x-gzip", "deflate"):
         raise zlib.error(f"unsupported content-encoding '{coding}'")
     decoder: Any = None
     head = b""
-    async for chunk in response.aiter_raw():
+    async for chunk in raw:
         if decoder is None:
             head += chunk
             if len(head) < 2:
@@ -266,9 +350,21 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    # httpx wraps OS errors as "[Errno 111] Connection refused"; keep the human part.
-    if "] " in text and text.startswith("[Errno"):
-        text = text.split("] ", 1)[1]
-    return text or type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    """One line, no URL (it may hold credentials): the OS's words for a socket error, the parser's first
+    line for a malformed response."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        exc = exc.os_error
+    if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(exc.__cause__, aiohttp.http.HttpProcessingError):
+        exc = exc.__cause__     # "Not enough data to satisfy content length header (received 10 of 100 bytes)."
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.http.HttpProcessingError):
+        # A response aiohttp could not parse. The parser's message points at the offending bytes on two more
+        # lines: "Bad status line:\n\n  b'garbage'\n  ^" -> "Bad status line: b'garbage'".
+        lines = (line.strip() for line in exc.message.splitlines())
+        text = " ".join(line for line in lines if line.strip("^ "))[:200]
+    elif isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.errno:
+        # "Connection refused", not asyncio's "[Errno 111] Connect call failed ('127.0.0.1', 9)"
+        text = os.strerror(exc.errno) if exc.errno > 0 else exc.strerror or str(exc)
+    else:
+        text = str(exc)
+    return " ".join(text.split("\n", 1)[0].split()) or type(exc).__name__

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import time
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -159,3 +161,63 @@ def test_per_host_limit_is_respected(server: FeedServer) -> None:
     spans = sorted(h.at for h in server.hits)
     in_flight = max(sum(1 for t in spans if s <= t < s + 0.25) for s in spans)
     assert in_flight <= 2
+
+
+# ---------------------------------------------------------------------------------------------- HTTP client edges
+
+
+def _raw(answer: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    def handler(req: BaseHTTPRequestHandler) -> None:
+        req.close_connection = True
+        req.wfile.write(answer)
+    return handler
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    (b"garbage\r\n\r\n", "request to 127.0.0.1 failed: Bad status line"),
+    (b"HTTP/1.1 200 OK\r\nNoColon\r\nContent-Length: 2\r\n\r\nok", "request to 127.0.0.1 failed: "),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", "request to 127.0.0.1 failed: "),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+     "request to 127.0.0.1 failed: "),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<rss>", "response from 127.0.0.1 broken off: Not enough data"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n<rss>", "response from 127.0.0.1 broken off: "),
+    (b"", "request to 127.0.0.1 failed: Server disconnected"),
+])
+def test_a_malformed_response_is_one_line_fetch_error(server: FeedServer, answer: bytes, error: str) -> None:
+    """What the HTTP parser refuses (it is stricter than some: duplicate Content-Length, Content-Length with
+    chunking) is that feed's error, one line without the URL, never an exception of the HTTP library."""
+    server.set("/bad", handler=_raw(answer))
+    with pytest.raises(FetchError) as err:
+        fetch(server.url("/bad"))
+    assert str(err.value).startswith(f"fetch: t: {error}") and "\n" not in str(err.value), err.value
+
+
+def test_validators_that_are_not_utf8_are_read_as_latin1_and_echoed(server: FeedServer) -> None:
+    server.set("/f", handler=_raw(b'HTTP/1.1 200 OK\r\nETag: "caf\xe9"\r\nContent-Length: 6\r\n\r\n<rss/>'))
+    assert fetch(server.url("/f")).validators.etag == '"café"'       # a string any database can store
+    server.set("/u", handler=_raw('HTTP/1.1 200 OK\r\nETag: "café"\r\nContent-Length: 6\r\n\r\n<rss/>'.encode()))
+    assert fetch(server.url("/u")).validators.etag == '"café"'
+    url = server.set("/w", b"<rss/>", etag=False, headers={"ETag": 'W/"1"'})
+    assert fetch(url, Validators('W/"1"', None)).status == 200
+    assert server.hits[-1].headers["If-None-Match"] == 'W/"1"'
+
+
+def test_the_url_is_requested_as_given(server: FeedServer) -> None:
+    """Percent-escapes are not rewritten (``%7E`` stays, a signed query keeps its ``%2F``)."""
+    url = server.set("/~a%7Eb", b"<rss/>") + "?sig=x%2Fy"
+    result = fetch(url)
+    assert result.status == 200 and result.url == url
+    assert server.hits[-1].path == "/~a%7Eb"
+
+
+def test_credentials_in_the_url_go_to_their_origin_only(server: FeedServer) -> None:
+    elsewhere = server.set("/elsewhere", b"<rss/>").replace("127.0.0.1", "localhost")
+    server.set("/same", b"", status=302, headers={"Location": "/final"})
+    server.set("/away", b"", status=302, headers={"Location": elsewhere})
+    server.set("/final", b"<rss/>")
+    with_user = server.url("/same").replace("http://", "http://me:s%C3%A9cret@")
+    assert fetch(with_user).url == with_user.replace("/same", "/final")
+    basic = "Basic " + base64.b64encode("me:sécret".encode()).decode()
+    assert [h.headers.get("Authorization") for h in server.hits[-2:]] == [basic, basic]
+    fetch(server.url("/away").replace("http://", "http://me:pw@"))
+    assert "Authorization" in server.hits[-2].headers and "Authorization" not in server.hits[-1].headers

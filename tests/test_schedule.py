@@ -207,7 +207,7 @@ def test_run_with_nothing_due_does_no_start_up_work(tmp_path: Path, server: Feed
     assert run_process("--config", str(config), "run").code == 0
     # A cron run with nothing due: polls nothing and imports none of the heavy machinery.
     probe = ("import sys; from monitor.cli import main; code = main(['--config', sys.argv[1], 'run', '--json']); "
-             "heavy = {'httpx', 'feedparser', 'apprise', 'alembic', 'lxml', 'diff_match_patch', 'jinja2'}; "
+             "heavy = {'aiohttp', 'feedparser', 'apprise', 'alembic', 'lxml', 'diff_match_patch', 'jinja2'}; "
              "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}), code, file=sys.stderr)")
     result = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
