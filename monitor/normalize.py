@@ -55,7 +55,6 @@ BLOCK = frozenset({
 HEADINGS = {f"h{n}": n for n in range(1, 7)}
 BREAKS = BLOCK | HEADINGS.keys() | {"li", "tr", "pre", "br"}      # where flat reading starts a new block
 MAX_DEPTH = 200         # element nesting the recursive walk follows; deeper subtrees are read flat
-_SPACE = re.compile(r"\s+")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad\u2060"), None)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 # Plain etree elements (lxml.html's element classes cost a lookup per element and are not needed here).
@@ -64,8 +63,13 @@ _PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_networ
 
 
 def collapse(text: str) -> str:
-    """Collapse whitespace to single spaces, drop invisible characters, NFC-normalise."""
-    return unicodedata.normalize("NFC", _SPACE.sub(" ", text.translate(_INVISIBLE)).strip())
+    """Collapse whitespace to single spaces, drop invisible characters, NFC-normalise.
+
+    ``str.split()`` splits at exactly the characters ``\\s`` matches (``str.isspace``), so the join is the
+    regex collapse, three times faster; ASCII text has no invisible characters and is already NFC."""
+    if text.isascii():
+        return " ".join(text.split())
+    return unicodedata.normalize("NFC", " ".join(text.translate(_INVISIBLE).split()))
 
 
 # ------------------------------------------------------------------------------------------ HTML -> blocks
@@ -213,9 +217,14 @@ class _Walker:
         elif tag == "br":
             self.flush()
         elif tag in BLOCK:
-            self.flush()
-            self.children(el)
-            self.flush()
+            if self.buf:
+                self.flush()
+            if len(el) or type(el.tag) is not str:
+                self.children(el)
+            elif el.text:               # a block of plain text (most paragraphs): no recursion
+                self.buf.append(el.text)
+            if self.buf:
+                self.flush()
         else:
             self.children(el)
             if self.links:
