@@ -229,12 +229,13 @@ class _Walker:
             self.children(el)
             if self.links:
                 self.link_target(el, tag)
-        if el.tail:
-            self.buf.append(el.tail)
+        tail = el.tail
+        if tail and (self.buf or not tail.isspace()):   # leading space never survives collapse
+            self.buf.append(tail)
 
     def children(self, el: lxml.etree._Element) -> None:
         text = el.text
-        if text and type(el.tag) is str:
+        if text and type(el.tag) is str and (self.buf or not text.isspace()):
             self.buf.append(text)
         if self.level >= MAX_DEPTH:
             for child in el:
