@@ -133,6 +133,8 @@ class ParsePool:
 
 POOL_THRESHOLD = 16   # due feeds in a cycle from which parsing moves to worker processes
 QUIET_BATCH = 64      # quiet polls committed together
+WRITE_BATCH = 32      # polls with something to record, committed together ...
+WRITE_DELAY = 0.05    # ... when that many are waiting, or this many seconds after the first one
 
 
 @dataclass
@@ -145,6 +147,8 @@ class Poller:
     owner: str
     process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None
     quiet: list[PollRecord] = field(default_factory=list)
+    writes: list[tuple[PollRecord, asyncio.Future[list[RecordedChange]]]] = field(default_factory=list)
+    _timer: asyncio.TimerHandle | None = None
 
     async def poll(self, state: FeedState) -> FeedOutcome:
         feed = self.settings.feed(state.name)
@@ -167,7 +171,7 @@ class Poller:
                 self.flush()
             return self._outcome(state, record, (), started)
         try:
-            changes = self.store.record_poll(record)
+            changes = await self._record(record)
         except LeaseLost:
             log.warning("feed=%s lease lost: another process polled it; this poll was discarded", feed.name)
             return FeedOutcome(feed.name, record.status, skipped=True)
@@ -177,9 +181,50 @@ class Poller:
         return self._outcome(state, record, tuple(changes), started)
 
     def flush(self) -> None:
-        """Commit the quiet polls waiting in the batch."""
+        """Commit the polls waiting in the batches."""
         batch, self.quiet = self.quiet, []
         self.store.record_quiet_polls(batch)
+        self._write_batch()
+
+    async def _record(self, record: PollRecord) -> list[RecordedChange]:
+        """Write a poll that records something, in one transaction with the others that finish within
+        WRITE_DELAY (group commit); each keeps its own lease check. Returns when it is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[RecordedChange]] = loop.create_future()
+        self.writes.append((record, future))
+        if len(self.writes) >= WRITE_BATCH:
+            self._write_batch()
+        elif self._timer is None:
+            self._timer = loop.call_later(WRITE_DELAY, self._write_batch)
+        return await future
+
+    def _write_batch(self) -> None:
+        """Commit the waiting polls and settle their futures. A poll whose task was cancelled meanwhile
+        is written all the same (it happened). If one poll's data is refused, the batch is rolled back and
+        each poll is written on its own, so the refusal stays that feed's error."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self.writes = self.writes, []
+        if not batch:
+            return
+        try:
+            results = self.store.record_polls([record for record, _ in batch])
+        except StorageDataError:
+            for record, future in batch:
+                try:
+                    changes = self.store.record_poll(record)
+                except Exception as exc:    # LeaseLost, StorageDataError: the poll's own outcome
+                    _settle(future, exc)
+                else:
+                    _settle(future, changes)
+            return
+        except Exception as exc:    # the database itself: every poll of the batch fails alike
+            for _, future in batch:
+                _settle(future, exc)
+            return
+        for (record, future), written in zip(batch, results, strict=True):
+            _settle(future, LeaseLost(record.feed) if written is None else written)
 
     def _outcome(self, state: FeedState, record: PollRecord, changes: tuple[RecordedChange, ...],
                  started: float) -> FeedOutcome:
@@ -506,6 +551,15 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
             poller.flush()
             store.release_feeds(owner)
     return sorted(outcomes, key=lambda o: o.name)
+
+
+def _settle(future: asyncio.Future[list[RecordedChange]], result: list[RecordedChange] | BaseException) -> None:
+    if future.done():       # its poll was cancelled while it waited (the write happened anyway)
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _unstorable(feed: FeedSettings, exc: StorageDataError) -> FeedError:

@@ -93,6 +93,50 @@ def test_a_leased_feed_is_not_claimed_twice_and_a_lost_lease_writes_nothing(data
     store.close()
 
 
+def test_polls_recorded_together_keep_their_own_leases(database_url: str) -> None:
+    """Group commit (Store.record_polls): a batch whose middle poll lost its lease writes the other two,
+    and reports the lost one as None with nothing of it stored."""
+    store = Store.open(database_url)
+    ids = store.sync_feeds([("a", "u1"), ("b", "u2"), ("c", "u3")])
+    for name in ("a", "c"):
+        store.claim_due_feeds([ids[name]], "me:1", limit=1, lease=600)
+    store.claim_due_feeds([ids["b"]], "other:1", limit=1, lease=600)
+    results = store.record_polls([poll(store, ids[name], "me:1", [new_item(name, f"text of {name}")])
+                                  for name in ("a", "b", "c")])
+    assert [None if r is None else [c.kind for c in r] for r in results] == [
+        [ChangeKind.ADDED], None, [ChangeKind.ADDED]]
+    with store.engine.connect() as conn:
+        assert sorted(conn.execute(select(Change.c.feed_id)).scalars()) == [ids["a"], ids["c"]]
+        assert conn.execute(select(Feed.c.polls).where(Feed.c.id == ids["b"])).scalar() == 0
+    store.close()
+
+
+def test_a_cycle_commits_its_polls_in_batches(tmp_path: Path) -> None:
+    """Forty feeds answering at once are recorded in a few transactions, not forty, and every one of them
+    is recorded in full."""
+    feeds = "".join(f"  - {{name: f{i}, url: '{CORPUS / 'k8s-community' / 'step_000.xml'}'}}\n" for i in range(40))
+    settings = config.load(write_config(tmp_path / "feedwatch.yaml",
+                                        f"database: sqlite:///{tmp_path / 'fw.db'}\nfeeds:\n{feeds}"))
+    store = Store.open(settings.database_url)
+    batches: list[int] = []
+    record_polls = store.record_polls
+
+    def counted(records: Any) -> Any:
+        batches.append(len(records))
+        return record_polls(records)
+
+    store.record_polls = counted    # type: ignore[method-assign]
+    outcomes = asyncio.run(poll_due(store, settings, force=True, parse_pool=False))
+    assert len(outcomes) == 40 and all(o.status is PollStatus.OK for o in outcomes)
+    assert sum(batches) == 40 and len(batches) < 40
+    with store.engine.connect() as conn:
+        per_feed = set(conn.execute(select(func.count()).select_from(Version).group_by(Version.c.document_id)
+                                    ).scalars())
+        assert per_feed == {1}
+        assert conn.execute(select(func.count(func.distinct(Change.c.feed_id)))).scalar() == 40
+    store.close()
+
+
 def test_an_expired_lease_can_be_taken_over(database_url: str) -> None:
     store = Store.open(database_url)
     ids = store.sync_feeds([("a", "u1")])
