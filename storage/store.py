@@ -11,6 +11,7 @@ still holds the feed's lease. Reads used by the CLI can run on a read-only engin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -372,7 +373,7 @@ class Store:
         """Write one poll in one transaction; raises LeaseLost (and writes nothing) without the lease."""
         with self.engine.begin() as conn:
             self._take_lease(conn, rec)
-            changes = PollWriter(conn, rec).write()
+            [changes] = PollWriter(conn, [rec]).write()
         return changes
 
     def record_polls(self, records: Sequence[PollRecord]) -> list[list[RecordedChange] | None]:
@@ -380,16 +381,14 @@ class Store:
         second, and a commit costs more than a poll's statements). Each is written under its own lease;
         None for one whose lease was lost (nothing of it is written: the lease update comes first). A
         StorageDataError rolls the whole batch back: the caller then writes the polls one by one."""
-        out: list[list[RecordedChange] | None] = []
+        held: list[PollRecord] = []
         with self.engine.begin() as conn:
             for rec in records:
-                try:
+                with contextlib.suppress(LeaseLost):
                     self._take_lease(conn, rec)
-                except LeaseLost:
-                    out.append(None)
-                    continue
-                out.append(PollWriter(conn, rec).write())
-        return out
+                    held.append(rec)
+            written = dict(zip(map(id, held), PollWriter(conn, held).write(), strict=True))
+        return [written.get(id(rec)) for rec in records]
 
     def record_quiet_polls(self, records: Sequence[PollRecord]) -> None:
         """Polls that changed nothing but their feed's row (304s, identical bodies), in one transaction.

@@ -1,10 +1,10 @@
-"""Write one poll's results inside the caller's transaction, in a handful of batched statements.
+"""Write polls' results inside the caller's transaction, in a handful of batched statements.
 
 A cold poll of a 20-item feed adds 20 documents, 20 versions, 20 change records and their blobs; written
 row by row that is ~100 statements, and statement overhead dominated the whole cycle. Here each kind of
-row is one executemany (new documents and changes use RETURNING to learn their ids, in parameter order).
-Version numbers are computed from the stored ``latest_version``: the feed's lease guarantees no other
-writer touches its documents meanwhile.
+row is one executemany, for one poll or for a batch of polls committed together (storage.store
+``record_polls``): about ten statements, however many polls. Version numbers are computed from the stored
+``latest_version``: each feed's lease guarantees no other writer touches its documents meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from storage.schema import Change, Delivery, Document, Page, Version
 class _Row:
     """One update on its way to the database: its document id and version number once known."""
 
+    rec: PollRecord
     update: DocumentUpdate
     doc_id: int | None
     version: int = 0
@@ -55,36 +56,40 @@ _INSERT_DELIVERY = insert(Delivery)
 
 
 class PollWriter:
-    def __init__(self, conn: Connection, rec: PollRecord) -> None:
-        self.conn, self.rec, self.now = conn, rec, rec.now
+    """Writes polls (each already holding its feed's lease) in the caller's transaction."""
+
+    def __init__(self, conn: Connection, records: Sequence[PollRecord]) -> None:
+        self.conn, self.records = conn, records
         self.diffs: dict[int, bytes] = {}          # id(diff) -> its JSON, encoded once
 
-    def write(self) -> list[RecordedChange]:
-        rows = [_Row(u, u.decision.document_id) for u in self.rec.updates]
-        self.store_blobs()
+    def write(self) -> list[list[RecordedChange]]:
+        """Each poll's recorded changes, in the order of the records."""
+        rows = [_Row(rec, u, u.decision.document_id) for rec in self.records for u in rec.updates]
+        self.store_blobs(rows)
         self.load_existing([r for r in rows if r.doc_id is not None])
         self.insert_documents([r for r in rows if r.doc_id is None])
         self.update_documents([r for r in rows if r.update.decision.document_id is not None])
         self.insert_versions([r for r in rows if r.update.decision.item is not None and r.update.decision.new_version])
         changes = self.insert_changes([r for r in rows if r.update.decision.kind is not None])
         self.outbox(changes)
-        self.pages()
-        return changes
+        for rec in self.records:
+            self.pages(rec)
+        return [changes.get(id(rec), []) for rec in self.records]
 
-    def pages(self) -> None:
-        """Upsert the page states of this poll (validators, hashes, errors) with its documents, and drop
-        the states of pages the source no longer lists (their errors would otherwise stay in `status`)."""
-        if self.rec.page_urls is not None:
-            stale = [r.url for r in self.conn.execute(select(Page.c.url).where(Page.c.feed_id == self.rec.feed_id))
-                     if r.url not in self.rec.page_urls]
+    def pages(self, rec: PollRecord) -> None:
+        """Upsert the page states of a poll (validators, hashes, errors) with its documents, and drop the
+        states of pages the source no longer lists (their errors would otherwise stay in `status`)."""
+        if rec.page_urls is not None:
+            stale = [r.url for r in self.conn.execute(select(Page.c.url).where(Page.c.feed_id == rec.feed_id))
+                     if r.url not in rec.page_urls]
             for i in range(0, len(stale), _CHUNK):
-                self.conn.execute(delete(Page).where(Page.c.feed_id == self.rec.feed_id,
+                self.conn.execute(delete(Page).where(Page.c.feed_id == rec.feed_id,
                                                      Page.c.url.in_(stale[i:i + _CHUNK])))
-        for p in self.rec.pages:
+        for p in rec.pages:
             values = {"etag": p.validators.etag, "last_modified": p.validators.last_modified,
                       "lastmod": p.lastmod, "body_hash": p.body_hash, "text_hash": p.text_hash,
-                      "title": p.title, "error": p.error, "checked_at": self.now}
-            stmt = upsert_insert(self.conn, Page).values(feed_id=self.rec.feed_id, url=p.url, **values)
+                      "title": p.title, "error": p.error, "checked_at": rec.now}
+            stmt = upsert_insert(self.conn, Page).values(feed_id=rec.feed_id, url=p.url, **values)
             self.conn.execute(stmt.on_conflict_do_update(index_elements=["feed_id", "url"], set_=values))
 
     def diff_json(self, diff: DocumentDiff) -> bytes:
@@ -93,16 +98,16 @@ class PollWriter:
             self.diffs[key] = codec.diff_to_json(diff)
         return self.diffs[key]
 
-    def store_blobs(self) -> None:
+    def store_blobs(self, rows: list[_Row]) -> None:
         """Raw items first, each compressed against its document's keyframe; then texts and diffs,
         compressed against the keyframe of their version's raw item (storage.blobs)."""
         raws: dict[bytes, bytes] = {}
         rest: dict[bytes, bytes] = {}
         similar: dict[bytes, bytes] = {}
-        changed = [u.decision.document_id for u in self.rec.updates
-                   if u.decision.new_version and u.decision.document_id is not None]
+        changed = [r.doc_id for r in rows if r.update.decision.new_version and r.doc_id is not None]
         previous = latest_raw_hashes(self.conn, changed)
-        for u in self.rec.updates:
+        for r in rows:
+            u = r.update
             item = u.decision.item
             raw_hash = None
             if item is not None and u.decision.new_version:
@@ -124,7 +129,7 @@ class PollWriter:
             blobs.put(self.conn, rest, similar=similar, known=raws, existing=existing)
 
     def load_existing(self, rows: list[_Row]) -> None:
-        """Current version, title, guid and link of the stored documents this poll touches."""
+        """Current version, title, guid and link of the stored documents these polls touch."""
         ids = [r.doc_id for r in rows]
         found: dict[int, Any] = {}
         for i in range(0, len(ids), _CHUNK):
@@ -143,24 +148,24 @@ class PollWriter:
         if not rows:
             return
         params: list[dict[str, Any]] = []
-        keys: list[str] = []
         for r in rows:
             item = r.update.decision.item
             assert item is not None
-            keys.append(item.key)
             r.version, r.title, r.guid, r.link = 1, item.title, item.guid, item.link
-            params.append(dict(feed_id=self.rec.feed_id, key=item.key, guid=item.guid, link=item.link,
-                               title=item.title, first_seen_at=self.now, latest_version=1,
+            params.append(dict(feed_id=r.rec.feed_id, key=item.key, guid=item.guid, link=item.link,
+                               title=item.title, first_seen_at=r.rec.now, latest_version=1,
                                state_hash=item.state_hash, absent_polls=0))
         # Without RETURNING: on SQLite, RETURNING in parameter order means one statement per row.
         self.conn.execute(_INSERT_DOCUMENT, params)
-        found: dict[str, int] = {}
-        for i in range(0, len(keys), _CHUNK):
-            for row in self.conn.execute(select(Document.c.key, Document.c.id).where(
-                    Document.c.feed_id == self.rec.feed_id, Document.c.key.in_(keys[i:i + _CHUNK]))):
-                found[row.key] = row.id
-        for r, key in zip(rows, keys, strict=True):
-            r.doc_id = found[key]
+        found: dict[tuple[int, str], int] = {}
+        for i in range(0, len(params), _CHUNK):
+            chunk = params[i:i + _CHUNK]
+            feeds, keys = {p["feed_id"] for p in chunk}, [p["key"] for p in chunk]
+            for row in self.conn.execute(select(Document.c.feed_id, Document.c.key, Document.c.id).where(
+                    Document.c.feed_id.in_(feeds), Document.c.key.in_(keys))):
+                found[(row.feed_id, row.key)] = row.id
+        for r, p in zip(rows, params, strict=True):
+            r.doc_id = found[(p["feed_id"], p["key"])]
 
     def update_documents(self, rows: list[_Row]) -> None:
         """Four uniform executemany statements: new version, back in the feed, still absent, removed."""
@@ -174,7 +179,7 @@ class PollWriter:
             elif item is not None:
                 groups["present"].append({**base, "b_key": item.key, "b_guid": item.guid, "b_link": item.link})
             elif d.kind is ChangeKind.REMOVED:
-                groups["removed"].append({**base, "b_absent": d.absent_polls, "b_now": self.now})
+                groups["removed"].append({**base, "b_absent": d.absent_polls, "b_now": r.rec.now})
             else:
                 groups["absent"].append({**base, "b_absent": d.absent_polls})
         for name, params in groups.items():
@@ -188,44 +193,57 @@ class PollWriter:
         for r in rows:
             item = r.update.decision.item
             assert item is not None
-            params.append(dict(document_id=r.doc_id, number=r.version, created_at=self.now, title=item.title,
+            params.append(dict(document_id=r.doc_id, number=r.version, created_at=r.rec.now, title=item.title,
                                link=item.link, text_hash=item.text_hash, raw_hash=hashlib.sha256(item.raw).digest(),
                                state_hash=item.state_hash))
         self.conn.execute(_INSERT_VERSION, params)
 
-    def insert_changes(self, rows: list[_Row]) -> list[RecordedChange]:
+    def insert_changes(self, rows: list[_Row]) -> dict[int, list[RecordedChange]]:
+        """The change rows, and each poll's recorded changes by id() of its record."""
         if not rows:
-            return []
+            return {}
         params: list[dict[str, Any]] = []
         for r in rows:
             d, diff = r.update.decision, r.update.diff
             assert d.kind is not None
             returned = d.kind is ChangeKind.ADDED and d.document_id is not None   # back after its removal
             params.append(dict(
-                feed_id=self.rec.feed_id, document_id=r.doc_id, kind=d.kind.value, version=r.version,
+                feed_id=r.rec.feed_id, document_id=r.doc_id, kind=d.kind.value, version=r.version,
                 from_version=r.version - 1 if d.kind is ChangeKind.CHANGED or returned else None,
-                revert_of=d.revert_of, detected_at=self.now, title=r.title, baseline=self.rec.baseline,
-                summary=change_summary(d.kind, diff, d.revert_of, self.rec.rebaseline,
+                revert_of=d.revert_of, detected_at=r.rec.now, title=r.title, baseline=r.rec.baseline,
+                summary=change_summary(d.kind, diff, d.revert_of, r.rec.rebaseline,
                                        returned_from=r.version - 1 if returned else None),
                 diff_hash=hashlib.sha256(self.diff_json(diff)).digest() if diff else None))
         self.conn.execute(_INSERT_CHANGE, params)
-        # This poll's change rows: one per (document, version, kind), all detected at `now`.
-        ids: dict[tuple[int, int, str], int] = {(r.document_id, r.version, r.kind): r.id for r in self.conn.execute(
-            select(Change.c.id, Change.c.document_id, Change.c.version, Change.c.kind)
-            .where(Change.c.feed_id == self.rec.feed_id, Change.c.detected_at == self.now))}
-        return [RecordedChange(
-            id=ids[(p["document_id"], p["version"], p["kind"])], feed=self.rec.feed, document_id=p["document_id"],
-            guid=r.guid, link=r.link, title=r.title, kind=ChangeKind(p["kind"]), version=p["version"],
-            from_version=p["from_version"], revert_of=p["revert_of"], detected_at=self.now, summary=p["summary"],
-            baseline=self.rec.baseline, diff=r.update.diff) for r, p in zip(rows, params, strict=True)]
+        # These polls' change rows: one per (document, version, kind), each detected at its poll's `now`.
+        ids: dict[tuple[int, int, str], int] = {}
+        polls = {(p["feed_id"], p["detected_at"]) for p in params}
+        for i in range(0, len(params), _CHUNK):
+            chunk = params[i:i + _CHUNK]
+            query = (select(Change.c.id, Change.c.feed_id, Change.c.detected_at, Change.c.document_id,
+                            Change.c.version, Change.c.kind)
+                     .where(Change.c.document_id.in_({p["document_id"] for p in chunk}),
+                            Change.c.detected_at.in_({p["detected_at"] for p in chunk})))
+            ids.update({(c.document_id, c.version, c.kind): c.id for c in self.conn.execute(query)
+                        if (c.feed_id, c.detected_at) in polls})
+        out: dict[int, list[RecordedChange]] = {}
+        for r, p in zip(rows, params, strict=True):
+            out.setdefault(id(r.rec), []).append(RecordedChange(
+                id=ids[(p["document_id"], p["version"], p["kind"])], feed=r.rec.feed, document_id=p["document_id"],
+                guid=r.guid, link=r.link, title=r.title, kind=ChangeKind(p["kind"]), version=p["version"],
+                from_version=p["from_version"], revert_of=p["revert_of"], detected_at=r.rec.now,
+                summary=p["summary"], baseline=r.rec.baseline, diff=r.update.diff))
+        return out
 
-    def outbox(self, changes: list[RecordedChange]) -> None:
-        rows = [dict(change_id=c.id, feed_id=self.rec.feed_id, target=t, kind="change", status="pending",
-                     attempts=0, created_at=self.now, next_attempt_at=self.now)
-                for c in changes if not c.baseline for t in self.rec.notify]
-        rows += [dict(change_id=None, feed_id=self.rec.feed_id, target=t, kind=a.kind, payload=a.payload,
-                      status="pending", attempts=0, created_at=self.now, next_attempt_at=self.now)
-                 for a in self.rec.alerts for t in a.targets]
+    def outbox(self, changes: dict[int, list[RecordedChange]]) -> None:
+        rows: list[dict[str, Any]] = []
+        for rec in self.records:
+            rows += [dict(change_id=c.id, feed_id=rec.feed_id, target=t, kind="change", status="pending",
+                          attempts=0, created_at=rec.now, next_attempt_at=rec.now)
+                     for c in changes.get(id(rec), []) if not c.baseline for t in rec.notify]
+            rows += [dict(change_id=None, feed_id=rec.feed_id, target=t, kind=a.kind, payload=a.payload,
+                          status="pending", attempts=0, created_at=rec.now, next_attempt_at=rec.now)
+                     for a in rec.alerts for t in a.targets]
         if rows:
             self.conn.execute(_INSERT_DELIVERY, rows)
 
