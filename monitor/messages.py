@@ -25,7 +25,7 @@ import jinja2
 import jinja2.sandbox
 from markupsafe import Markup
 
-from monitor import render
+from monitor import headline, render
 from monitor.config import Settings, TargetSettings
 from monitor.errors import ConfigError, FeedwatchError
 from monitor.models import (
@@ -52,9 +52,7 @@ KINDS = {
 }
 LEVELS = {"error": "failure", "recovery": "success", "dead": "warning"}     # else info
 DEFAULT_TITLES = {
-    "change": "feedwatch: {{ title }} {{ 'is back' if returned else 'was added' if kind == 'added' "
-              "else 'was removed' if kind == 'removed' "
-              "else 'reverted to version ' ~ revert_of if revert_of else 'changed' }}",
+    "change": "feedwatch: {{ title }} {{ happened }}",
     "digest": "feedwatch: {{ count }} change{{ 's' if count != 1 else '' }} in {{ feeds | join(', ') }}",
     "error": "feedwatch: feed {{ feed }} is failing",
     "recovery": "feedwatch: feed {{ feed }} works again",
@@ -135,7 +133,7 @@ class Renderer:
             "document_id": c.document_id, "version": c.version, "from_version": c.from_version,
             "kind": c.kind.value, "summary": c.summary, "sections": render.sections_of(c.diff),
             "diff": diff_text, "excerpt": _truncate(ctx.excerpt, budget) if ctx.excerpt else None,
-            "revert_of": c.revert_of, "returned": c.returned,
+            "revert_of": c.revert_of, "returned": c.returned, "happened": headline.happened(c),
             "detected_at": c.detected_at.isoformat(timespec="seconds"),
             "report_url": self.settings.report_url, "change_url": link,
         }

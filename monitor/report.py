@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from monitor import __version__, render
 from monitor.errors import UsageError
+from monitor.headline import headline as headline  # the formats' modules take it from here
 from monitor.humanize import plural, stamp
 from monitor.models import (
     ChangeContext,
@@ -186,15 +187,6 @@ def version_label(change: RecordedChange) -> str:
     if change.from_version is not None:
         return f"v{change.from_version} {render.ARROW} v{change.version}"
     return f"v{change.version}"
-
-
-def headline(change: RecordedChange) -> str:
-    """The change's summary line; a revert always says which version it returned to."""
-    text = change.summary or change.kind.value
-    wording = f"reverted to version {change.revert_of}"
-    if change.revert_of is not None and wording not in text:
-        text = f"{wording}: {text}"
-    return text[:1].upper() + text[1:]
 
 
 def note(ctx: ChangeContext) -> str | None:

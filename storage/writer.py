@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor import codec
+from monitor.headline import change_summary
 from monitor.models import ChangeKind, DocumentDiff, DocumentUpdate, PollRecord, RecordedChange
 from storage import blobs
 from storage.db import upsert_insert
@@ -246,22 +247,6 @@ class PollWriter:
                      for a in rec.alerts for t in a.targets]
         if rows:
             self.conn.execute(_INSERT_DELIVERY, rows)
-
-
-def change_summary(kind: ChangeKind, diff: DocumentDiff | None, revert_of: int | None, rebaseline: bool, *,
-                   returned_from: int | None = None) -> str:
-    if kind is ChangeKind.ADDED and returned_from is not None:
-        text = "back in the feed after its removal, " + (
-            f"changed since v{returned_from}: {diff.summary}" if diff else f"as it was in v{returned_from}")
-    elif kind is ChangeKind.ADDED:
-        text = "new document"
-    elif kind is ChangeKind.REMOVED:
-        text = "removed from the feed"
-    else:
-        text = diff.summary if diff else "changed"
-        if revert_of is not None:
-            text = f"reverted to version {revert_of}: {text}"
-    return f"re-baselined after a configuration change: {text}" if rebaseline else text
 
 
 def latest_raw_hashes(conn: Connection, doc_ids: Sequence[int]) -> dict[int, bytes]:
