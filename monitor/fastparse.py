@@ -161,6 +161,7 @@ class _Reader:
         self.max_entries = max_entries
         self.base = ""
         self.atom = False
+        self.entry_keys: dict[str, tuple[str, str] | None] = {}
         self.c1 = re.compile("[" + "".join(map(chr, sorted(ref.cp1252))) + "]")
         self.declared: dict[str, set[str]] = {}     # document prefix -> namespace URIs bound to it
         for m in _DECLARATION.finditer(body):
@@ -260,14 +261,19 @@ class _Reader:
 
     def _entry_key(self, el: Any) -> tuple[str, str] | None:
         """The body rule's view (monitor.body.EntryFilter._key): None for what it drops."""
-        if not isinstance(el.tag, str):
-            return None
-        uri, local = _split(el.tag)
+        tag = el.tag
+        try:
+            return self.entry_keys[tag]
+        except KeyError:
+            pass
+        uri, local = _split(tag)
         prefix = self._canonical(uri)
-        if prefix is None or not self.ref.knows(prefix, local.lower()):
-            return None
-        self._require_no_remap(prefix)
-        return prefix, local.lower()
+        key = None
+        if prefix is not None and self.ref.knows(prefix, local.lower()):
+            self._require_no_remap(prefix)
+            key = prefix, local.lower()
+        self.entry_keys[tag] = key
+        return key
 
     # -- handlers (feedparser's _start_*/_end_* for one element) ------------------------------------------
 
@@ -302,10 +308,8 @@ class _Reader:
             raise Decline
         links.append(attrs)
         value, _ = self._pop(self._text(el), relative=True)
-        if in_entry:
-            value = _LINK_ENTITY.sub(r"&\g<1>", value.replace("&amp;", "&"))
-        else:
-            value = _LINK_ENTITY.sub(r"&\g<1>", value)
+        if "&" in value:
+            value = _LINK_ENTITY.sub(r"&\g<1>", value.replace("&amp;", "&") if in_entry else value)
         ctx["link"] = value
         if value:
             links[-1]["href"] = value
@@ -429,6 +433,8 @@ class _Reader:
 
     def _text(self, el: Any) -> str:
         """The text of an element with no element children (comments and PIs are not text)."""
+        if not len(el):
+            return el.text or ""
         self._require_flat(el)
         return "".join(el.itertext())
 
@@ -500,8 +506,14 @@ class _Reader:
         if prefix is not None:
             self._require_no_remap(prefix)
             return (prefix, local) if self.ref.knows(prefix, local) else None
-        candidates = {p for p, uris in self.declared.items() if uri in uris} | {""}
-        candidates |= {self._canonical(u) or "" for p in list(candidates) for u in self.declared.get(p, ())}
+        # Unknown namespace: expat reports no prefix, and feedparser takes the first prefix it has seen bound
+        # to this URI, or none at all; then its own mapping of that prefix, if the document bound it to a
+        # known namespace too.
+        candidates = {p for p, uris in self.declared.items() if uri in uris}
+        if not any(p and self.declared.get(p) == {uri} for p, u in el.nsmap.items() if u == uri):
+            candidates.add("")
+        remapped = {self._canonical(u) for p in candidates for u in self.declared.get(p, ())}
+        candidates |= {c for c in remapped if c is not None}
         if any(self.ref.knows(p, local) for p in candidates):
             raise Decline
         return None
@@ -633,8 +645,8 @@ _RSS_ENTRY = frozenset({("", "title"), ("", "link"), ("", "guid"), ("", "descrip
                         ("", "pubdate"), ("dc", "date"), ("", "author"), ("dc", "creator"), ("", "category"),
                         ("", "enclosure")})
 _ATOM_ENTRY = frozenset({("", "title"), ("", "link"), ("", "id"), ("", "summary"), ("", "content"),
-                         ("", "published"), ("", "updated"), ("", "author"), ("", "category"), ("", "rights"),
-                         ("", "contributor")})
+                         ("", "published"), ("", "updated"), ("", "author"), ("dc", "creator"), ("", "category"),
+                         ("", "rights"), ("", "contributor")})
 _SINGLE = {("", "title"): "title", ("", "guid"): "id", ("", "id"): "id", ("", "description"): "summary",
            ("", "summary"): "summary", ("content", "encoded"): "content", ("", "content"): "content",
            ("", "pubdate"): "published", ("", "published"): "published", ("", "updated"): "updated",

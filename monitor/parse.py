@@ -51,7 +51,6 @@ log = logging.getLogger("feedwatch.parse")
 MAX_ITEMS = 10_000      # items read per feed; the first ones in feed order (a feed lists its newest first)
 _ENCODING_DECL = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)["'][^"']*["']""")
 _HARMLESS = ("undefined entity",)
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -316,7 +315,13 @@ def _text(value: Any) -> str:
     text = str(value)
     if "\x00" in text:
         text = text.replace("\x00", "")
-    return text.encode("utf-8", "replace").decode("utf-8") if _SURROGATE.search(text) else text
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")                # fails exactly when the text holds a surrogate; faster than a search
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _first_line(exc: Exception) -> str:

@@ -142,17 +142,28 @@ def test_a_huge_text_node_or_deep_nesting_is_declined_quickly() -> None:
 
 # -- generated variants ----------------------------------------------------------------------------------------
 
-TEXT = st.sampled_from([
+# Each generated part is mostly one the fast path reads, now and then one it declines (an "odd" one), so that
+# both outcomes are common and a wrong reading cannot hide behind a decline elsewhere in the document.
+COMMON_TEXT = st.sampled_from([
     "plain", "  ", "\n", "&amp;", "&lt;b&gt;bold&lt;/b&gt;", "<![CDATA[<p>x & y</p>]]>", "<![CDATA[]]>", "&#233;",
-    "&#x2019;", "&#128;", "&#x9D;", "Ã©", "Ã", "&#xA0;", "&rsquo;", "&lt;/em&gt;", "&amp;nbsp;", "&amp;copy;",
-    "<!-- c -->", "<?pi x?>", "é", "\u2028", "&#x1F600;", "http://e.org/a?b=1&amp;c=2", "rel/ative", "&quot;",
-    "'", '"', "a@b.org (Bob)", "Bob <a@b.org>", "Mon, 01 Jan 0001 00:00:00 +0000", "2026-11-24T10:00:00Z",
-    "\t", "&lt;p&gt;", "&#x0;", "&#xD800;", "\u0085", "&lt;script&gt;x&lt;/script&gt;", "x, y",
-]) | st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8).map(
+    "&#x2019;", "&#128;", "&#x9D;", "Ã©", "Ã", "&#xA0;", "&lt;/em&gt;", "&amp;nbsp;", "&amp;copy;", "<!-- c -->",
+    "<?pi x?>", "é", "\u2028", "&#x1F600;", "http://e.org/a?b=1&amp;c=2", "rel/ative", "&quot;", "'", '"',
+    "a@b.org (Bob)", "Bob &lt;a@b.org&gt;", "Mon, 01 Jan 0001 00:00:00 +0000", "2026-11-24T10:00:00Z", "\t",
+    "&lt;p&gt;", "\u0085", "&lt;script&gt;x&lt;/script&gt;", "x, y", "&amp;rsquo;", "&amp;bogus;", "&#38;#38;",
+])
+ODD_TEXT = st.sampled_from(["&rsquo;", "&#x0;", "&#xD800;"]) | st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8).map(
     lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
-TEXTS = st.lists(TEXT, max_size=4).map("".join)
+
+
+def mostly(common: st.SearchStrategy[str], odd: st.SearchStrategy[str], one_in: int = 10) -> st.SearchStrategy[str]:
+    return st.sampled_from([False] * (one_in - 1) + [True]).flatmap(lambda is_odd: odd if is_odd else common)
+
+
+TEXTS = st.lists(mostly(COMMON_TEXT, ODD_TEXT, 60), max_size=4).map("".join)
 URL = st.sampled_from(["http://e.org/a", "https://e.org/b?x=1&amp;y=2", "rel/c.html", "/d", "", "tag:e.org,2026:1",
-                       "javascript:alert(1)", "http:///e.org/e", "urn:uuid:1", " http://e.org/sp "])
+                       "javascript:alert(1)", "http:///e.org/e", "urn:uuid:1", " http://e.org/sp ",
+                       "http://e.org/q?a=1&amp;amp;b=2", "http://e.org/&#233;"])
 REL = st.sampled_from(["", ' rel="alternate"', ' rel="self"', ' rel="enclosure"', ' rel="ALTERNATE"',
                        ' rel="related"'])
 TYPE = st.sampled_from(["", ' type="text/html"', ' type="application/pdf"', ' type="TEXT/HTML"',
@@ -165,110 +176,116 @@ NAMESPACES = ('xmlns:content="http://purl.org/rss/1.0/modules/content/" xmlns:dc
 @st.composite
 def rss_item_child(draw: st.DrawFn) -> str:
     t, u = draw(TEXTS), draw(URL)
-    return draw(st.sampled_from([
-        f"<title>{t}</title>", f'<title type="html">{t}</title>', f"<Title>{t}</Title>", f"<title>{t}</title>",
-        f"<link>{u}</link>", f"<link>{t}</link>", f'<atom:link href="{u}"{draw(REL)}{draw(TYPE)}/>',
-        f"<guid>{u}</guid>", f'<guid isPermaLink="false">{t}</guid>', f'<guid isPermaLink="True">{u}</guid>',
-        f"<description>{t}</description>", f"<description>{t}</description>",
+    return draw(mostly(st.sampled_from([
+        f"<title>{t}</title>", f"<Title>{t}</Title>", f"<title>{t}</title>", f"<link>{u}</link>", f"<link>{t}</link>",
+        f'<atom:link href="{u}"{draw(REL)}{draw(TYPE)}/>', f"<guid>{u}</guid>", f'<guid isPermaLink="false">{t}</guid>',
+        f'<guid isPermaLink="True">{u}</guid>', f"<description>{t}</description>", f"<description>{t}</description>",
         f"<content:encoded>{t}</content:encoded>", f"<pubDate>{t}</pubDate>", f"<dc:date>{t}</dc:date>",
         f"<author>{t}</author>", f"<dc:creator>{t}</dc:creator>", f"<category>{t}</category>",
         f'<category domain="{u}">{t}</category>', f'<category domain="{u}"/>',
         f'<enclosure url="{u}" length="1" type="audio/mpeg"/>', "<enclosure/>", f"<comments>{u}</comments>",
         f"<foo>{t}</foo>", f'<x:foo xmlns:x="http://example.org/x">{t}</x:foo>', f"<og><title>{t}</title></og>",
         f"<itunes:summary>{t}</itunes:summary>", f"<media:description>{t}</media:description>",
-        f"<dc:description>{t}</dc:description>", f"<media:title>{t}</media:title>",
-        f"<media:group><media:description>{t}</media:description></media:group>",
-        f'<source url="{u}">{t}</source>', f"<image><title>{t}</title></image>",
-        f"<description><b>{t}</b></description>",
-        f'<atom:summary>{t}</atom:summary>', f'<atom:content type="html">{t}</atom:content>',
-        f'<y:title xmlns:y="http://purl.org/dc/elements/1.1/">{t}</y:title>', f'<title xmlns="http://e.org/u">{t}</title>',
-        f'<description xml:lang="en">{t}</description>', " ", f"<!-- {u} -->",
-    ]))
+        f'<title xmlns="http://e.org/u">{t}</title>', " ", f"<!-- {u} -->", f'<author><name>{t}</name></author>',
+    ]), st.sampled_from([
+        f'<title type="html">{t}</title>', f"<dc:description>{t}</dc:description>", f"<media:title>{t}</media:title>",
+        f"<media:group><media:description>{t}</media:description></media:group>", f'<source url="{u}">{t}</source>',
+        f"<image><title>{t}</title></image>", f"<description><b>{t}</b></description>",
+        f"<atom:summary>{t}</atom:summary>", f'<atom:content type="html">{t}</atom:content>',
+        f'<y:title xmlns:y="http://purl.org/dc/elements/1.1/">{t}</y:title>',
+        f'<description xml:lang="en">{t}</description>',
+    ])))
 
 
 @st.composite
 def rss_document(draw: st.DrawFn) -> bytes:
     items = "".join(
-        "<item" + draw(st.sampled_from(["", ' xml:lang="en"', ' xml:base="http://b.org/d/"'])) + ">"
+        "<item" + draw(mostly(st.sampled_from(["", ' xml:lang="en"']), st.just(' xml:base="http://b.org/d/"'))) + ">"
         + "".join(draw(st.lists(rss_item_child(), max_size=7))) + "</item>"
         for _ in range(draw(st.integers(0, 3))))
-    channel = "".join(draw(st.lists(st.sampled_from([
+    channel = "".join(draw(st.lists(mostly(st.sampled_from([
         f"<title>{draw(TEXTS)}</title>", f"<link>{draw(URL)}</link>", f"<description>{draw(TEXTS)}</description>",
-        f'<atom:link href="{draw(URL)}"{draw(REL)}{draw(TYPE)}/>',
-        f"<image><title>i</title><url>{draw(URL)}</url></image>",
-        f"<foo><title>{draw(TEXTS)}</title></foo>", "<language>en</language>", f"<dc:title>{draw(TEXTS)}</dc:title>",
+        f'<atom:link href="{draw(URL)}"{draw(REL)}{draw(TYPE)}/>', "<language>en</language>",
+        f"<image><title>i</title><url>{draw(URL)}</url><link>{draw(URL)}</link></image>",
         '<x:title xmlns:x="http://e.org/x">x</x:title>', f"<generator>{draw(TEXTS)}</generator>",
-    ]), max_size=5)))
-    root = draw(st.sampled_from(['version="2.0"', 'version="2.01"', 'version="0.91"', "",
-                                 'version="2.0" xml:base="http://b.org/root/"']))
-    extra = draw(st.sampled_from(["", ' xmlns:content2="http://purl.org/rss/1.0/modules/content/"',
-                                  ' xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"',
-                                  ' xmlns:r="http://purl.org/rss/1.0/"']))
+        f"<foo>{draw(TEXTS)}</foo>", "<ttl>60</ttl>",
+    ]), st.sampled_from([f"<foo><title>{draw(TEXTS)}</title></foo>", f"<dc:title>{draw(TEXTS)}</dc:title>",
+                         f'<atom:title type="html">{draw(TEXTS)}</atom:title>'])), max_size=5)))
+    root = draw(mostly(st.sampled_from(['version="2.0"', 'version="2.0" xml:base="http://b.org/root/"',
+                                        'version="2.01"']),
+                       st.sampled_from(['version="0.91"', ""])))
+    extra = draw(mostly(st.just(""), st.sampled_from([' xmlns:content2="http://purl.org/rss/1.0/modules/content/"',
+                                                      ' xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"',
+                                                      ' xmlns:r="http://purl.org/rss/1.0/"',
+                                                      ' xmlns:dc2="http://purl.org/dc/elements/1.1/"'])))
     return (draw(DECLARATION) + f"<rss {root} {NAMESPACES}{extra}><channel>{channel}{items}</channel></rss>").encode()
 
 
-DECLARATION = st.sampled_from(["", '<?xml version="1.0"?>', '<?xml version="1.0" encoding="utf-8"?>',
-                               '<?xml version="1.0" encoding="iso-8859-1"?>',
-                               "<?xml version='1.0' encoding='US-ASCII'?>"])
-XHTML = st.sampled_from([
+DECLARATION = mostly(st.sampled_from(["", '<?xml version="1.0"?>', '<?xml version="1.0" encoding="utf-8"?>']),
+                     st.sampled_from(['<?xml version="1.0" encoding="iso-8859-1"?>',
+                                      "<?xml version='1.0' encoding='US-ASCII'?>", '<?xml version="1.1"?>']))
+XHTML = mostly(st.sampled_from([
     "{t}", "<p>{t}</p>", '<b class="c">{t}</b>', "<br/>", '<a href="{u}">{t}</a>', "<div>{t}</div>",
-    '<p xml:lang="en">{t}</p>', "<p><i>{t}</i> {t}</p>", "<div/>", "<svg/>", "<body>{t}</body>", " ",
-])
-SAFE_TEXT = st.sampled_from(["plain", "&amp;", "&lt;b&gt;", "é", "<![CDATA[<x>]]>", " ", "\n", "<!-- c -->", ""])
+    "<p><i>{t}</i> {t}</p>", "<div/>", " ", '<img src="{u}" alt="a &amp; b"/>', "<div><div>{t}</div></div>",
+]), st.sampled_from(['<p xml:lang="en">{t}</p>', "<svg/>", "<body>{t}</body>", '<p Class="a" class="b">x</p>']))
+SAFE_TEXT = st.sampled_from(["plain", "&amp;", "&lt;b&gt;", "é", "<![CDATA[<x>]]>", " ", "\n", "<!-- c -->", "",
+                             "&#128;", "Ã©", '"'])
 
 
 @st.composite
 def xhtml(draw: st.DrawFn) -> str:
     parts = [draw(XHTML).format(t=draw(SAFE_TEXT), u=draw(URL)) for _ in range(draw(st.integers(0, 3)))]
     inner = "".join(parts)
-    return draw(st.sampled_from([
+    return draw(mostly(st.sampled_from([
         f'<div xmlns="http://www.w3.org/1999/xhtml">{inner}</div>',
         f' <div xmlns="http://www.w3.org/1999/xhtml">{inner}</div>\n',
         f'<div xmlns="http://www.w3.org/1999/xhtml">{inner}</div><div xmlns="http://www.w3.org/1999/xhtml">x</div>',
         f'<xhtml:div xmlns:xhtml="http://www.w3.org/1999/xhtml">{inner}</xhtml:div>',
-        f"<div>{inner}</div>", inner,
-    ]))
+        f'<div xmlns="http://www.w3.org/1999/xhtml" class="wrap">{inner}</div>',
+    ]), st.sampled_from([f"<div>{inner}</div>", inner])))
 
 
 @st.composite
 def atom_entry_child(draw: st.DrawFn) -> str:
     t, u = draw(TEXTS), draw(URL)
-    kind = draw(st.sampled_from(["", ' type="text"', ' type="html"', ' type="HTML"', ' type="text/html"',
-                                 ' type="text/plain"', ' type="application/json"']))
-    return draw(st.sampled_from([
-        f"<id>{u}</id>", f"<id>{t}</id>", f"<title{kind}>{t}</title>", f'<title type="xhtml">{draw(xhtml())}</title>',
-        f'<link href="{u}"{draw(REL)}{draw(TYPE)}/>', f'<link href="{u}"/>', f"<link>{u}</link>",
-        f'<link url="{u}"/>', f"<summary{kind}>{t}</summary>", f'<summary type="xhtml">{draw(xhtml())}</summary>',
-        f"<content{kind}>{t}</content>", f'<content type="xhtml">{draw(xhtml())}</content>',
-        f'<content type="xhtml">{draw(xhtml())}</content>', f'<content src="{u}"/>',
-        f'<content type="html" mode="escaped">{t}</content>', f"<published>{t}</published>",
-        f"<updated>{t}</updated>", f"<author><name>{t}</name></author>",
+    kind = draw(mostly(st.sampled_from(["", ' type="text"', ' type="html"', ' type="HTML"', ' type="text/html"',
+                                        ' type="text/plain"']), st.just(' type="application/json"')))
+    return draw(mostly(st.sampled_from([
+        f"<id>{u}</id>", f"<id>{t}</id>", f"<title{kind}>{t}</title>", f'<link href="{u}"{draw(REL)}{draw(TYPE)}/>',
+        f'<link href="{u}"/>', f'<link url="{u}"/>', f"<summary{kind}>{t}</summary>", f"<content{kind}>{t}</content>",
+        f'<content type="xhtml">{draw(xhtml())}</content>', f'<content type="xhtml">{draw(xhtml())}</content>',
+        f"<published>{t}</published>", f"<updated>{t}</updated>", f"<author><name>{t}</name></author>",
         f"<author><name>{t}</name><email>{t}</email><uri>{u}</uri></author>", f"<author>{t}</author>",
         f"<author><email>{t}</email></author>", f"<author><uri>{u}</uri></author>", "<author/>",
         f'<category term="{t}"/>', f'<category term="{t}" scheme="{u}" label="l"/>', f"<category>{t}</category>",
-        f"<contributor><name>{t}</name></contributor>", f"<rights>{t}</rights>",
-        f"<source><title>{t}</title></source>", f"<foo>{t}</foo>", f'<x:foo xmlns:x="http://e.org/x">{t}</x:foo>',
-        f"<dc:creator>{t}</dc:creator>", f"<media:description>{t}</media:description>",
+        f"<contributor><name>{t}</name></contributor>", f"<rights>{t}</rights>", f"<foo>{t}</foo>",
+        f'<x:foo xmlns:x="http://e.org/x">{t}</x:foo>', f"<dc:creator>{t}</dc:creator>",
+        f"<media:description>{t}</media:description>",
         f'<entry-ish xmlns="http://e.org/z"><title>{t}</title></entry-ish>', " ",
-    ]))
+    ]), st.sampled_from([
+        f'<title type="xhtml">{draw(xhtml())}</title>', f"<link>{u}</link>",
+        f'<summary type="xhtml">{draw(xhtml())}</summary>', f'<content src="{u}"/>',
+        f'<content type="html" mode="escaped">{t}</content>', f"<source><title>{t}</title></source>",
+    ])))
 
 
 @st.composite
 def atom_document(draw: st.DrawFn) -> bytes:
     entries = "".join(
-        "<entry" + draw(st.sampled_from(["", ' xml:base="sub/"', ' xml:lang="de"'])) + ">"
+        "<entry" + draw(mostly(st.sampled_from(["", ' xml:lang="de"']), st.just(' xml:base="sub/"'))) + ">"
         + "".join(draw(st.lists(atom_entry_child(), max_size=7))) + "</entry>"
         for _ in range(draw(st.integers(0, 3))))
-    feed = "".join(draw(st.lists(st.sampled_from([
+    feed = "".join(draw(st.lists(mostly(st.sampled_from([
         f"<title>{draw(TEXTS)}</title>", f'<title type="html">{draw(TEXTS)}</title>', f"<id>{draw(URL)}</id>",
         f'<link href="{draw(URL)}"{draw(REL)}{draw(TYPE)}/>', f"<updated>{draw(TEXTS)}</updated>",
         f"<subtitle>{draw(TEXTS)}</subtitle>", f"<author><name>{draw(TEXTS)}</name></author>",
         f"<generator>{draw(TEXTS)}</generator>", f"<foo>{draw(TEXTS)}</foo>", f"<icon>{draw(URL)}</icon>",
-    ]), max_size=5)))
-    root = draw(st.sampled_from(['xmlns="http://www.w3.org/2005/Atom"',
-                                 'xmlns="http://www.w3.org/2005/Atom" xml:base="https://e.org/blog/"',
-                                 'xmlns="http://www.w3.org/2005/Atom" xml:base="/rel/"',
-                                 'xmlns="http://purl.org/atom/ns#" version="0.3"']))
+    ]), st.sampled_from([f'<title type="xhtml">{draw(xhtml())}</title>', f"<link>{draw(URL)}</link>"])),
+        max_size=5)))
+    root = draw(mostly(st.sampled_from(['xmlns="http://www.w3.org/2005/Atom"',
+                                        'xmlns="http://www.w3.org/2005/Atom" xml:base="https://e.org/blog/"',
+                                        'xmlns="http://www.w3.org/2005/Atom" xml:base="/rel/"']),
+                       st.just('xmlns="http://purl.org/atom/ns#" version="0.3"')))
     ns = NAMESPACES.replace('xmlns:atom="http://www.w3.org/2005/Atom" ', "")
     return (draw(DECLARATION) + f"<feed {root} {ns}>{feed}{entries}</feed>").encode()
 
