@@ -15,6 +15,9 @@ reads it as before. It declines:
 - anything but ``<rss version="2.x">`` with one ``<channel>``, or an Atom 1.0 ``<feed>``; RSS 0.9x/1.0/RDF,
   Atom 0.3, CDF; a document that declares the RSS 1.0 or 0.90 namespace anywhere (feedparser's version
   would depend on declaration order);
+- a prolog feedparser would rewrite differently: a processing instruction starting ``<?xml`` with a ">"
+  inside, or the words DOCTYPE or ENTITY anywhere before the first element (feedparser reads them even in
+  a comment);
 - any body feedparser would not read as UTF-8 (or pure ASCII) without a warning: other declared
   encodings with non-ASCII bytes, invalid UTF-8, a Content-Type that is not an XML media type;
 - anything lxml's hardened parser (no entities resolved, no network, no DTD, ``huge_tree`` off) reports —
@@ -81,6 +84,9 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _DECLARATION = re.compile(rb"""xmlns(?::([^\s=/>]+))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _XML_ENCODING = re.compile(rb"""^<\?.*encoding=['"](.*?)['"].*\?>""")
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
+_XML_DECLARATION = re.compile(rb"<\?xml[^>]*?>")
+_FIRST_ELEMENT = re.compile(rb"<\w")
+_PROLOG_MARKUP = re.compile(rb"doctype|entity", re.IGNORECASE)
 _ASCII_SUPERSETS = frozenset({"ascii", "latin-1", "iso8859-15", "cp1252", "utf-8"})
 _ACCEPTABLE_APPLICATION = ("application/xml", "application/xml-dtd", "application/xml-external-parsed-entity")
 _ACCEPTABLE_TEXT = ("text/xml", "text/xml-external-parsed-entity")
@@ -93,6 +99,8 @@ _AUTHOR_PARTS = {"name": "name", "email": "email", "uri": "href", "url": "href",
 def read(body: bytes, content_type: str | None, ref: Reference, *, max_entries: int) -> FastFeed | None:
     """The feed, or None when feedparser must read it. `body` is what feedparser would be given."""
     try:
+        if body.count(b"<item") + body.count(b"<entry") > max_entries:
+            raise Decline               # monitor.parse's cap and its warning; and no tree of a huge feed
         return _Reader(_document(body, content_type), body, ref, max_entries).feed()
     except Decline:
         return None
@@ -100,6 +108,7 @@ def read(body: bytes, content_type: str | None, ref: Reference, *, max_entries: 
 
 def _document(body: bytes, content_type: str | None) -> Any:
     body = body[3:] if body.startswith(codecs.BOM_UTF8) else body
+    _check_prolog(body)
     _check_encoding(body, content_type)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False,
                              dtd_validation=False, remove_blank_text=False, strip_cdata=True,
@@ -111,6 +120,19 @@ def _document(body: bytes, content_type: str | None) -> Any:
     if len(parser.error_log) or root is None:
         raise Decline
     return root
+
+
+def _check_prolog(body: bytes) -> None:
+    """What feedparser does to the prolog before expat sees it must not matter: it replaces the first
+    ``<?xml…>`` up to the first ">" with its own declaration (a ">" inside a leading processing instruction
+    would leave the rest of it as text), and it reads a DOCTYPE or ENTITY anywhere before the first element
+    (in a comment, say: a Netscape DOCTYPE there makes the feed RSS 0.91)."""
+    declaration = _XML_DECLARATION.match(body)
+    if declaration and not declaration.group().endswith(b"?>"):
+        raise Decline
+    first = _FIRST_ELEMENT.search(body)
+    if _PROLOG_MARKUP.search(body, 0, first.start() if first else len(body)):
+        raise Decline
 
 
 def _check_encoding(body: bytes, content_type: str | None) -> None:
@@ -198,8 +220,6 @@ class _Reader:
 
     def _read_feed(self, version: str, parent: Any, allowed: frozenset[tuple[str, str]],
                    entry: tuple[str, str]) -> FastFeed:
-        if len(parent.findall(f"{{{ATOM}}}entry" if self.atom else "item")) > self.max_entries:
-            raise Decline                                    # monitor.parse's cap and its warning
         feed: Entry = {}
         entries: list[Entry] = []
         for key, child in self._feed_children(parent, allowed):

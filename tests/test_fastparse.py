@@ -4,6 +4,7 @@ decline; and it refuses or declines everything the guards and the strict parser 
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,14 +46,17 @@ def agree(body: bytes, content_type: str | None = None) -> ParsedFeed | None:
     return fast
 
 
+DEMO_FEED = Path(monitor.parse.__file__).parent / "demo_feed"
+
+
 def feed_files() -> list[Path]:
-    return sorted(p for p in FIXTURES.rglob("*.xml"))
+    return sorted(FIXTURES.rglob("*.xml")) + sorted(DEMO_FEED.glob("*.xml.gz"))
 
 
 @pytest.mark.parametrize("content_type", CONTENT_TYPES)
-@pytest.mark.parametrize("path", feed_files(), ids=lambda p: str(p.relative_to(FIXTURES)))
+@pytest.mark.parametrize("path", feed_files(), ids=lambda p: p.name)
 def test_every_feed_fixture_reads_the_same_or_declines(path: Path, content_type: str | None) -> None:
-    agree(path.read_bytes(), content_type)
+    agree(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes(), content_type)
 
 
 BODY_CASES = yaml.safe_load((Path(__file__).parent / "cases" / "body.yaml").read_text())
@@ -66,6 +70,8 @@ def test_the_body_rule_cases_read_the_same_or_decline(case: dict[str, str]) -> N
 def common_shapes() -> Iterator[tuple[str, bytes, str | None]]:
     for path in corpus_steps():
         yield path.stem, path.read_bytes(), None
+    for path in sorted(DEMO_FEED.glob("*.xml.gz")):
+        yield f"demo-{path.name}", gzip.decompress(path.read_bytes()), "application/rss+xml"
     yield "seed", (FIXTURES / "corpus" / "seed-feed.xml").read_bytes(), "application/rss+xml; charset=utf-8"
     farm = FarmContent(3, 20)
     for i in range(3):
@@ -99,8 +105,11 @@ RSS = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xmlns:dc="http:
     (RSS.format("<item><dc:title>x</dc:title></item>").encode(), None),                      # not emulated
     (RSS.format("<item><title>a</title><title>b</title></item>").encode(), None),            # two titles
     (RSS.format('<item xml:base="http://e.org/"><link>x</link></item>').encode(), None),     # xml:base inside
+    (b'<!--\n<!DOCTYPE rss SYSTEM "http://my.netscape.com/publish/formats/rss-0.91.dtd">\n-->'
+     + RSS.split("?>", 1)[1].format("<item><title>x</title></item>").encode(), None),      # rss091n
+    (b'<?xml-stylesheet href="a>b"?>' + RSS.split("?>", 1)[1].format("").encode(), None),  # feedparser errs
 ], ids=["rss091", "rss10", "cp1252", "html-entity", "ill-formed", "ascii-declared", "html-content-type",
-        "xml11", "dc-title", "two-titles", "item-base"])
+        "xml11", "dc-title", "two-titles", "item-base", "doctype-in-a-comment", "pi-with-a-gt"])
 def test_what_the_fast_path_is_not_sure_of_goes_to_feedparser(body: bytes, content_type: str | None) -> None:
     assert parse_fast("t", fetched(body, content_type)) is None
     parse("t", fetched(body, content_type), lenient=True)          # and feedparser still reads it
