@@ -94,6 +94,9 @@ def match(items: Sequence[Item], known: Sequence[KnownDocument]) -> list[tuple[I
         doc = by_key.get(item.key)
         if doc is not None:
             paired[n] = doc
+    taken = {d.id for d in paired.values()}
+    if len(paired) == len(items) or len(taken) == len(known):
+        return [(item, paired.get(n)) for n, item in enumerate(items)]    # nothing left to pair otherwise
     link_counts = Counter(normalize_link(i.link) for i in items if i.link)
     doc_link_counts = Counter(normalize_link(d.link) for d in known if d.link)
 
