@@ -126,6 +126,8 @@ class KnownDocument:
     removed: bool = False
     title: str = ""                 # the latest version's title and canonical text hash: they confirm a
     text_hash: bytes | None = None  # pairing by link, or pair by content (monitor.identity)
+    raw_hash: bytes | None = None   # the latest version's raw item hash: an item with the same raw form
+                                    # needs no normalising (monitor.poll)
 
 
 @dataclass(frozen=True, slots=True)

@@ -374,8 +374,18 @@ def normalize_item(item: ParsedItem, *, links: bool = False, base: str | None = 
     """A parsed entry -> an Item with canonical text and hashes (its identity key is set later)."""
     text = canonical_text(item.content, is_html=item.content_is_html, links=links, base=base,
                           ignore=ignore)
+    return _item(item, text, hashlib.sha256(text.encode()).digest(), base)
+
+
+def stored_item(item: ParsedItem, text_hash: bytes, *, base: str | None = None) -> Item:
+    """A parsed entry whose canonical text is already stored under `text_hash` (its raw form is that of
+    its document's latest version, under the same settings): everything but the text, which stays empty
+    until someone loads it (monitor.poll). Title and link are read afresh: they cost next to nothing."""
+    return _item(item, "", text_hash, base)
+
+
+def _item(item: ParsedItem, text: str, text_hash: bytes, base: str | None) -> Item:
     title = title_text(item.title, is_html=item.title_is_html)
     link = urljoin(base, item.link) if item.link and base else item.link
-    text_hash = hashlib.sha256(text.encode()).digest()
     return Item(key="", guid=item.guid, link=link, title=title, text=text, raw=item.raw,
                 text_hash=text_hash, state_hash=state_hash(title, link, text_hash))

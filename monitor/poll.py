@@ -30,7 +30,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,7 @@ from monitor.models import (
     RecordedChange,
     utcnow,
 )
-from monitor.normalize import normalize_item
+from monitor.normalize import normalize_item, stored_item
 from monitor.urls import host_of
 
 if TYPE_CHECKING:
@@ -70,13 +70,28 @@ log = logging.getLogger("feedwatch.poll")
 JITTER = 0.1              # next due time = interval +-10%, so feeds spread out
 ERROR_BACKOFF = 60.0      # first retry after a failure; doubles per failure, capped at the interval
 MAX_DOUBLINGS = 20        # 60 s * 2**20 is already years: the exponent stops there (no float overflow)
+_NO_STORED: Mapping[bytes, bytes] = {}
 
 
-def process_body(feed: FeedSettings, fetched: FetchResult) -> list[Item]:
-    """Parse, normalise and key a fetched body: the CPU-bound part of a poll, free of I/O."""
-    items = [normalize_item(p, links=feed.links, base=fetched.url, ignore=feed.ignore)
-             for p in parsed_items(feed, fetched)]
+def process_body(feed: FeedSettings, fetched: FetchResult, stored: Mapping[bytes, bytes] = _NO_STORED
+                 ) -> list[Item]:
+    """Parse, normalise and key a fetched body: the CPU-bound part of a poll, free of I/O.
+
+    `stored` maps the raw hash of a document's latest version to its canonical text hash, for documents
+    whose stored text is what normalising that raw item now gives (see :meth:`Poller._stored_texts`). An
+    item with one of those raw forms is not normalised again: its text is left to be loaded if a new
+    version needs it (a new title or link). So a poll costs normalisation only for what changed."""
+    items = [_item(p, feed, fetched.url, stored) for p in parsed_items(feed, fetched)]
     return identity.assign_keys(items)
+
+
+def _item(parsed: ParsedItem, feed: FeedSettings, base: str, stored: Mapping[bytes, bytes]) -> Item:
+    if stored and (text_hash := stored.get(hashlib.sha256(parsed.raw).digest())) is not None:
+        return stored_item(parsed, text_hash, base=base)
+    return normalize_item(parsed, links=feed.links, base=base, ignore=feed.ignore)
+
+
+Process = Callable[[FeedSettings, FetchResult, Mapping[bytes, bytes]], Awaitable[list[Item]]]
 
 
 def parsed_items(feed: FeedSettings, fetched: FetchResult) -> list[ParsedItem]:
@@ -124,11 +139,11 @@ class ParsePool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    async def __call__(self, feed: FeedSettings, fetched: FetchResult) -> list[Item]:
+    async def __call__(self, feed: FeedSettings, fetched: FetchResult, stored: Mapping[bytes, bytes]) -> list[Item]:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("fork"))
-        return await asyncio.get_running_loop().run_in_executor(self._pool, process_body, feed, fetched)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, process_body, feed, fetched, stored)
 
 
 POOL_THRESHOLD = 16   # due feeds in a cycle from which parsing moves to worker processes
@@ -145,7 +160,7 @@ class Poller:
     settings: Settings
     fetcher: Fetcher
     owner: str
-    process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None
+    process: Process | None = None
     quiet: list[PollRecord] = field(default_factory=list)
     writes: list[tuple[PollRecord, asyncio.Future[list[RecordedChange]]]] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
@@ -247,10 +262,15 @@ class Poller:
             absent = self.store.known_documents(state.id, absent_only=True) if state.absent else []
             decisions = compare.absences(absent, removal_grace=feed.removal_grace)
             return self._success(state, feed, now, status, fetched, body_hash, decisions)
-        items = await self._process(feed, fetched)
         known = self.store.known_documents(state.id)
+        stored = self._stored_texts(feed, same_settings, known)
+        items = await self._process(feed, fetched, stored)
         decisions = compare.compare(identity.match(items, known), known, removal_grace=feed.removal_grace)
-        return self._success(state, feed, now, PollStatus.OK, fetched, body_hash, decisions,
+        loaded = self._with_stored_texts(decisions, frozenset(stored.values()))
+        if loaded is None:      # a stored text vanished since it was looked up: normalise everything afresh
+            items = await self._process(feed, fetched, {})
+            loaded = compare.compare(identity.match(items, known), known, removal_grace=feed.removal_grace)
+        return self._success(state, feed, now, PollStatus.OK, fetched, body_hash, loaded,
                              documents=len(items))
 
     async def _poll_pages(self, state: FeedState, feed: FeedSettings, now: datetime) -> PollRecord:
@@ -314,22 +334,42 @@ class Poller:
                               unloaded: frozenset[bytes]) -> list[Decision]:
         """Fill in the stored text of unchanged pages whose documents get a new version anyway (a new
         title, a return): the only texts a page source's poll ever loads."""
+        loaded = self._with_stored_texts(decisions, unloaded)
+        if loaded is None:
+            raise FeedError(feed.name, "a stored page text went missing during the poll (pruned?); the next "
+                            "poll fetches those pages again")
+        return loaded
+
+    def _with_stored_texts(self, decisions: list[Decision], unloaded: frozenset[bytes]) -> list[Decision] | None:
+        """The decisions with the stored text filled in for each new version whose item's text was not
+        loaded (its hash is in `unloaded`); None when one of those texts is no longer stored."""
         from monitor import pages
 
         need = [d.item.text_hash for d in decisions if d.item is not None and d.new_version
-                and d.item.text_hash in unloaded]
+                and d.item.text_hash in unloaded and not d.item.text]
         if not need:
             return decisions
         texts = self.store.texts(need)
         if len(texts) < len(set(need)):
-            raise FeedError(feed.name, "a stored page text went missing during the poll (pruned?); the next "
-                            "poll fetches those pages again")
+            return None
         return [dataclasses.replace(d, item=pages.with_text(d.item, texts)) if d.item else d for d in decisions]
 
-    async def _process(self, feed: FeedSettings, fetched: FetchResult) -> list[Item]:
+    @staticmethod
+    def _stored_texts(feed: FeedSettings, same_settings: bool, known: Sequence[KnownDocument]
+                      ) -> dict[bytes, bytes]:
+        """Raw item hash -> canonical text hash of the documents whose latest stored text is what
+        normalising their raw item again would give: documents present in the last poll, which ran under
+        the same settings (so each one's text was made, or confirmed, under them). Not with ``links:
+        true``: link targets in the text are resolved against the feed's final URL, which may move."""
+        if not same_settings or feed.links:
+            return {}
+        return {d.raw_hash: d.text_hash for d in known
+                if d.raw_hash is not None and d.text_hash is not None and not d.removed and not d.absent_polls}
+
+    async def _process(self, feed: FeedSettings, fetched: FetchResult, stored: Mapping[bytes, bytes]) -> list[Item]:
         if self.process is not None:
-            return await self.process(feed, fetched)
-        return process_body(feed, fetched)
+            return await self.process(feed, fetched, stored)
+        return process_body(feed, fetched, stored)
 
     def _success(self, state: FeedState, feed: FeedSettings, now: datetime, status: PollStatus,
                  fetched: FetchResult, body_hash: bytes | None, decisions: Sequence[Decision],
@@ -390,7 +430,7 @@ class Poller:
 
 async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
                    force: bool = False, owner: str | None = None,
-                   process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None = None,
+                   process: Process | None = None,
                    stop: asyncio.Event | None = None, parse_pool: bool = True,
                    ignore_backoff: bool | None = None,
                    on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
@@ -502,7 +542,7 @@ def _receive(children: list[tuple[Any, Any]], into: list[FeedOutcome],
 
 
 async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,
-                      process: Callable[[FeedSettings, FetchResult], Awaitable[list[Item]]] | None,
+                      process: Process | None,
                       stop: asyncio.Event | None, ignore_backoff: bool = False,
                       on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
     capacity = max(32, settings.polling.concurrency * 8)   # claimed and queued: small batches balance the pollers

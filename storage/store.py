@@ -305,30 +305,33 @@ class Store:
             if absent_only:
                 query = query.where(Document.c.absent_polls > 0, Document.c.removed_at.is_(None))
             docs = conn.execute(query).all()
-            recent, texts = self._recent_states(conn, [d.id for d in docs]) if not absent_only else ({}, {})
+            recent, latest = self._recent_states(conn, [d.id for d in docs]) if not absent_only else ({}, {})
         return [KnownDocument(id=d.id, key=d.key, guid=d.guid, link=d.link, latest_version=d.latest_version,
                               state_hash=d.state_hash, recent_states=recent.get(d.id, ()),
                               absent_polls=d.absent_polls, removed=d.removed_at is not None,
-                              title=d.title, text_hash=texts.get(d.id)) for d in docs]
+                              title=d.title, text_hash=latest.get(d.id, (None, None))[0],
+                              raw_hash=latest.get(d.id, (None, None))[1]) for d in docs]
 
     def _recent_states(self, conn: Connection, doc_ids: list[int]
-                       ) -> tuple[dict[int, tuple[tuple[int, bytes], ...]], dict[int, bytes]]:
-        """Each document's latest version states, newest first, and its latest canonical text hash."""
+                       ) -> tuple[dict[int, tuple[tuple[int, bytes], ...]], dict[int, tuple[bytes, bytes | None]]]:
+        """Each document's latest version states, newest first, and its latest canonical text and raw
+        item hashes."""
         out: dict[int, list[tuple[int, bytes]]] = {}
-        texts: dict[int, bytes] = {}
+        latest: dict[int, tuple[bytes, bytes | None]] = {}
         for chunk in chunks(doc_ids):
             ranked = (select(Version.c.document_id, Version.c.number, Version.c.state_hash, Version.c.text_hash,
+                             Version.c.raw_hash,
                              func.row_number().over(partition_by=Version.c.document_id,
                                                     order_by=Version.c.number.desc()).label("rank"))
                       .where(Version.c.document_id.in_(chunk)).subquery())
             rows = conn.execute(select(ranked.c.document_id, ranked.c.number, ranked.c.state_hash,
-                                       ranked.c.text_hash)
+                                       ranked.c.text_hash, ranked.c.raw_hash)
                                 .where(ranked.c.rank <= REVERT_DEPTH)
                                 .order_by(ranked.c.document_id, ranked.c.number.desc()))
             for r in rows:
                 out.setdefault(r.document_id, []).append((r.number, r.state_hash))
-                texts.setdefault(r.document_id, r.text_hash)
-        return {k: tuple(v) for k, v in out.items()}, texts
+                latest.setdefault(r.document_id, (r.text_hash, r.raw_hash))
+        return {k: tuple(v) for k, v in out.items()}, latest
 
     def latest_versions(self, doc_ids: Sequence[int]) -> dict[int, VersionInfo]:
         """The latest stored version (with text) of each document."""

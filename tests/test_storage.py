@@ -192,11 +192,11 @@ feeds:
 """))
     store = Store.open(settings.database_url)
 
-    async def parse_while_another_process_takes_the_feed(feed: Any, fetched: Any) -> list[Item]:
+    async def parse_while_another_process_takes_the_feed(feed: Any, fetched: Any, stored: Any) -> list[Item]:
         if feed.name == "taken":
             with store.engine.begin() as conn:
                 conn.execute(update(Feed).where(Feed.c.name == "taken").values(lease_owner="host-b:1"))
-        return process_body(feed, fetched)
+        return process_body(feed, fetched, stored)
 
     outcomes = asyncio.run(poll_due(store, settings, process=parse_while_another_process_takes_the_feed))
     assert [(o.name, o.status, len(o.changes)) for o in outcomes] == [("kept", PollStatus.OK, 4)]
