@@ -33,12 +33,15 @@ OPENING_CHARS = 800
 class History:
     """The changes of one report scope, read inside one transaction on one connection."""
 
-    def __init__(self, conn: Connection, scope: ReportScope, *, page: int = PAGE) -> None:
-        self.conn, self.scope, self.page = conn, scope, page
+    def __init__(self, conn: Connection, scope: ReportScope, *, page: int | None = None) -> None:
+        self.conn, self.scope, self.page = conn, scope, page or PAGE
+        self._order: dict[int, int] = {}           # document id -> its place in activity()'s order
+        self._counts: list[tuple[int, int]] = []   # (document id, changes) of the documents that changed
+        self._ahead: dict[int, list[ChangeContext]] = {}   # the changes of the next documents, read together
 
     @classmethod
     @contextmanager
-    def open(cls, engine: Engine, scope: ReportScope, *, page: int = PAGE) -> Iterator[History]:
+    def open(cls, engine: Engine, scope: ReportScope, *, page: int | None = None) -> Iterator[History]:
         with engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -64,31 +67,70 @@ class History:
                  .join(Feed, Feed.c.id == Document.c.feed_id).outerjoin(counts, counts.c.document_id == Document.c.id)
                  .where(*self._document_filters(), or_(counts.c.n.is_not(None), and_(true(), *existed)))
                  .order_by(Feed.c.name, func.lower(Document.c.title), Document.c.id))
-        return [DocumentActivity(document_info(r), r.n or 0, r.first_at, r.last_at)
-                for r in self.conn.execute(query)]
+        activity = [DocumentActivity(document_info(r), r.n or 0, r.first_at, r.last_at)
+                    for r in self.conn.execute(query)]
+        self._counts = [(a.document.id, a.changes) for a in activity if a.changes]
+        self._order = {doc: n for n, (doc, _) in enumerate(self._counts)}
+        return activity
 
     def changes(self, document_id: int | None = None, *, diffs: bool = True) -> Iterator[ChangeContext]:
         """The scope's changes (of one document, or all), newest first, one keyset page at a time.
 
         With ``diffs=False`` neither diffs nor openings are read: enough for timelines and counts.
+        Reports read every document's changes in :meth:`activity` order: those of the next few documents
+        (up to PAGE changes) are then read together, in the queries of one page.
         """
+        if document_id is not None and diffs and (document_id in self._ahead or self._read_ahead(document_id)):
+            yield from self._ahead.pop(document_id)
+            return
+        for page in self._pages(self._query(diffs).where(
+                *([Change.c.document_id == document_id] if document_id is not None else []))):
+            yield from self._contexts(page, diffs)
+
+    def _read_ahead(self, document_id: int) -> bool:
+        """Read the changes of `document_id` and of the documents after it in activity order, as many as
+        fit in a page; False when its own changes do not (they are then read page by page)."""
+        start = self._order.get(document_id)
+        if start is None or self._counts[start][1] > self.page:
+            return False
+        batch, total = [], 0
+        for doc, count in self._counts[start:]:
+            if total + count > self.page:
+                break
+            batch.append(doc)
+            total += count
+        rows = self.conn.execute(self._query(True).where(Change.c.document_id.in_(batch))
+                                 .order_by(Change.c.detected_at.desc(), Change.c.id.desc())).all()
+        self._ahead = {doc: [] for doc in batch}
+        for ctx in self._contexts(list(rows), True):
+            self._ahead[ctx.change.document_id].append(ctx)
+        return True
+
+    def _query(self, diffs: bool) -> Select[Any]:
         columns: list[Any] = [Change, Document.c.guid, Document.c.link, Feed.c.name.label("feed_name")]
         query = (select(*columns).join(Document, Document.c.id == Change.c.document_id)
                  .join(Feed, Feed.c.id == Change.c.feed_id).where(*self._change_filters()))
         if diffs:
             query = (query.add_columns(Blob.c.codec, Blob.c.base, Blob.c.data)
                      .outerjoin(Blob, Blob.c.hash == Change.c.diff_hash))
-        if document_id is not None:
-            query = query.where(Change.c.document_id == document_id)
-        for row in self._pages(query):
-            if not diffs:
-                yield ChangeContext(recorded_change(row))
-                continue
-            diff = codec.diff_from_json(blobs.decode(self.conn, row.codec, row.base, row.data)) \
-                if row.data is not None else None
-            yield ChangeContext(recorded_change(row, diff), self._opening(row) if row.kind == "added" else None)
+        return query
 
-    def _pages(self, query: Select[Any]) -> Iterator[Row[Any]]:
+    def _contexts(self, page: list[Row[Any]], diffs: bool) -> list[ChangeContext]:
+        """A page of change rows as ChangeContexts: its keyframes and openings read together, in a few
+        queries for the page, not a few per change."""
+        if not diffs:
+            return [ChangeContext(recorded_change(row)) for row in page]
+        frames = blobs.get_many(self.conn, {r.base for r in page if r.codec == "zstd-dict" and r.base})
+        openings = self._openings([r for r in page if r.kind == "added"])
+        out = []
+        for row in page:
+            diff = codec.diff_from_json(blobs.decode_with(
+                row.codec, frames.get(row.base) if row.base else None, row.data)) if row.data is not None else None
+            opening = openings.get((row.document_id, row.version)) if row.kind == "added" else None
+            out.append(ChangeContext(recorded_change(row, diff), opening))
+        return out
+
+    def _pages(self, query: Select[Any]) -> Iterator[list[Row[Any]]]:
         """Rows of `query`, newest first, fetched PAGE at a time by keyset: no cursor stays open while
         the caller works on a row, and no page holds more than PAGE rows."""
         query = query.order_by(Change.c.detected_at.desc(), Change.c.id.desc()).limit(self.page)
@@ -97,25 +139,24 @@ class History:
             page_query = query if after is None else query.where(or_(
                 Change.c.detected_at < after.detected_at,
                 and_(Change.c.detected_at == after.detected_at, Change.c.id < after.id)))
-            rows = self.conn.execute(page_query).all()
-            yield from rows
+            rows = list(self.conn.execute(page_query).all())
+            yield rows
             if len(rows) < self.page:
                 return
             after = rows[-1]
 
-    def _opening(self, change: Row[Any]) -> str | None:
-        """The first lines of the version a change added (None when retention pruned it)."""
-        text_hash = self.conn.execute(select(Version.c.text_hash).where(
-            Version.c.document_id == change.document_id, Version.c.number == change.version)).scalar()
-        if text_hash is None:
-            return None
-        lines = blobs.get_text(self.conn, text_hash).split("\n")
-        opening = "\n".join(lines[:OPENING_LINES])
-        if len(opening) > OPENING_CHARS:
-            opening = opening[:OPENING_CHARS].rsplit(" ", 1)[0] + " \u2026"
-        elif len(lines) > OPENING_LINES:
-            opening += "\n\u2026"
-        return opening
+    def _openings(self, changes: list[Row[Any]]) -> dict[tuple[int, int], str]:
+        """(document id, version) -> the first lines of the version each change added (none for a version
+        retention pruned)."""
+        if not changes:
+            return {}
+        wanted = {(c.document_id, c.version) for c in changes}
+        hashes = {(r.document_id, r.number): r.text_hash for r in self.conn.execute(
+            select(Version.c.document_id, Version.c.number, Version.c.text_hash)
+            .where(Version.c.document_id.in_({d for d, _ in wanted}), Version.c.number.in_({n for _, n in wanted})))
+            if (r.document_id, r.number) in wanted}
+        texts = blobs.get_many(self.conn, hashes.values())
+        return {key: _opening(texts[h].decode("utf-8")) for key, h in hashes.items()}
 
     def _change_filters(self) -> list[Any]:
         s = self.scope
@@ -138,3 +179,14 @@ class History:
         if s.feeds:
             filters.append(Feed.c.name.in_(s.feeds))
         return filters
+
+
+def _opening(text: str) -> str:
+    """The first lines of a text, cut at a word past OPENING_CHARS."""
+    lines = text.split("\n")
+    opening = "\n".join(lines[:OPENING_LINES])
+    if len(opening) > OPENING_CHARS:
+        opening = opening[:OPENING_CHARS].rsplit(" ", 1)[0] + " \u2026"
+    elif len(lines) > OPENING_LINES:
+        opening += "\n\u2026"
+    return opening
