@@ -39,6 +39,7 @@ from storage import blobs
 from storage.schema import Change, Document, Feed, Version
 
 FORMAT = "feedwatch-history"
+PAGE = 500                # documents per page of an export
 VERSION = 1
 
 Time = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -165,31 +166,60 @@ def export(engine: Engine, out: IO[str], feeds: Sequence[str] | None = None, *,
 
 
 def _feed_records(conn: Connection, feed: Any) -> Iterator[Record]:
+    """A feed's records: the feed, its documents, then each document's versions and change records.
+    Documents are read PAGE at a time, twice, and a page's versions, changes and blobs in a few queries:
+    memory stays flat and the query count grows with pages, not rows."""
     yield FeedRecord(name=feed.name, url=feed.url, created_at=feed.created_at, baseline_done=feed.baseline_done,
                      settings_hash=feed.settings_hash.hex() if feed.settings_hash else None)
-    docs = conn.execute(select(Document).where(Document.c.feed_id == feed.id).order_by(Document.c.id)).all()
-    for d in docs:
-        yield DocumentRecord(feed=feed.name, key=d.key, id=d.id, guid=d.guid, link=d.link, title=d.title,
-                             first_seen_at=d.first_seen_at, latest_version=d.latest_version,
-                             state_hash=d.state_hash.hex(), absent_polls=d.absent_polls, removed_at=d.removed_at)
-    for d in docs:
-        for v in conn.execute(select(Version).where(Version.c.document_id == d.id).order_by(Version.c.number)):
-            yield _version_record(conn, feed.name, d.key, v)
-        for c in conn.execute(select(Change).where(Change.c.document_id == d.id).order_by(Change.c.id)):
-            yield ChangeRecord(feed=feed.name, document=d.key, kind=c.kind, version=c.version,
-                               from_version=c.from_version, revert_of=c.revert_of, detected_at=c.detected_at,
-                               title=c.title, summary=c.summary, baseline=c.baseline,
-                               diff=msgspec.Raw(blobs.get(conn, c.diff_hash) if c.diff_hash else b"null"))
+    for docs in _document_pages(conn, feed.id):
+        for d in docs:
+            yield DocumentRecord(feed=feed.name, key=d.key, id=d.id, guid=d.guid, link=d.link, title=d.title,
+                                 first_seen_at=d.first_seen_at, latest_version=d.latest_version,
+                                 state_hash=d.state_hash.hex(), absent_polls=d.absent_polls,
+                                 removed_at=d.removed_at)
+    for docs in _document_pages(conn, feed.id):
+        ids = [d.id for d in docs]
+        versions = conn.execute(select(Version).where(Version.c.document_id.in_(ids))
+                                .order_by(Version.c.document_id, Version.c.number)).all()
+        changes = conn.execute(select(Change).where(Change.c.document_id.in_(ids))
+                               .order_by(Change.c.document_id, Change.c.id)).all()
+        contents = blobs.get_many(conn, [h for v in versions for h in (v.text_hash, v.raw_hash) if h is not None]
+                                  + [c.diff_hash for c in changes if c.diff_hash is not None])
+        rows: dict[int, tuple[list[Any], list[Any]]] = {d.id: ([], []) for d in docs}
+        for v in versions:
+            rows[v.document_id][0].append(v)
+        for c in changes:
+            rows[c.document_id][1].append(c)
+        for d in docs:
+            yield from (_version_record(contents, feed.name, d.key, v) for v in rows[d.id][0])
+            yield from (ChangeRecord(feed=feed.name, document=d.key, kind=c.kind, version=c.version,
+                                     from_version=c.from_version, revert_of=c.revert_of, detected_at=c.detected_at,
+                                     title=c.title, summary=c.summary, baseline=c.baseline,
+                                     diff=msgspec.Raw(contents[c.diff_hash] if c.diff_hash else b"null"))
+                        for c in rows[d.id][1])
 
 
-def _version_record(conn: Connection, feed: str, key: str, v: Any) -> VersionRecord:
-    raw = blobs.get(conn, v.raw_hash) if v.raw_hash is not None else None
+def _document_pages(conn: Connection, feed_id: int) -> Iterator[list[Any]]:
+    """The feed's documents in id order, PAGE at a time (keyset)."""
+    after = 0
+    while True:
+        page = list(conn.execute(select(Document).where(Document.c.feed_id == feed_id, Document.c.id > after)
+                                 .order_by(Document.c.id).limit(PAGE)).all())
+        if page:
+            yield page
+        if len(page) < PAGE:
+            return
+        after = page[-1].id
+
+
+def _version_record(contents: dict[bytes, bytes], feed: str, key: str, v: Any) -> VersionRecord:
+    raw = contents[v.raw_hash] if v.raw_hash is not None else None
     try:
         raw_text, raw_b64 = (raw.decode("utf-8") if raw is not None else None), None
     except UnicodeDecodeError:
         raw_text, raw_b64 = None, base64.b64encode(raw or b"").decode("ascii")
     return VersionRecord(feed=feed, document=key, number=v.number, created_at=v.created_at, title=v.title,
-                         link=v.link, state_hash=v.state_hash.hex(), text=blobs.get_text(conn, v.text_hash),
+                         link=v.link, state_hash=v.state_hash.hex(), text=contents[v.text_hash].decode("utf-8"),
                          raw=raw_text, raw_base64=raw_b64)
 
 
