@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -397,25 +397,38 @@ def cmd_history(args: argparse.Namespace) -> int:
             docs = store.documents(args.feed)
             if args.feed and not docs and args.feed not in [r.name for r in store.feed_statuses()]:
                 raise UsageError(f"no feed named '{args.feed}' in the database")
-        entries = [(d, [c for c in store.changes(d.id) if since is None or c.detected_at >= since],
-                    set(store.version_numbers(d.id))) for d in docs]
-    if since is not None:
-        entries = [e for e in entries if e[1]]
-    if args.json:
-        _print_json({"documents": [{
-            "id": d.id, "feed": d.feed, "document": d.ref, "guid": d.guid, "link": d.link, "title": d.title,
-            "removed": d.removed, "versions": [_history_json(c, stored) for c in changes]}
-            for d, changes, stored in entries]})
-        return EXIT_OK
-    for d, changes, stored in entries:
-        flag = " (removed)" if d.removed else ""
-        print(_inert(f"{d.feed}: document {d.id}: {d.title}{flag}\n  {d.ref}"))
-        for c in changes:
-            pruned = " (pruned: no longer stored)" if _pruned(c, stored) else ""
-            print(_inert(f"  v{c.version:<3} {_when(c.detected_at)}  {c.kind.value:<8} {c.summary}{pruned}"))
-    if not entries and since is not None:
+        # A page of documents at a time: a few queries a page, and the output goes as it is made.
+        pages = (_history_page(store, docs[i:i + HISTORY_PAGE], since) for i in range(0, len(docs), HISTORY_PAGE))
+        entries = (e for page in pages for e in page if since is None or e[1])
+        if args.json:
+            _print_json_list("documents", ({
+                "id": d.id, "feed": d.feed, "document": d.ref, "guid": d.guid, "link": d.link, "title": d.title,
+                "removed": d.removed, "versions": [_history_json(c, stored) for c in changes]}
+                for d, changes, stored in entries))
+            return EXIT_OK
+        shown = False
+        for d, changes, stored in entries:
+            shown = True
+            flag = " (removed)" if d.removed else ""
+            print(_inert(f"{d.feed}: document {d.id}: {d.title}{flag}\n  {d.ref}"))
+            for c in changes:
+                pruned = " (pruned: no longer stored)" if _pruned(c, stored) else ""
+                print(_inert(f"  v{c.version:<3} {_when(c.detected_at)}  {c.kind.value:<8} {c.summary}{pruned}"))
+    if not shown and since is not None:
         print(f"no changes since {_when(since)}")
     return EXIT_OK
+
+
+HISTORY_PAGE = 500      # documents whose changes `history` reads together
+
+
+def _history_page(store: Store, docs: list[DocumentInfo], since: datetime | None
+                  ) -> list[tuple[DocumentInfo, list[RecordedChange], set[int]]]:
+    """Each document with its changes (since `since`) and the numbers of its stored versions."""
+    ids = [d.id for d in docs]
+    changes, numbers = store.changes_of(ids), store.version_numbers_of(ids)
+    return [(d, [c for c in changes.get(d.id, []) if since is None or c.detected_at >= since],
+             set(numbers.get(d.id, ()))) for d in docs]
 
 
 def _pruned(change: RecordedChange, stored: set[int]) -> bool:
@@ -717,6 +730,17 @@ def _inert(text: str) -> str:
 def _print_json(data: object) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
+
+
+def _print_json_list(key: str, items: Iterable[object]) -> None:
+    """``_print_json({key: list(items)})``, byte for byte, written item by item as they come."""
+    out = sys.stdout
+    out.write(f'{{\n  "{key}": [')
+    separator = "\n    "
+    for item in items:
+        out.write(separator + json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n    "))
+        separator = ",\n    "
+    out.write("]\n}\n" if separator == "\n    " else "\n  ]\n}\n")
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -503,6 +503,16 @@ class Store:
             return list(conn.execute(select(Version.c.number).where(Version.c.document_id == doc_id)
                                      .order_by(Version.c.number)).scalars())
 
+    def version_numbers_of(self, doc_ids: Sequence[int]) -> dict[int, list[int]]:
+        """:meth:`version_numbers` of several documents at once (a query per chunk of them)."""
+        out: dict[int, list[int]] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(doc_ids):
+                for r in conn.execute(select(Version.c.document_id, Version.c.number)
+                                      .where(Version.c.document_id.in_(chunk)).order_by(Version.c.number)):
+                    out.setdefault(r.document_id, []).append(r.number)
+        return out
+
     def version(self, doc_id: int, number: int) -> VersionInfo:
         with self.engine.connect() as conn:
             v = conn.execute(select(Version).where(Version.c.document_id == doc_id,
@@ -521,12 +531,20 @@ class Store:
 
     def changes(self, doc_id: int) -> list[RecordedChange]:
         """Change records of a document (including removals), oldest first."""
+        return self.changes_of([doc_id]).get(doc_id, [])
+
+    def changes_of(self, doc_ids: Sequence[int]) -> dict[int, list[RecordedChange]]:
+        """:meth:`changes` of several documents at once (a query per chunk of them)."""
+        out: dict[int, list[RecordedChange]] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(select(Change, Document.c.guid, Document.c.link, Feed.c.name.label("feed_name"))
-                                .join(Document, Change.c.document_id == Document.c.id)
-                                .join(Feed, Change.c.feed_id == Feed.c.id)
-                                .where(Change.c.document_id == doc_id).order_by(Change.c.id)).all()
-            return [recorded_change(r) for r in rows]
+            for chunk in chunks(doc_ids):
+                rows = conn.execute(select(Change, Document.c.guid, Document.c.link, Feed.c.name.label("feed_name"))
+                                    .join(Document, Change.c.document_id == Document.c.id)
+                                    .join(Feed, Change.c.feed_id == Feed.c.id)
+                                    .where(Change.c.document_id.in_(chunk)).order_by(Change.c.id))
+                for r in rows:
+                    out.setdefault(r.document_id, []).append(recorded_change(r))
+        return out
 
 # The feed-row updates of every poll, built once (statement construction cost more than running them).
 _LEASED = (update(Feed).where(Feed.c.id == bindparam("b_id"), Feed.c.lease_owner == bindparam("b_owner"))
