@@ -7,11 +7,12 @@ starts fast. Exit codes: EXIT_OK, EXIT_FAILED (some feed or delivery failed), EX
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -389,17 +390,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     settings = _settings_if_any(args)
     since = _since(args.since) if args.since else None
     with _open_store(args, settings, readonly=True) as store:
+        # A page of documents at a time: a few queries a page, and the output goes as it is made.
         if args.document:
             docs = [store.find_document(args.document)]
             if args.feed and docs[0].feed != args.feed:
                 raise UsageError(f"document {args.document} is not in feed {args.feed}")
+            pages: Iterator[list[DocumentInfo]] = iter([docs])
         else:
-            docs = store.documents(args.feed)
-            if args.feed and not docs and args.feed not in [r.name for r in store.feed_statuses()]:
+            pages = store.document_pages(args.feed, size=HISTORY_PAGE)
+            first = next(pages, [])
+            if args.feed and not first and args.feed not in [r.name for r in store.feed_statuses()]:
                 raise UsageError(f"no feed named '{args.feed}' in the database")
-        # A page of documents at a time: a few queries a page, and the output goes as it is made.
-        pages = (_history_page(store, docs[i:i + HISTORY_PAGE], since) for i in range(0, len(docs), HISTORY_PAGE))
-        entries = (e for page in pages for e in page if since is None or e[1])
+            pages = itertools.chain([first], pages)
+        entries = (e for docs in pages for e in _history_page(store, docs, since) if since is None or e[1])
         if args.json:
             _print_json_list("documents", ({
                 "id": d.id, "feed": d.feed, "document": d.ref, "guid": d.guid, "link": d.link, "title": d.title,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -465,6 +465,24 @@ class Store:
             if feed is not None:
                 query = query.where(Feed.c.name == feed)
             return [document_info(r) for r in conn.execute(query).all()]
+
+    def document_pages(self, feed: str | None = None, *, size: int = 500) -> Iterator[list[DocumentInfo]]:
+        """:meth:`documents`, `size` at a time (keyset on feed name and id): for readers of every
+        document, whose memory must not grow with their number."""
+        query = (select(Document, Feed.c.name.label("feed_name")).join(Feed)
+                 .order_by(Feed.c.name, Document.c.id).limit(size))
+        if feed is not None:
+            query = query.where(Feed.c.name == feed)
+        after: DocumentInfo | None = None
+        while True:
+            with self.engine.connect() as conn:
+                page = [document_info(r) for r in conn.execute(query if after is None else query.where(or_(
+                    Feed.c.name > after.feed, and_(Feed.c.name == after.feed, Document.c.id > after.id))))]
+            if page:
+                yield page
+            if len(page) < size:
+                return
+            after = page[-1]
 
     def find_document(self, ref: str) -> DocumentInfo:
         """A document by numeric id (``1``, or ``#1`` as older versions printed it), guid, link or identity

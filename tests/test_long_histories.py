@@ -14,9 +14,10 @@ from sqlalchemy import Engine, event
 
 from monitor import commands
 from storage import archive, history
-from tests.helpers import run_cli, write_config
+from tests.helpers import rss, run_cli, write_config
 
 DOCUMENTS = 60
+OTHER = 10          # documents of the second feed
 
 
 def feed(edit: int) -> str:
@@ -32,8 +33,11 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database with DOCUMENTS documents, added, some changed twice, one absent then removed."""
     tmp = tmp_path_factory.mktemp("long")
     body = tmp / "feed.xml"
+    other = tmp / "other.xml"          # a second feed, so that pages of documents straddle two feeds
+    other.write_text(rss(*[(f"z{n}", f"Other item {n}.") for n in range(OTHER)]))
     path = write_config(tmp / "feedwatch.yaml", f"database: sqlite:///{tmp / 'fw.db'}\nfeeds:\n"
-                                                 f"  - name: f\n    url: {body}\n    removal_grace: 1\n")
+                                                 f"  - name: f\n    url: {body}\n    removal_grace: 1\n"
+                                                 f"  - name: z\n    url: {other}\n")
     for edit in (0, 5, 20):
         body.write_text(feed(edit))
         assert run_cli("--config", str(path), "run", "--force").code == 0
@@ -82,7 +86,8 @@ def test_history_json_is_the_document_json_prints(config: Path) -> None:
     out = run_cli("--config", str(config), "history", "--json").out
     data = json.loads(out)
     assert out == json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-    assert len(data["documents"]) == DOCUMENTS
+    assert len(data["documents"]) == DOCUMENTS + OTHER
+    assert [d["feed"] for d in data["documents"]] == ["f"] * DOCUMENTS + ["z"] * OTHER
     assert [v["kind"] for v in data["documents"][7]["versions"]] == ["added", "removed"]
     assert [v["kind"] for v in data["documents"][3]["versions"]] == ["added", "changed"]
     assert [v["kind"] for v in data["documents"][5]["versions"]] == ["added", "changed"]
@@ -94,12 +99,12 @@ def test_export_pages_give_the_same_file(config: Path, monkeypatch: pytest.Monke
     small, whole = outputs(config, monkeypatch, "export")
     drop_time = [json.loads(line) for line in small.splitlines()][1:]
     assert [json.loads(line) for line in whole.splitlines()][1:] == drop_time
-    assert sum(r["type"] == "version" for r in drop_time) == DOCUMENTS + 5 + 14     # item 7 left
+    assert sum(r["type"] == "version" for r in drop_time) == DOCUMENTS + 5 + 14 + OTHER     # item 7 left
 
 
 @pytest.mark.parametrize("args", [["history", "--json"], ["report", "--format", "markdown"], ["export"]])
 def test_reads_take_a_few_queries_a_page_not_a_few_a_row(config: Path, statements: list[str],
                                                          args: list[str]) -> None:
     assert run_cli("--config", str(config), *args).code == 0
-    pages = -(-DOCUMENTS // 7) + 1
+    pages = -(-(DOCUMENTS + OTHER) // 7) + 1
     assert len(statements) <= 6 * pages + 20, len(statements)
