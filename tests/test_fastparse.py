@@ -79,6 +79,72 @@ def common_shapes() -> Iterator[tuple[str, bytes, str | None]]:
     for name in ("rss20.xml", "atom10.xml", "utf16.xml"):
         yield name, (FIXTURES / name).read_bytes(), None
     yield "atom-typed", (FIXTURES / "atom10.xml").read_bytes(), "application/atom+xml"
+    yield "wordpress", WORDPRESS.encode(), "application/rss+xml; charset=UTF-8"
+    yield "github-releases", GITHUB_RELEASES.encode(), "application/atom+xml; charset=utf-8"
+
+
+# The shapes of two common generators, written from their documented output: WordPress's RSS 2.0 (feed-rss2.php)
+# and GitHub's release Atom feed.
+WORDPRESS = """<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"
+    xmlns:content="http://purl.org/rss/1.0/modules/content/"
+    xmlns:wfw="http://wellformedweb.org/CommentAPI/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:atom="http://www.w3.org/2005/Atom"
+    xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"
+    xmlns:slash="http://purl.org/rss/1.0/modules/slash/"
+    >
+<channel>
+    <title>Blog &#8211; News</title>
+    <atom:link href="https://blog.example/feed/" rel="self" type="application/rss+xml" />
+    <link>https://blog.example</link>
+    <description>Just another site</description>
+    <lastBuildDate>Mon, 30 Nov 2026 10:00:00 +0000</lastBuildDate>
+    <language>en-US</language>
+    <sy:updatePeriod>
+    hourly    </sy:updatePeriod>
+    <sy:updateFrequency>
+    1    </sy:updateFrequency>
+    <generator>https://wordpress.org/?v=6.4</generator>
+<image>
+    <url>https://blog.example/icon.png</url>
+    <title>Blog</title>
+    <link>https://blog.example</link>
+    <width>32</width>
+    <height>32</height>
+</image>
+    <item>
+        <title>Hello &#8220;world&#8221;</title>
+        <link>https://blog.example/2026/11/hello/</link>
+        <comments>https://blog.example/2026/11/hello/#respond</comments>
+        <dc:creator><![CDATA[admin]]></dc:creator>
+        <pubDate>Mon, 30 Nov 2026 09:00:00 +0000</pubDate>
+                <category><![CDATA[News]]></category>
+        <category><![CDATA[Uncategorized]]></category>
+        <guid isPermaLink="false">https://blog.example/?p=1</guid>
+        <description><![CDATA[<p>Welcome. This is your first post.</p>]]></description>
+        <content:encoded><![CDATA[<p>Welcome to WordPress. This is your <b>first</b> post.</p>]]></content:encoded>
+        <wfw:commentRss>https://blog.example/2026/11/hello/feed/</wfw:commentRss>
+        <slash:comments>1</slash:comments>
+    </item>
+</channel></rss>"""
+GITHUB_RELEASES = """<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="en-US">
+  <id>tag:github.com,2008:https://github.com/x/y/releases</id>
+  <link type="text/html" rel="alternate" href="https://github.com/x/y/releases"/>
+  <link type="application/atom+xml" rel="self" href="https://github.com/x/y/releases.atom"/>
+  <title>Release notes from y</title>
+  <updated>2026-11-30T10:00:00Z</updated>
+  <entry>
+    <id>tag:github.com,2008:Repository/1/v1.0</id>
+    <updated>2026-11-30T10:00:00Z</updated>
+    <link rel="alternate" type="text/html" href="https://github.com/x/y/releases/tag/v1.0"/>
+    <title>v1.0</title>
+    <content type="html">&lt;p&gt;First release&lt;/p&gt;</content>
+    <author>
+      <name>octocat</name>
+    </author>
+  </entry>
+</feed>"""
 
 
 @pytest.mark.parametrize(("name", "body", "content_type"), list(common_shapes()), ids=lambda v: v
