@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,7 +181,7 @@ def _deliver(store: Store, settings: Settings, *, send: bool, force: bool = Fals
 
     if not send or not store.outbox.due(force=force):
         counts = store.outbox.counts()
-        return DeliveryCounts(pending=counts["pending"], dead=counts["dead"])
+        return DeliveryCounts(pending=counts.pending, dead=counts.dead)
     from monitor import notify
 
     return notify.deliver_pending(store, settings, force=force)
@@ -357,9 +358,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             "polling_now": r.leased_by is not None, "page_errors": list(r.page_errors),
             "paused": r.name in paused} for r in rows],
             "hosts": [{"host": h.host, "backoff_until": _iso(h.until), "reason": h.reason} for h in hosts],
-            "deliveries": {"pending": deliveries["pending"], "failing": deliveries["failing"],
-                           "dead": deliveries["dead"], "sent": deliveries["sent"], "dead_by_target": dead,
-                           "problems": [{**p, "next_attempt_at": _iso(p["next_attempt_at"])} for p in problems]}})
+            "deliveries": {"pending": deliveries.pending, "failing": deliveries.failing,
+                           "dead": deliveries.dead, "sent": deliveries.sent, "dead_by_target": dead,
+                           "problems": [{**asdict(p), "next_attempt_at": _iso(p.next_attempt_at)} for p in problems]}})
         return EXIT_OK
     table = [("FEED", "LAST POLL", "RESULT", "DOCS", "LAST CHANGE", "NEXT DUE", "ERRORS")]
     for r in rows:
@@ -375,14 +376,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     for h in hosts:
         print(_inert(f"host {h.host}: backed off until {_when(h.until)}, its feeds wait until then (run --force "
                      f"polls now): {h.reason}"))
-    print(f"deliveries: {deliveries['pending']} pending ({deliveries['failing']} failing), "
-          f"{deliveries['dead']} dead, {deliveries['sent']} sent")
-    if deliveries["dead"]:
+    print(f"deliveries: {deliveries.pending} pending ({deliveries.failing} failing), "
+          f"{deliveries.dead} dead, {deliveries.sent} sent")
+    if deliveries.dead:
         print(_dead_warning(dead))
     for p in problems:
-        what = f"\u201c{p['title']}\u201d" if p["title"] else p["kind"]
-        attempts = plural(p["attempts"], "attempt")
-        print(_inert(f"  #{p['id']} {p['status']} to {p['target']} ({what}, {attempts}): {p['last_error']}"))
+        what = f"\u201c{p.title}\u201d" if p.title else p.kind
+        attempts = plural(p.attempts, "attempt")
+        print(_inert(f"  #{p.id} {p.status} to {p.target} ({what}, {attempts}): {p.last_error}"))
     return EXIT_OK
 
 

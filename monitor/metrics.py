@@ -32,13 +32,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.models import DeliveryCounts, FeedOutcome
+
+if TYPE_CHECKING:
+    from monitor.config import Settings
+    from storage.store import Store
 
 log = logging.getLogger("feedwatch.metrics")
 
@@ -72,7 +76,7 @@ class Metrics:
         self._started = True
         log.info("metrics on :%d/metrics", self.port)
 
-    def record(self, outcomes: Sequence[FeedOutcome], counts: DeliveryCounts, store: Any, settings: Any) -> None:
+    def record(self, outcomes: Sequence[FeedOutcome], counts: DeliveryCounts, store: Store, settings: Settings) -> None:
         """One cycle's polls and deliveries, and the state of the feeds and the outbox in the database."""
         if not self._started:
             return
@@ -94,9 +98,9 @@ class Metrics:
         self.deliveries["failed"] += counts.failed
         self.gauges["last_cycle"] = time.time()
 
-    def observe(self, store: Any, settings: Any) -> None:
+    def observe(self, store: Store, settings: Settings) -> None:
         counts = store.outbox.counts()
-        self.gauges.update(pending=counts["pending"], failing=counts["failing"], dead=counts["dead"],
+        self.gauges.update(pending=counts.pending, failing=counts.failing, dead=counts.dead,
                            feeds=len(settings.feeds))
         health = {h.name: h for h in store.feed_health([f.name for f in settings.feeds])}
         self.feeds = [(f.name, float(health[f.name].consecutive_errors), health[f.name].last_ok.timestamp(),

@@ -274,6 +274,30 @@ class DeliveryCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxCounts:
+    """Deliveries in the outbox by status, for `status` and the metrics."""
+
+    pending: int = 0
+    failing: int = 0                # of the pending ones, those that failed at least once
+    dead: int = 0
+    sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryProblem:
+    """A failing or dead delivery, as `status` lists it (its error holds masked URLs only)."""
+
+    id: int
+    target: str
+    kind: str                       # change | error | recovery | dead | test
+    status: str                     # pending (failing) | dead
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    title: str | None               # the change's title; None for alerts
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A rendered notification, ready for monitor.sending."""
 

@@ -108,7 +108,7 @@ def deliver_pending(store: Store, settings: Settings, *, owner: str | None = Non
     finally:
         outbox.release(owner)
     counts = outbox.counts()
-    return DeliveryCounts(sent=tally.sent, failed=tally.failed, pending=counts["pending"], dead=counts["dead"])
+    return DeliveryCounts(sent=tally.sent, failed=tally.failed, pending=counts.pending, dead=counts.dead)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from monitor import codec
-from monitor.models import ChangeContext, PendingDelivery, UrlOutcome, utcnow
+from monitor.models import ChangeContext, DeliveryProblem, OutboxCounts, PendingDelivery, UrlOutcome, utcnow
 from storage import blobs
 from storage.leases import expire_dead_leases
 from storage.rows import recorded_change
@@ -178,17 +178,16 @@ class Outbox:
                                                lease_owner=None, lease_until=None))
         return int(result.rowcount or 0)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> OutboxCounts:
         with self.engine.connect() as conn:
             rows = conn.execute(select(Delivery.c.status, func.count().label("n")).group_by(Delivery.c.status)).all()
             failing = conn.execute(select(func.count()).where(
                 and_(Delivery.c.status == "pending", Delivery.c.attempts > 0))).scalar_one()
-        counts = {"pending": 0, "sent": 0, "dead": 0}
-        counts.update({r.status: r.n for r in rows})
-        counts["failing"] = failing
-        return counts
+        by_status = {r.status: int(r.n) for r in rows}
+        return OutboxCounts(pending=by_status.get("pending", 0), failing=int(failing), dead=by_status.get("dead", 0),
+                            sent=by_status.get("sent", 0))
 
-    def problems(self, limit: int = 20) -> list[dict[str, Any]]:
+    def problems(self, limit: int = 20) -> list[DeliveryProblem]:
         """Failing and dead deliveries, newest first, for `status` (errors hold masked URLs only)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -197,4 +196,4 @@ class Outbox:
                 .outerjoin(Change, Change.c.id == Delivery.c.change_id)
                 .where(or_(Delivery.c.status == "dead", and_(Delivery.c.status == "pending", Delivery.c.attempts > 0)))
                 .order_by(Delivery.c.id.desc()).limit(limit)).all()
-        return [dict(r._mapping) for r in rows]
+        return [DeliveryProblem(**r._mapping) for r in rows]
