@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from monitor import progress
 from monitor.errors import ConfigError, StorageError, UsageError
-from monitor.humanize import plural, stamp
+from monitor.files import write_atomically
+from monitor.humanize import iso_z, parse_when, plural, stamp
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -454,7 +455,6 @@ def _history_json(c: RecordedChange, stored: set[int]) -> dict[str, object]:
 
 def _since(value: str) -> datetime:
     from monitor.models import utcnow
-    from monitor.report import parse_when
 
     return parse_when(value, now=utcnow(), option="--since", command="history")
 
@@ -531,32 +531,46 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from monitor import report
     from monitor.models import ReportScope, utcnow
+    from monitor.reports import render_report
+    from monitor.reports.common import ReportMeta, check_scope
 
     now = utcnow()
-    since = report.parse_when(args.since, now=now, option="--since") if args.since is not None else None
-    until = report.parse_when(args.until, now=now, option="--until", end=True) if args.until is not None else None
+    since = parse_when(args.since, now=now, option="--since") if args.since is not None else None
+    until = parse_when(args.until, now=now, option="--until", end=True) if args.until is not None else None
     if since and until and since >= until:
         raise UsageError(f"report: --since {args.since} is not before --until {args.until}")
     settings = _settings_if_any(args)
     with _open_store(args, settings, readonly=True) as store:
         doc = store.find_document(args.document) if args.document else None
         scope = ReportScope(tuple(dict.fromkeys(args.feed or ())), doc.id if doc else None, since, until)
-        meta = report.ReportMeta(scope, now, settings.report_url if settings else None, doc.title if doc else None)
+        meta = ReportMeta(scope, now, settings.report_url if settings else None, doc.title if doc else None)
         with store.history(scope) as history:
-            report.check_scope(scope, history.feed_names(), doc)
+            check_scope(scope, history.feed_names(), doc)
             output = Path(args.output) if args.output else None
             total = sum(a.changes for a in history.activity()) if progress.wanted(args) else 0
             with progress.bar(total >= progress.MIN_CHANGES, "report", total, "changes") as bar:
                 source = progress.CountedHistory(history, bar) if total >= progress.MIN_CHANGES else history
-                report.write_output(report.render_report(args.format, source, meta), output)
+                _write_report(render_report(args.format, source, meta), output)
     if output is not None:
         log.info("report: wrote the %s to %s", _FORMAT_NAMES[args.format], output.resolve())
     return EXIT_OK
 
 
 _FORMAT_NAMES = {"html": "HTML page", "markdown": "markdown report", "atom": "Atom feed"}
+
+
+def _write_report(chunks: Iterable[str], path: Path | None) -> None:
+    """The report to stdout as it is rendered, or to a file that appears only when complete."""
+    if path is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        return
+    try:
+        write_atomically(path, (chunk.encode("utf-8") for chunk in chunks))
+    except OSError as exc:
+        raise UsageError(f"report: --output {path}: {exc.strerror}") from None
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -663,12 +677,9 @@ def cmd_opml(args: argparse.Namespace) -> int:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomically(path, [data])
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
@@ -748,7 +759,7 @@ def _print_json_list(key: str, items: Iterable[object]) -> None:
 
 
 def _iso(t: datetime | None) -> str | None:
-    return t.isoformat(timespec="seconds").replace("+00:00", "Z") if t else None
+    return iso_z(t) if t else None
 
 
 def _when(t: datetime | None) -> str:

@@ -25,6 +25,7 @@ import yaml
 
 from monitor import config_types
 from monitor.errors import ConfigError, ConfigErrors
+from monitor.humanize import seconds_of
 from monitor.models import Retention
 
 # Bumped whenever normalisation changes the canonical text of unchanged input: stored documents are then
@@ -34,9 +35,7 @@ MAX_DOCUMENTS = 1000        # pages of one sitemap source, unless `max_documents
 
 FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _ENV = re.compile(r"\$(\$)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?i?b?)$", re.I)
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 Duration = str | int | float
 TEMPLATE_KEYS = ("title", "body", "digest_title", "digest_body", "alert_title", "alert_body", "test_title",
@@ -623,18 +622,7 @@ def parse_duration(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().lower()
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos or (not m.group(2) and (pos or m.end() != len(text))):
-            return None     # a bare number is seconds only when it is the whole value
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-        while pos < len(text) and text[pos] == " ":
-            pos += 1
-    return total if pos == len(text) else None
+    return seconds_of(value, bare=True) if isinstance(value, str) else None
 
 
 def parse_size(value: Any) -> int | None:

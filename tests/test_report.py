@@ -26,8 +26,10 @@ import yaml
 from sqlalchemy import event
 
 from monitor.errors import UsageError
+from monitor.humanize import parse_when
 from monitor.models import ReportScope
-from monitor.report import ReportMeta, parse_when, render_report
+from monitor.reports import render_report
+from monitor.reports.common import ReportMeta
 from storage.history import History
 from storage.store import Store
 from tests.conftest import require

@@ -7,7 +7,7 @@ newest entry's detection time, so regenerating without new changes writes the sa
 
 Entries are written one at a time as the changes stream in, newest first, by the standard library's
 XMLGenerator, which escapes text and attribute values; characters XML 1.0 cannot carry are dropped.
-An entry's content is ``type="html"``: the same escaped HTML as the report's (monitor.report_html).
+An entry's content is ``type="html"``: the same escaped HTML as the report's (monitor.reports.html).
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from xml.sax.saxutils import XMLGenerator
 from xml.sax.xmlreader import AttributesImpl
 
 from monitor import __version__
+from monitor.headline import headline
+from monitor.humanize import iso_z
 from monitor.models import ChangeContext, DocumentActivity
-from monitor.report import (
+from monitor.reports.common import (
     HistorySource,
     ReportMeta,
-    headline,
-    iso,
     kind_label,
     period_label,
     report_title,
     version_label,
 )
-from monitor.report_html import change_body
+from monitor.reports.html import change_body
 from monitor.urls import web_link
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -81,7 +81,7 @@ def _feed_head(xml: _Writer, meta: ReportMeta, activity: list[DocumentActivity],
     xml.text("id", feed_id(meta))
     xml.text("title", f"feedwatch: {report_title(meta, activity)}")
     xml.text("subtitle", period_label(meta))
-    xml.text("updated", iso(first.change.detected_at if first else meta.generated_at))
+    xml.text("updated", iso_z(first.change.detected_at if first else meta.generated_at))
     xml.start("author")
     xml.text("name", "feedwatch")
     xml.end("author")
@@ -96,8 +96,8 @@ def _entry(xml: _Writer, ctx: ChangeContext) -> None:
     xml.start("entry")
     xml.text("id", entry_id(ctx))
     xml.text("title", f"{c.title}: {headline(c)}")
-    xml.text("updated", iso(c.detected_at))
-    xml.text("published", iso(c.detected_at))
+    xml.text("updated", iso_z(c.detected_at))
+    xml.text("published", iso_z(c.detected_at))
     link = web_link(c.link)
     if link:
         xml.empty("link", rel="alternate", href=link)

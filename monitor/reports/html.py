@@ -22,14 +22,13 @@ from pathlib import Path
 
 from monitor import __version__, render
 from monitor.canonical import parse_canonical
-from monitor.humanize import stamp, zone_name
+from monitor.headline import headline
+from monitor.humanize import iso_z, stamp, zone_name
 from monitor.models import BlockKind, ChangeContext, DocumentActivity
-from monitor.report import (
+from monitor.reports.common import (
     HistorySource,
     ReportMeta,
     bare,
-    headline,
-    iso,
     kind_label,
     note,
     period_label,
@@ -203,7 +202,7 @@ def _overview_row(a: DocumentActivity, timeline: Timeline | None) -> str:
     d = a.document
     name = f'<a href="#doc-{d.id}">{e(d.title)}</a>' if a.changes else e(d.title)
     gone = ' <span class="tag">removed</span>' if d.removed else ""
-    last = f'<time datetime="{iso(a.last_at)}">{stamp(a.last_at)}</time>' if a.last_at else "\u2013"
+    last = f'<time datetime="{iso_z(a.last_at)}">{stamp(a.last_at)}</time>' if a.last_at else "\u2013"
     return (f'<tr><td class="doc">{name}{gone}</td><td class="num">{a.changes}</td><td class="last">{last}</td>'
             f'<td class="tl">{timeline_svg(timeline, d.title, a.changes)}</td></tr>\n')
 
@@ -225,7 +224,7 @@ def _change(ctx: ChangeContext) -> str:
     parts = [f'<article class="change k-{kind}" id="change-{c.id}">\n<header>\n'
              f'<p class="when"><span class="badge k-{kind}">{kind}</span> '
              f'<span class="ver">{e(version_label(c))}</span> '
-             f'<time datetime="{iso(c.detected_at)}">{stamp(c.detected_at)}</time> '
+             f'<time datetime="{iso_z(c.detected_at)}">{stamp(c.detected_at)}</time> '
              f'<a class="permalink" href="#change-{c.id}" aria-label="link to this change">#</a></p>\n'
              f'<h3>{e(headline(c))}</h3>\n</header>\n', change_body(ctx), "</article>\n"]
     return "".join(parts)
