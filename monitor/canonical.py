@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TypeVar
 
 from monitor.models import Block, BlockKind
 
 FENCE = "```"                       # opens and closes preformatted lines in canonical text
 _ESCAPE_STARTS = ("#", "- ", "|", FENCE, "\\")
+T = TypeVar("T")
 
 
 def render(blocks: Iterable[Block]) -> str:
@@ -55,6 +57,14 @@ def _render_line(b: Block) -> str:
 _HEADING = re.compile(r"^(#{1,6}) (.*)$")
 
 
+def open_heading(stack: list[tuple[int, T]], level: int, heading: T) -> None:
+    """A heading of `level` opens: `stack` holds the headings enclosing what follows, outermost first, so
+    every heading at that level or deeper closes before it is added."""
+    while stack and stack[-1][0] >= level:
+        stack.pop()
+    stack.append((level, heading))
+
+
 def parse_canonical(text: str) -> list[Block]:
     """Blocks (with heading paths) back from canonical text: the inverse of :func:`render`."""
     blocks: list[Block] = []
@@ -73,9 +83,7 @@ def parse_canonical(text: str) -> list[Block]:
             continue
         kind, content, level = parsed
         if kind is BlockKind.HEADING:
-            while headings and headings[-1][0] >= level:
-                headings.pop()
-            headings.append((level, content))
+            open_heading(headings, level, content)
             path = tuple(t for _, t in headings)
         blocks.append(Block(kind, content, level, path))
     return blocks

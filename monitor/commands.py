@@ -161,7 +161,7 @@ def _print_changes(changes: Sequence[RecordedChange]) -> None:
         else:
             print(_inert(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}"))
     for feed, n in baselines.items():
-        print(f"{feed}: first poll: {n} document{'s' if n != 1 else ''} recorded (not notified)")
+        print(f"{feed}: first poll: {plural(n, 'document')} recorded (not notified)")
 
 
 def _poll(store: Store, settings: Settings, names: list[str] | None, *, force: bool,
@@ -637,7 +637,7 @@ def cmd_deliveries_retry(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"requeued": n})
     elif n:
-        print(f"{n} dead deliver{'ies' if n != 1 else 'y'} queued again: the next 'feedwatch run' (or 'watch') "
+        print(f"{plural(n, 'dead delivery', 'dead deliveries')} queued again: the next 'feedwatch run' (or 'watch') "
               "sends them")
     else:
         print("no dead deliveries" + (" matching --target/--feed" if args.target or args.feed else ""))
@@ -664,7 +664,7 @@ def cmd_opml(args: argparse.Namespace) -> int:
     entries = [opml.config_entry(name, sub) for name, sub in added]
     notes = [f"skipped {sub.url}: {reason}" for sub, reason in skipped]
     if args.dry_run:   # stdout stays YAML: what would be added, the rest as comments
-        print(f"# would add {len(entries)} feed{'s' if len(entries) != 1 else ''} to {path}")
+        print(f"# would add {plural(len(entries), 'feed')} to {path}")
         sys.stdout.write(config_edit.render_entries(entries))
         print("\n".join(f"# {n}" for n in notes) if notes else "", end="\n" if notes else "")
         return EXIT_OK

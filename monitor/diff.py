@@ -77,7 +77,7 @@ def diff_versions(old: Version, new: Version, *, budget: float = TIME_BUDGET) ->
     sections, moves = engine.run()
     title = (old.title, new.title) if old.title != new.title else None
     link = (old.link, new.link) if old.link != new.link else None
-    title_ops = _token_diff(_TOKEN.findall(old.title), _TOKEN.findall(new.title), deadline)[0] if title else []
+    title_ops = word_diff(old.title, new.title, deadline)[0] if title else []
     summary = summarize(engine.changes, moves, engine.move_kinds, headings=headings, title=title, link=link,
                         coarse=engine.coarse, text_changed=old.text != new.text)
     return DocumentDiff(sections=tuple(sections), moves=tuple(moves), title=title, link=link,
@@ -250,7 +250,7 @@ class _Engine:
         old, new = self.a[i], self.b[j]
         edits: tuple[DiffOp, ...] = ()
         if old.text != new.text:
-            ops, timed_out = _token_diff(_TOKEN.findall(old.text), _TOKEN.findall(new.text), self.deadline)
+            ops, timed_out = word_diff(old.text, new.text, self.deadline)
             edits = (DiffOp(DELETE, old.text), DiffOp(INSERT, new.text)) if timed_out else tuple(ops)
             self.coarse = self.coarse or timed_out
         source = source if new.kind is not BlockKind.HEADING else source[:-1]
@@ -392,8 +392,7 @@ class _Engine:
         if old.text == new.text:     # same words, other kind or level (a paragraph became a list item)
             self.changes.append(BlockChange(new.path, new.kind, "reformatted", old_kind=old.kind))
             return False
-        ops, timed_out = ([], True) if self.out_of_time() else _token_diff(
-            _TOKEN.findall(old.text), _TOKEN.findall(new.text), self.deadline)
+        ops, timed_out = ([], True) if self.out_of_time() else word_diff(old.text, new.text, self.deadline)
         if timed_out:
             self.coarse = True
         if timed_out or not any(o.op == EQUAL and _WORD.search(o.text) for o in ops):
@@ -503,6 +502,12 @@ def _token_counts(ta: list[str], tb: list[str], deadline: float, *,
     return [(op, len(chars)) for op, chars in diffs], timed_out
 
 
+def word_diff(a: str, b: str, deadline: float) -> tuple[list[DiffOp], bool]:
+    """Word-level diff of two strings (semantic cleanup in token space): equal+delete ops rebuild `a`,
+    equal+insert ops rebuild `b`; and whether `deadline` (time.monotonic) passed first."""
+    return _token_diff(_TOKEN.findall(a), _TOKEN.findall(b), deadline)
+
+
 def _token_diff(ta: list[str], tb: list[str], deadline: float) -> tuple[list[DiffOp], bool]:
     """Diff token lists into word ops (see _token_counts)."""
     counts, timed_out = _token_counts(ta, tb, deadline)
@@ -532,9 +537,3 @@ def _fragments(sections: Sequence[SectionDiff], moves: Sequence[Move], op: str,
         for o in m.edits:
             if o.op == op and o.text.strip():
                 yield o.text.strip()
-
-
-def word_ops(a: str, b: str, *, budget: float = TIME_BUDGET) -> list[DiffOp]:
-    """Word-level diff of two strings (semantic cleanup in token space): equal+delete rebuild `a`,
-    equal+insert rebuild `b`."""
-    return _token_diff(_TOKEN.findall(a), _TOKEN.findall(b), time.monotonic() + budget)[0]

@@ -35,6 +35,22 @@ def zone_name(at: datetime) -> str:
     return at.astimezone().strftime("%Z") or "local time"
 
 
+def first_line(text: str, limit: int | None = None) -> str:
+    """The first line of `text` that is not blank, stripped, at most `limit` characters ("" if none): what a
+    one-line message quotes of a multi-line one (an exception's, a page's)."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return line if limit is None else line[:limit]
+
+
+def shorten(text: str, limit: int, *, strip: str | None = None) -> str:
+    """At most `limit` characters, cut at a space when there is one, with an ellipsis; the `strip` characters
+    (default: whitespace) left at the cut are removed."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut.strip() else cut).rstrip(strip) + "\u2026"
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     """"1 feed", "2 feeds", "0 feeds" (`many` for irregular plurals: "1 entry", "2 entries")."""
     return f"{n} {word if n == 1 else (many or word + 's')}"

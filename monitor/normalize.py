@@ -38,7 +38,7 @@ from urllib.parse import urljoin
 
 import lxml.etree
 
-from monitor.canonical import parse_canonical, render
+from monitor.canonical import open_heading, parse_canonical, render
 from monitor.models import Block, BlockKind, Item, ParsedItem
 
 SKIP = frozenset({
@@ -276,9 +276,7 @@ class _Walker:
         text = collapse(self.inline_text(el))
         if not text:
             return
-        while self.headings and self.headings[-1][0] >= level:
-            self.headings.pop()
-        self.headings.append((level, text))
+        open_heading(self.headings, level, text)
         self._path = tuple(t for _, t in self.headings)
         self.blocks.append(Block(BlockKind.HEADING, text, level, self._path))
 

@@ -29,6 +29,7 @@ from typing import Any
 from monitor import messages, sending
 from monitor.config import Settings, TargetSettings
 from monitor.errors import ConfigError
+from monitor.humanize import iso_z
 from monitor.messages import Renderer, TemplateProblem
 from monitor.models import ChangeContext, DeliveryCounts, Message, PendingDelivery, UrlOutcome, utcnow
 from monitor.urls import mask as mask_url
@@ -164,7 +165,7 @@ class _Dispatch:
                 payload["feed_url"] = mask_url(self.settings.feed(d.feed).url)
             if d.kind == "error":
                 due = self.outbox.feed_next_due(d.feed)
-                payload["next_retry"] = due.isoformat(timespec="seconds").replace("+00:00", "Z") if due else None
+                payload["next_retry"] = iso_z(due) if due else None
         if d.kind == "dead":
             payload["dead"] = self.outbox.counts_by_target("dead").get(str(payload.get("target")), 0)
         variables = self.renderer.alert_variables(d.kind, payload)

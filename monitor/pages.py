@@ -34,6 +34,7 @@ from monitor import sitemap
 from monitor.config import FeedSettings
 from monitor.errors import FeedError, ParseError
 from monitor.fetch import Fetcher
+from monitor.humanize import first_line
 from monitor.models import FetchResult, Item, PageState, ParsedItem, Validators
 from monitor.normalize import collapse, normalize_item, state_hash, title_text
 from monitor.select import Page, PageTooDeep, SelectorInvalid, is_utf16, parse_html, select
@@ -297,7 +298,7 @@ def read_page(feed: FeedSettings, fetched: FetchResult) -> Page:
     media = _media_type(fetched)
     if media == "text/plain":
         text = fetched.body.decode("utf-8", "replace")
-        return Page(_first_line(text), "<pre>" + _escape(text) + "</pre>", text=text.strip())
+        return Page(first_line(text, 200), "<pre>" + _escape(text) + "</pre>", text=text.strip())
     if media not in HTML_TYPES and media is not None:
         raise ParseError(feed.name, f"not an HTML page (content-type {media})")
     if b"\x00" in fetched.body[:4096] and not is_utf16(fetched.body, fetched.content_type):
@@ -330,10 +331,6 @@ def _media_type(fetched: FetchResult) -> str | None:
     if not fetched.content_type:
         return None
     return fetched.content_type.split(";", 1)[0].strip().lower()
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:200]
 
 
 def _escape(text: str) -> str:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from monitor.humanize import plural
+
 MIN_FEEDS = 10      # a run polling fewer feeds than this is over before a bar would help
 MIN_CHANGES = 20    # the same for a report rendering fewer changes
 
@@ -91,7 +93,7 @@ def run_cycle(show: bool, due: int) -> Iterator[Callable[[Any], None] | None]:
             with lock:   # outcomes arrive from the event loop and from the thread reading the other pollers
                 counts["changes"] += len(outcome.changes)
                 counts["errors"] += outcome.status.value == "error"
-                note = f"{_plural(counts['changes'], 'change')}, {_plural(counts['errors'], 'error')}"
+                note = f"{plural(counts['changes'], 'change')}, {plural(counts['errors'], 'error')}"
             b.advance(1, note)
         yield on_outcome
 
@@ -112,8 +114,8 @@ def history_records(b: Bar) -> Callable[[Any], None]:
 
     def on_counts(counts: Any) -> None:
         if counts.versions != seen[0]:
-            b.advance(counts.versions - seen[0], f"{_plural(counts.documents, 'document')}, "
-                                                 f"{_plural(counts.changes, 'change record')}")
+            b.advance(counts.versions - seen[0], f"{plural(counts.documents, 'document')}, "
+                                                 f"{plural(counts.changes, 'change record')}")
             seen[0] = counts.versions
     return on_counts
 
@@ -132,7 +134,3 @@ class CountedHistory:
         for change in self._history.changes(*args, **kwargs):
             yield change
             self._bar.advance()
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from monitor.canonical import FENCE, parse_canonical, render
+from monitor.canonical import FENCE, open_heading, parse_canonical, render
 from monitor.models import Block, BlockKind
 
 REGION_MARGIN = 2                   # unchanged lines parsed on each side of the changed region
@@ -56,12 +56,10 @@ def _headings(lines: list[str]) -> list[Block]:
 
 def _enclosing(headings: list[Block]) -> list[Block]:
     """The headings still open after the last of `headings` (the last one's path, with levels)."""
-    stack: list[Block] = []
+    stack: list[tuple[int, Block]] = []
     for h in headings:
-        while stack and stack[-1].level >= h.level:
-            stack.pop()
-        stack.append(h)
-    return stack
+        open_heading(stack, h.level, h)
+    return [h for _, h in stack]
 
 
 def translated_paths(blocks: Sequence[Block], renamed: dict[int, str]) -> list[tuple[str, ...]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from monitor import codec
 from monitor.canonical import parse_canonical
+from monitor.humanize import plural, shorten
 from monitor.models import BlockKind, DiffOp, DocumentDiff, Move, SectionDiff
 from monitor.summary import MoveGroup, group_moves
 
@@ -259,7 +260,7 @@ def _bodies(s: _Section, budget: int | None, show: Callable[[str, str], str]) ->
 
 def _more_text(hint: str | None) -> Callable[[int], str]:
     def more(n: int) -> str:
-        return f"{ELLIPSIS} and {n} more change{'s' if n != 1 else ''}" + (f" \u2014 {hint}" if hint else "")
+        return f"{ELLIPSIS} and {plural(n, 'more change')}" + (f" \u2014 {hint}" if hint else "")
     return more
 
 
@@ -269,7 +270,7 @@ def _move_texts(g: MoveGroup, show: Callable[[str, str], str]) -> str:
     chosen = {id(m) for m in sorted(moves, key=lambda m: not m.edits)[:MOVE_TEXTS]}
     shown = [m for m in moves if id(m) in chosen]
     quoted = ", ".join("\u201c" + ("".join(show(o.op, o.text) for o in m.edits) if m.edits else
-                                   show("equal", _short(m.text))) + "\u201d" for m in shown)
+                                   show("equal", shorten(m.text, 80))) + "\u201d" for m in shown)
     rest = len(moves) - len(shown)
     return quoted + (f" and {rest} more" if rest else "")
 
@@ -281,18 +282,10 @@ def _move_phrase(g: MoveGroup, show: Callable[[str, str], str], place: Callable[
     if g.section is not None:
         edited = _move_texts(g, show)
         blocks = f" ({len(g.moves)} blocks{', edited: ' + edited if edited else ''})"
-        return f"Moved section \u201c{show('equal', _short(g.section))}\u201d{blocks} {where}"
+        return f"Moved section \u201c{show('equal', shorten(g.section, 80))}\u201d{blocks} {where}"
     if g.within and len(g.moves) > 1:
         return f"Re-ordered {where}: {_move_texts(g, show)}"
     return f"Moved {_move_texts(g, show)} {where}"
-
-
-def _short(text: str, limit: int = 80) -> str:
-    """At most `limit` characters, cut at a space when there is one."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    return (cut.rsplit(" ", 1)[0] if " " in cut.strip() else cut).rstrip() + ELLIPSIS
 
 
 # ------------------------------------------------------------------------------------------------ text
@@ -326,7 +319,7 @@ def _text_section(s: _Section, color: bool) -> Chunk:
 def _text_move(g: MoveGroup, color: bool) -> Chunk:
     def make(budget: int | None) -> str:
         line = _move_phrase(g, lambda op, t: _mark_text(op, t, color), lambda label: label)
-        return line if budget is None else _short(line, max(budget, 2))
+        return line if budget is None else shorten(line, max(budget, 2))
     return make
 
 
@@ -412,7 +405,7 @@ def _md_section(s: _Section) -> Chunk:
 def _md_move(g: MoveGroup) -> Chunk:
     def make(budget: int | None) -> str:
         if budget is not None:
-            return md_escape(_short(_move_phrase(g, lambda op, t: t, lambda label: label), max(budget, 2)))
+            return md_escape(shorten(_move_phrase(g, lambda op, t: t, lambda label: label), max(budget, 2)))
         sign = "\u2195" if g.within else "\u27a1"
         return f"{sign} " + _move_phrase(g, _md_op, lambda label: f"_{md_escape(label)}_")
     return make
@@ -487,7 +480,7 @@ def _html_section(s: _Section) -> Chunk:
 def _html_move(g: MoveGroup) -> Chunk:
     def make(budget: int | None) -> str:
         if budget is not None:
-            return f'<p style="{_STYLE["line"]}">{_escape(_short(_move_phrase(g, lambda o, t: t, str), budget))}</p>'
+            return f'<p style="{_STYLE["line"]}">{_escape(shorten(_move_phrase(g, lambda o, t: t, str), budget))}</p>'
         sign = "\u2195" if g.within else "\u27a1"
         phrase = _move_phrase(g, _html_op, lambda label: f"<em>{_escape(label)}</em>")
         return f'<p style="{_STYLE["line"]}">{sign} {phrase}</p>'

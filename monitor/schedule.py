@@ -30,7 +30,7 @@ from monitor import config as config_mod
 from monitor import retention
 from monitor.config import Settings
 from monitor.errors import ConfigError, FeedwatchError, StorageDataError, StorageUnavailable
-from monitor.humanize import plural
+from monitor.humanize import first_line, plural
 from monitor.metrics import Metrics
 from monitor.models import FeedOutcome, PollStatus, utcnow
 from monitor.poll import poll_due
@@ -116,7 +116,8 @@ class Watcher:
             except (StorageUnavailable, StorageDataError) as exc:   # the database went away (restart, failover,
                 failures += 1               # disk full) or refused a write: back off, resume however long it takes
                 delay = retry_delay(failures)
-                log.error("database unavailable (%s); retrying in %.0f s", _first_line(exc), delay)
+                log.error("database unavailable (%s); retrying in %.0f s", first_line(str(exc)) or type(exc).__name__,
+                          delay)
                 sd_notify(f"WATCHDOG=1\nSTATUS=database unavailable, retrying in {delay:.0f} s")
                 await self._pause(delay)
                 continue
@@ -213,8 +214,6 @@ def retry_delay(failures: int) -> float:
     return min(MAX_SLEEP, 2.0 ** min(failures, 16))
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def watch(store: Store, settings: Settings, *, metrics_port: int | None = None) -> int:

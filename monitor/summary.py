@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from monitor.humanize import plural, shorten
 from monitor.models import Block, BlockKind, DiffOp, Move
 
 MAX_LENGTH = 200        # characters of a summary
@@ -111,7 +112,7 @@ def summarize(changes: Sequence[BlockChange], moves: Sequence[Move], move_kinds:
     names = _Names(headings, [c.path for c in changes] + [p for m in moves for p in (m.source, m.target)])
     parts = []
     if title:
-        parts.append(f"title changed to \u201c{_short(title[1], 80)}\u201d")
+        parts.append(f"title changed to \u201c{shorten(title[1], 80)}\u201d")
     if link:
         parts.append("link changed")
     by_section: dict[tuple[str, ...], list[BlockChange]] = {}
@@ -201,8 +202,8 @@ def _detail(path: tuple[str, ...], changes: Sequence[BlockChange]) -> str:
     counted = _counts(changes)
     if all(c.how == "changed" for c in changes):
         added, removed = sum(c.added_words for c in changes), sum(c.removed_words for c in changes)
-        counted += [f"{_plural(added, 'word')} added"] if added else []
-        counted += [f"{_plural(removed, 'word')} removed"] if removed else []
+        counted += [f"{plural(added, 'word')} added"] if added else []
+        counted += [f"{plural(removed, 'word')} removed"] if removed else []
     return ", ".join(counted)
 
 
@@ -218,7 +219,7 @@ def _counts(changes: Sequence[BlockChange], *, with_how: bool = True) -> list[st
         tally[(c.how, c.kind)] += c.count
     out = []
     for how in _HOWS[:3]:
-        kinds = [_plural(tally[(how, kind)], *_KINDS[kind]) for kind in _KINDS if tally[(how, kind)]]
+        kinds = [plural(tally[(how, kind)], *_KINDS[kind]) for kind in _KINDS if tally[(how, kind)]]
         if kinds:
             listed = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
             out.append(f"{listed} {how}" if with_how else listed)
@@ -232,9 +233,9 @@ def _reformatted(changes: Sequence[BlockChange]) -> list[str]:
         if was is kind is BlockKind.HEADING:
             out.append("heading level changed" if n == 1 else f"{n} heading levels changed")
         elif was is kind:
-            out.append(f"{_plural(n, *_KINDS[kind])} re-indented")
+            out.append(f"{plural(n, *_KINDS[kind])} re-indented")
         else:
-            out.append(f"{_plural(n, *_KINDS[was])} became " + (f"a {_KINDS[kind][0]}" if n == 1 else _KINDS[kind][1]))
+            out.append(f"{plural(n, *_KINDS[was])} became " + (f"a {_KINDS[kind][0]}" if n == 1 else _KINDS[kind][1]))
     return out
 
 
@@ -245,13 +246,13 @@ def _describe_moves(moves: Sequence[Move], kinds: Sequence[BlockKind], names: _N
     if len(groups) > 1:
         targets = {names(g.target) for g in groups}
         where = f" to {next(iter(targets))}" if len(targets) == 1 and not any(g.within for g in groups) else ""
-        return [f"{_plural(len(moves), 'block')} moved{where}"]
+        return [f"{plural(len(moves), 'block')} moved{where}"]
     g = groups[0]
     where = f"within {names(g.target)}" if g.within else f"to {names(g.target)}"
     if g.section is not None:
-        return [f"section \u201c{_short(g.section, 50)}\u201d moved {where}"]
+        return [f"section \u201c{shorten(g.section, 50)}\u201d moved {where}"]
     if len(g.moves) <= 2:
-        quoted = " and ".join(f"\u201c{_short(m.text, 50)}\u201d" for m in g.moves)
+        quoted = " and ".join(f"\u201c{shorten(m.text, 50)}\u201d" for m in g.moves)
         return [f"{quoted} moved {where}"]
     kind_names = {_KINDS[k][1] for k in kinds}
     noun = kind_names.pop() if len(kind_names) == 1 else "blocks"
@@ -260,20 +261,6 @@ def _describe_moves(moves: Sequence[Move], kinds: Sequence[BlockKind], names: _N
     return [f"{len(g.moves)} {noun} moved {where}"]
 
 
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
-
-
-def _short(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    return (cut.rsplit(" ", 1)[0] if " " in cut.strip() else cut).rstrip() + "\u2026"
-
-
 def _fit(text: str) -> str:
     """Cut at a word boundary to MAX_LENGTH characters."""
-    if len(text) <= MAX_LENGTH:
-        return text
-    cut = text[: MAX_LENGTH - 1]
-    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(",;: ") + "\u2026"
+    return shorten(text, MAX_LENGTH, strip=",;: ")

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from monitor import __version__, codec
 from monitor.errors import HistoryFileError, StorageDataError, UsageError
+from monitor.humanize import iso_z
 from storage import blobs
 from storage.schema import Change, Document, Feed, Version
 
@@ -228,7 +229,7 @@ def _line(record: Any) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_z(datetime.now(UTC))
 
 
 def _count(counts: ArchiveCounts, record: Record) -> None:
@@ -324,7 +325,7 @@ class _Importer:
             else:
                 stored = self.change(record)
         except StorageDataError as exc:
-            raise self.fail(f"conflicts with what is already stored ({_first_line(exc)})") from None
+            raise self.fail(f"conflicts with what is already stored ({exc.reason})") from None
         if stored and not isinstance(record, FeedRecord):
             _count(self.counts, record)
 
@@ -460,7 +461,3 @@ class _Importer:
             return codec.diff_to_json(codec.diff_from_json(bytes(raw)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise self.fail(f"diff is not a feedwatch diff ({exc!r})") from None
-
-
-def _first_line(exc: StorageDataError) -> str:
-    return exc.reason

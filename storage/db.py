@@ -43,6 +43,7 @@ from sqlalchemy.exc import (
 )
 
 from monitor.errors import SchemaTooNewError, StorageDataError, StorageError, StorageUnavailable
+from monitor.humanize import first_line
 
 # Every migration revision, oldest first; tests check this against storage/migrations/versions.
 REVISIONS = ("0001", "0002", "0003")
@@ -116,7 +117,7 @@ def _parse(url: str) -> URL:
 
 def _value_reason(exc: ValueError) -> str:
     match = re.search(r"invalid literal for int\(\) with base 10: '(.*)'", str(exc))
-    return f"port '{match.group(1)}' is not a number" if match else str(exc).splitlines()[0]
+    return f"port '{match.group(1)}' is not a number" if match else first_line(str(exc))
 
 
 def storage_error(exc: DBAPIError, where: str) -> StorageError:

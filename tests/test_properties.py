@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import html
 import random
+import time
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.canonical import parse_canonical, render
-from monitor.diff import Version, diff_versions, word_ops
+from monitor.diff import TIME_BUDGET, Version, diff_versions, word_diff
 from monitor.errors import ParseError
 from monitor.models import FetchResult, Validators
 from monitor.normalize import canonical_text, normalize_item
@@ -109,7 +110,7 @@ def test_canonical_text_reads_back_exactly(page: list[Node]) -> None:
 @BOUNDED
 @given(st.text(max_size=300), st.text(max_size=300))
 def test_word_ops_rebuild_both_texts(a: str, b: str) -> None:
-    ops = word_ops(a, b)
+    ops, _ = word_diff(a, b, time.monotonic() + TIME_BUDGET)
     assert "".join(o.text for o in ops if o.op != "insert") == a
     assert "".join(o.text for o in ops if o.op != "delete") == b
 

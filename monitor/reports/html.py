@@ -23,7 +23,7 @@ from pathlib import Path
 from monitor import __version__, render
 from monitor.canonical import parse_canonical
 from monitor.headline import headline
-from monitor.humanize import iso_z, stamp, zone_name
+from monitor.humanize import iso_z, plural, stamp, zone_name
 from monitor.models import BlockKind, ChangeContext, DocumentActivity
 from monitor.reports.common import (
     HistorySource,
@@ -131,7 +131,7 @@ def bin_changes(changes: Iterable[ChangeContext], axis: Axis) -> dict[int, Timel
 
 def timeline_svg(timeline: Timeline | None, title: str, changes: int) -> str:
     step = WIDTH / BINS
-    label = f"{title}: {changes} change{'s' if changes != 1 else ''} on the report's time axis"
+    label = f"{title}: {plural(changes, 'change')} on the report's time axis"
     parts = [f'<svg class="timeline" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{e(label)}" '
              f'xmlns="http://www.w3.org/2000/svg">',
              f'<line class="axis" x1="0" y1="{BASE + 0.5}" x2="{WIDTH}" y2="{BASE + 0.5}"/>']
@@ -191,7 +191,7 @@ def _overview(activity: list[DocumentActivity], timelines: dict[int, Timeline], 
         docs = list(rows)
         total = sum(a.changes for a in docs)
         parts.append(f'<tbody>\n<tr class="feed"><th colspan="4" scope="colgroup">{e(feed)} '
-                     f'<span class="muted">\u00b7 {total} change{"s" if total != 1 else ""}</span></th></tr>\n')
+                     f'<span class="muted">\u00b7 {plural(total, "change")}</span></th></tr>\n')
         parts.extend(_overview_row(a, timelines.get(a.document.id)) for a in docs)
         parts.append("</tbody>\n")
     parts.append("</table>\n</section>\n")
@@ -214,7 +214,7 @@ def _document_head(a: DocumentActivity) -> str:
               if link else "")
     return (f'<section class="document" id="doc-{d.id}" aria-labelledby="doc-{d.id}-title">\n'
             f'<h2 id="doc-{d.id}-title">{e(d.title)}</h2>\n'
-            f'<p class="doc-meta">{e(d.feed)} \u00b7 {a.changes} change{"s" if a.changes != 1 else ""} in the '
+            f'<p class="doc-meta">{e(d.feed)} \u00b7 {plural(a.changes, "change")} in the '
             f'period{source}</p>\n')
 
 
