@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from monitor.models import DiffOp, DocumentDiff, Move, SectionDiff
+from monitor.models import DiffOp, DocumentDiff, Move, Op, SectionDiff
 
 
 def diff_to_dict(diff: DocumentDiff) -> dict[str, Any]:
@@ -30,10 +30,10 @@ def diff_from_dict(d: dict[str, Any]) -> DocumentDiff:
     title = (d["title"]["from"], d["title"]["to"]) if d.get("title") else None
     link = (d["link"]["from"], d["link"]["to"]) if d.get("link") else None
     return DocumentDiff(
-        sections=tuple(SectionDiff(tuple(s["path"]), tuple(DiffOp(o, t) for o, t in s["ops"]))
+        sections=tuple(SectionDiff(tuple(s["path"]), tuple(DiffOp(Op(o), t) for o, t in s["ops"]))
                        for s in d.get("sections", ())),
         moves=tuple(Move(m["text"], tuple(m["from"]), tuple(m["to"]),
-                         tuple(DiffOp(o, t) for o, t in m.get("ops", ()))) for m in d.get("moves", ())),
+                         tuple(DiffOp(Op(o), t) for o, t in m.get("ops", ()))) for m in d.get("moves", ())),
         title=title, link=link, inserted=tuple(d.get("inserted", ())), deleted=tuple(d.get("deleted", ())),
         summary=d.get("summary", ""), coarse=bool(d.get("coarse")),
     )

@@ -39,7 +39,7 @@ from typing import Literal
 
 from diff_match_patch import diff_match_patch
 
-from monitor.models import Block, BlockKind, DiffOp, DocumentDiff, Move, SectionDiff
+from monitor.models import Block, BlockKind, DiffOp, DocumentDiff, Move, Op, SectionDiff
 from monitor.region import changed_region, translated_paths
 from monitor.summary import BlockChange, small_edit, summarize
 
@@ -57,7 +57,7 @@ BLOCK_SHARE = 0.5                   # of the budget, at most for the block level
 _TOKEN = re.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?)\]}'’]|\w+(?:[.'’:@-]\w+)*|[^\S\n]+|\n|[^\w\s]+")
 _WORD = re.compile(r"\w+")
 _FIRST_CODE = 0x100                 # token codes start above ASCII controls and spaces (see _encode)
-EQUAL, DELETE, INSERT = "equal", "delete", "insert"
+EQUAL, DELETE, INSERT = Op.EQUAL, Op.DELETE, Op.INSERT
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +366,7 @@ class _Engine:
                 return self.b[y].path
         return old_paths[i]
 
-    def whole(self, op: str, indices: list[int], path_of: Callable[[int], tuple[str, ...]]) -> list[_Line]:
+    def whole(self, op: Op, indices: list[int], path_of: Callable[[int], tuple[str, ...]]) -> list[_Line]:
         """Blocks added or removed whole; consecutive ones of one section become one line group."""
         blocks = self.a if op == DELETE else self.b
         how = "removed" if op == DELETE else "added"

@@ -34,6 +34,7 @@ from monitor.models import (
     DiffOp,
     DocumentDiff,
     Message,
+    Op,
     RecordedChange,
     SectionDiff,
 )
@@ -193,8 +194,8 @@ def sample_change() -> ChangeContext:
     """A change like the ones feedwatch sends, for rendering templates in `check`."""
     diff = DocumentDiff(
         sections=(SectionDiff(("Code of Conduct", "Our Standards"), (
-            DiffOp("equal", "This Code of Conduct "), DiffOp("delete", "v1.2"), DiffOp("insert", "v1.3"),
-            DiffOp("equal", " applies within all community spaces."))),),
+            DiffOp(Op.EQUAL, "This Code of Conduct "), DiffOp(Op.DELETE, "v1.2"), DiffOp(Op.INSERT, "v1.3"),
+            DiffOp(Op.EQUAL, " applies within all community spaces."))),),
         inserted=("v1.3",), deleted=("v1.2",), summary="Our Standards: \u201cv1.2\u201d \u2192 \u201cv1.3\u201d")
     change = RecordedChange(
         id=1, feed="sample-feed", document_id=1, guid="https://example.org/coc/", link="https://example.org/coc/",

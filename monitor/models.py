@@ -24,6 +24,14 @@ class ChangeKind(enum.StrEnum):
     REMOVED = "removed"
 
 
+class Op(enum.StrEnum):
+    """What a diff op does with its text: kept, removed from the old version, or added in the new one."""
+
+    EQUAL = "equal"
+    DELETE = "delete"
+    INSERT = "insert"
+
+
 class PollStatus(enum.StrEnum):
     OK = "ok"                      # fetched and parsed; documents compared
     NOT_MODIFIED = "not_modified"  # HTTP 304 to our conditional request
@@ -176,7 +184,7 @@ class FeedState:
 
 @dataclass(frozen=True, slots=True)
 class DiffOp:
-    op: str                         # "equal" | "delete" | "insert"
+    op: Op
     text: str
 
 

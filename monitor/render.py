@@ -27,7 +27,7 @@ from typing import Any
 from monitor import codec
 from monitor.canonical import parse_canonical
 from monitor.humanize import plural, shorten
-from monitor.models import BlockKind, DiffOp, DocumentDiff, Move, SectionDiff
+from monitor.models import BlockKind, DiffOp, DocumentDiff, Move, Op, SectionDiff
 from monitor.summary import MoveGroup, group_moves
 
 CONTEXT_WORDS = 12          # unchanged words kept on each side of a change
@@ -173,7 +173,7 @@ def trim_context(ops: Sequence[DiffOp], words: int = CONTEXT_WORDS) -> list[Diff
             after = k > 0 and (n == 0 or (n == 1 and n != last))      # a change is just before
             before = k < len(ops) - 1 and (n == last or (n == last - 1 and n != 0))   # ... or just after
             trimmed.append(_trim(seg, keep_head=after or not before, keep_tail=before or not after, words=words))
-        out.append(DiffOp("equal", "\n".join(trimmed)))
+        out.append(DiffOp(Op.EQUAL, "\n".join(trimmed)))
     return out
 
 
@@ -202,7 +202,7 @@ def _cut_ops(ops: Sequence[DiffOp], limit: int) -> list[DiffOp]:
         head = head.rsplit(" ", 1)[0] if " " in head else ""
         if head.strip():
             out.append(DiffOp(o.op, head))
-        out.append(DiffOp("equal", " " + ELLIPSIS))
+        out.append(DiffOp(Op.EQUAL, " " + ELLIPSIS))
         break
     return out
 
