@@ -504,17 +504,6 @@ class Store:
             raise UsageError(f"'{ref}' matches several documents (ids {ids}); use the numeric id")
         return document_info(rows[0])
 
-    def versions(self, doc_id: int) -> list[VersionInfo]:
-        """Every stored version of a document with the change that produced it, oldest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Version, Change.c.kind, Change.c.summary, Change.c.revert_of)
-                .outerjoin(Change, and_(Change.c.document_id == Version.c.document_id,
-                                        Change.c.version == Version.c.number, Change.c.kind != "removed"))
-                .where(Version.c.document_id == doc_id).order_by(Version.c.number)).all()
-            return [VersionInfo(v.document_id, v.number, v.created_at, v.title, v.link, v.kind, v.summary,
-                                v.revert_of) for v in rows]
-
     def version_numbers(self, doc_id: int) -> list[int]:
         """The numbers of a document's stored versions, ascending (retention may leave gaps)."""
         with self.engine.connect() as conn:

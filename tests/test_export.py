@@ -71,7 +71,7 @@ def views(database: str) -> dict[str, str]:
 
     out = {"history": read("history", "--json")}
     store = Store.open(database, readonly=True)
-    stored = {d.id: [v.number for v in store.versions(d.id)] for d in store.documents()}
+    stored = {d.id: store.version_numbers(d.id) for d in store.documents()}
     store.close()
     for doc, numbers in stored.items():
         for a, b in itertools.pairwise(numbers):

@@ -78,7 +78,7 @@ def cli(cfg: Path, *args: str) -> Any:
 def kept_versions(database: str) -> dict[str, list[int]]:
     store = Store.open(database, readonly=True)
     try:
-        return {d.ref: [v.number for v in store.versions(d.id)] for d in store.documents()}
+        return {d.ref: store.version_numbers(d.id) for d in store.documents()}
     finally:
         store.close()
 
