@@ -8,6 +8,7 @@ policy would otherwise remove. What is kept is derived from the corpus manifest,
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
 import os
@@ -15,6 +16,8 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from storage.store import Store
 from tests.helpers import (
     FeedServer,
     corpus_steps,
+    empty_postgres,
     feedwatch_cmd,
     manifest,
     run_cli,
@@ -56,6 +60,11 @@ def expected_versions() -> dict[str, tuple[list[int], set[int]]]:
         pending = {n for n, step in enumerate(when, start=1) if step >= DOWN_FROM}
         out[guid] = (list(range(1, len(when) + 1)), pending | {n - 1 for n in pending if n > 1})
     return out
+
+
+def kept_by_policy(expected: dict[str, tuple[list[int], set[int]]]) -> dict[str, list[int]]:
+    """Per document, its KEEP newest versions and the versions a pending delivery needs."""
+    return {g: sorted(set(numbers[-KEEP:]) | pending) for g, (numbers, pending) in expected.items()}
 
 
 def configure(tmp_path: Path, database: str, url: str, retention: str, targets: str = "",
@@ -108,78 +117,158 @@ def diffs(cfg: Path, kept: dict[str, list[int]]) -> dict[tuple[str, int, int, st
     return out
 
 
-@pytest.mark.slow
-def test_keep_five_versions_after_sixty_steps(tmp_path: Path, database_url: str, server: FeedServer) -> None:
-    hook = Webhook()
+@dataclass(frozen=True)
+class Pruned:
+    """The 60-step replay with ``versions: 5`` and the webhook down from DOWN_FROM, seen before `prune`,
+    after it, and once the webhook is back: recorded once per database, checked by the tests below."""
+
+    expected: dict[str, tuple[list[int], set[int]]]    # from the manifest: guid -> (versions, pending needs)
+    run_codes: list[int]                               # `run --force` exit code per step
+    kept_before: dict[str, list[int]]
+    report: dict[str, Any]                             # `prune --json`
+    kept_after: dict[str, list[int]]
+    orphan_blobs: int
+    diffs_before: dict[tuple[str, int, int, str], str]
+    diffs_after: dict[tuple[str, int, int, str], str]
+    history_before: list[dict[str, Any]]
+    history_after: list[dict[str, Any]]
+    show_pruned: Any                                   # `show` of the Code of Conduct's v3
+    sqlite: tuple[int, int, list[Any], list[Any]] | None   # file size before, after; FK and integrity checks
+    run_after: dict[str, Any]                          # `run --force --json` with the webhook back
+    sent_after: list[dict[str, Any]]                   # what the webhook got after the prune
+    pending_after: int                                 # `status --json` deliveries.pending then
+
+    def keep(self) -> dict[str, list[int]]:
+        return kept_by_policy(self.expected)
+
+    def beyond_policy(self) -> int:
+        """Versions kept only because a pending delivery needs them."""
+        return sum(len(pending - set(numbers[-KEEP:])) for numbers, pending in self.expected.values())
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def pruned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pruned]:
+    tmp_path = tmp_path_factory.mktemp("keep-five")
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{tmp_path / 'feedwatch.db'}"
+    else:
+        database_url = request.getfixturevalue("postgres_server")
+        empty_postgres(database_url)
+    server, hook = FeedServer(), Webhook()
+    try:
+        with pytest.MonkeyPatch.context() as env:    # as tests/conftest.py's _isolated_home, for the module
+            env.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+            env.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+            env.chdir(tmp_path)
+            yield _replay_prune_and_send(tmp_path, database_url, server, hook)
+    finally:
+        hook.down()
+        server.close()
+
+
+def _replay_prune_and_send(tmp_path: Path, database_url: str, server: FeedServer, hook: Webhook) -> Pruned:
     url = server.set(PATH, corpus_steps()[0].read_bytes())
     cfg = configure(tmp_path, database_url, url, f"{{versions: {KEEP}}}",
                     f"\n  hook:\n    urls: ['{hook.url()}']\n    format: text\n    max_attempts: 100\n",
                     "    notify: [hook]\n")
+    run_codes = []
     for step, path in enumerate(corpus_steps()):
         if step == DOWN_FROM:
             hook.down()
         server.set(PATH, path.read_bytes())
-        result = cli(cfg, "run", "--force")
-        assert result.code == (0 if step < DOWN_FROM else 1), result.err
+        run_codes.append(cli(cfg, "run", "--force").code)
     sent_before_prune = len(hook.bodies)
     expected = expected_versions()
-    assert kept_versions(database_url) == {g: numbers for g, (numbers, _) in expected.items()}
-    keep = {g: sorted(set(numbers[-KEEP:]) | pending) for g, (numbers, pending) in expected.items()}
-    beyond_policy = sum(len(pending - set(numbers[-KEEP:])) for numbers, pending in expected.values())
-    assert beyond_policy >= 2           # the corpus really has deliveries pending on older versions
-
-    history = cli(cfg, "history", "--json").out
-    before = diffs(cfg, keep)
+    keep = kept_by_policy(expected)
+    kept_before = kept_versions(database_url)
+    history_before = cli(cfg, "history", "--json").json()["documents"]
+    diffs_before = diffs(cfg, keep)
     sqlite_db = Path(database_url.removeprefix("sqlite:///")) if database_url.startswith("sqlite") else None
-    size_before = sqlite_file_size(sqlite_db) if sqlite_db else None
+    size_before = sqlite_file_size(sqlite_db) if sqlite_db else 0
 
     report = cli(cfg, "prune", "--json")
     assert report.code == 0, report.err
-    removed = sum(len(numbers) for numbers, _ in expected.values()) - sum(map(len, keep.values()))
-    assert report.json()["feeds"] == [{"name": "k8s", "versions": removed, "changes": 0,
-                                       "kept_for_deliveries": beyond_policy}]
-    assert report.json()["blobs"] > 0 and report.json()["blob_bytes"] > 0
-
-    # Each document keeps its five newest versions, plus what a pending delivery needs.
-    assert kept_versions(database_url) == keep
-    assert orphan_blobs(database_url) == 0
-    # `diff` between kept versions, and `history` (change records are kept), read exactly as before.
-    assert diffs(cfg, keep) == before
-    after = cli(cfg, "history", "--json").json()["documents"]
-    pruned = {(d["document"], v["version"]) for d in after for v in d["versions"] if v.pop("pruned", False)}
-    assert after == json.loads(history)["documents"]
-    assert pruned == {(g, n) for g, (numbers, _) in expected.items() for n in numbers if n not in keep[g]}
-    coc = next(g for g in keep if g.endswith("/code-of-conduct/"))
-    gone = cli(cfg, "show", coc, "--version", "3")
-    assert gone.code == 2 and "no longer stored" in gone.err and "retention" in gone.err
-
-    if sqlite_db is not None and size_before is not None:
-        freed = report.json()["database"]
-        size_after = sqlite_file_size(sqlite_db)
-        print(f"\nSQLite file before prune {size_before:,} B, after {size_after:,} B")
-        assert size_after < size_before
-        assert freed["before"] == size_before and freed["after"] == size_after
+    sqlite = None
+    if sqlite_db is not None:
         with sqlite3.connect(sqlite_db) as con:
-            assert con.execute("PRAGMA foreign_key_check").fetchall() == []
-            assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    else:
-        assert report.json()["database"] is None
-
-    # The deliveries pending on pruned-around versions still render and send once the target is back.
+            sqlite = (size_before, sqlite_file_size(sqlite_db), con.execute("PRAGMA foreign_key_check").fetchall(),
+                      con.execute("PRAGMA integrity_check").fetchall())
+    coc = next(g for g in keep if g.endswith("/code-of-conduct/"))
+    facts = dict(expected=expected, run_codes=run_codes, kept_before=kept_before, report=report.json(),
+                 kept_after=kept_versions(database_url), orphan_blobs=orphan_blobs(database_url),
+                 diffs_before=diffs_before, diffs_after=diffs(cfg, keep), history_before=history_before,
+                 history_after=cli(cfg, "history", "--json").json()["documents"],
+                 show_pruned=cli(cfg, "show", coc, "--version", "3"), sqlite=sqlite)
     hook.up()
-    result = cli(cfg, "run", "--force", "--json")
-    assert result.code == 0, result.err
+    rerun = cli(cfg, "run", "--force", "--json")
+    assert rerun.code == 0, rerun.err
+    return Pruned(**facts, run_after=rerun.json(), sent_after=hook.bodies[sent_before_prune:],
+                  pending_after=cli(cfg, "status", "--json").json()["deliveries"]["pending"])
+
+
+@pytest.mark.slow
+def test_sixty_steps_keep_every_version_until_prune(pruned: Pruned) -> None:
+    assert pruned.run_codes == [0] * DOWN_FROM + [1] * (len(corpus_steps()) - DOWN_FROM)   # 1: webhook down
+    assert pruned.kept_before == {g: numbers for g, (numbers, _) in pruned.expected.items()}
+    assert pruned.beyond_policy() >= 2       # the corpus really has deliveries pending on older versions
+
+
+@pytest.mark.slow
+def test_prune_keeps_the_five_newest_and_what_pending_deliveries_need(pruned: Pruned) -> None:
+    assert pruned.kept_after == pruned.keep()
+    assert pruned.orphan_blobs == 0
+
+
+@pytest.mark.slow
+def test_prune_reports_what_it_removed(pruned: Pruned) -> None:
+    removed = sum(len(numbers) for numbers, _ in pruned.expected.values()) - sum(map(len, pruned.keep().values()))
+    assert pruned.report["feeds"] == [{"name": "k8s", "versions": removed, "changes": 0,
+                                       "kept_for_deliveries": pruned.beyond_policy()}]
+    assert pruned.report["blobs"] > 0 and pruned.report["blob_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_diffs_between_kept_versions_read_as_before_prune(pruned: Pruned) -> None:
+    assert pruned.diffs_after == pruned.diffs_before
+
+
+@pytest.mark.slow
+def test_history_keeps_every_change_record_and_marks_the_pruned_versions(pruned: Pruned) -> None:
+    after = copy.deepcopy(pruned.history_after)
+    marked = {(d["document"], v["version"]) for d in after for v in d["versions"] if v.pop("pruned", False)}
+    assert after == pruned.history_before
+    keep = pruned.keep()
+    assert marked == {(g, n) for g, (numbers, _) in pruned.expected.items() for n in numbers if n not in keep[g]}
+
+
+@pytest.mark.slow
+def test_show_of_a_pruned_version_says_retention_removed_it(pruned: Pruned) -> None:
+    assert pruned.show_pruned.code == 2
+    assert "no longer stored" in pruned.show_pruned.err and "retention" in pruned.show_pruned.err
+
+
+@pytest.mark.slow
+def test_prune_gives_the_sqlite_file_space_back_and_leaves_it_consistent(pruned: Pruned) -> None:
+    if pruned.sqlite is None:
+        assert pruned.report["database"] is None        # PostgreSQL: no file size to report
+        return
+    before, after, foreign_key_problems, integrity = pruned.sqlite
+    print(f"\nSQLite file before prune {before:,} B, after {after:,} B")
+    assert after < before
+    assert pruned.report["database"]["before"] == before and pruned.report["database"]["after"] == after
+    assert foreign_key_problems == [] and integrity == [("ok",)]
+
+
+@pytest.mark.slow
+def test_deliveries_pending_on_pruned_around_versions_send_once_the_target_is_back(pruned: Pruned) -> None:
     pending = sum(1 for s in manifest()["steps"][DOWN_FROM:]
                   for g in s["changed"] + s["added"] if g not in s["markup_only"])
-    assert result.json()["deliveries"] == {"sent": pending, "failed": 0, "pending": 0}
-    late = hook.bodies[sent_before_prune:]
-    assert len(late) == pending
-    coc_versions, _ = expected[coc]
-    assert 30 not in coc_versions[-KEEP:]                       # CoC v30 is step 50: beyond the five newest
-    [bengali] = [b for b in late if "(version 30)" in b["message"]]
+    assert pruned.run_after["deliveries"] == {"sent": pending, "failed": 0, "pending": 0}
+    assert len(pruned.sent_after) == pending and pruned.pending_after == 0
+    coc = next(g for g in pruned.expected if g.endswith("/code-of-conduct/"))
+    assert 30 not in pruned.expected[coc][0][-KEEP:]            # CoC v30 is step 50: beyond the five newest
+    [bengali] = [b for b in pruned.sent_after if "(version 30)" in b["message"]]
     assert "{+Bengali/বাংলা+}" in bengali["message"]             # its diff, rendered from what prune kept
-    assert cli(cfg, "status", "--json").json()["deliveries"]["pending"] == 0
-    hook.down()
 
 
 def replay(cfg: Path, server: FeedServer, steps: int) -> None:
