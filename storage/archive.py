@@ -21,7 +21,6 @@ typed, versioned file format with precise validation errors, the same job.
 from __future__ import annotations
 
 import base64
-import hashlib
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -378,7 +377,7 @@ class _Importer:
             raise self.fail(f"version {r.number} of document '{r.document}' appears twice")
         doc.numbers.add(r.number)
         text_bytes = r.text.encode("utf-8")
-        text_hash, state_hash = hashlib.sha256(text_bytes).digest(), bytes.fromhex(r.state_hash)
+        text_hash, state_hash = blobs.digest(text_bytes), bytes.fromhex(r.state_hash)
         if doc.verify:
             stored = self.conn.execute(select(Version.c.text_hash, Version.c.state_hash).where(
                 Version.c.document_id == doc.id, Version.c.number == r.number)).first()
@@ -386,7 +385,7 @@ class _Importer:
                 raise self._conflict(r.feed, f"version {r.number} of document '{r.document}' differs or is missing")
             return False
         raw = self._raw(r)
-        raw_hash = hashlib.sha256(raw).digest() if raw is not None else None
+        raw_hash = blobs.digest(raw) if raw is not None else None
         previous = doc.raws.get(max(doc.raws)) if doc.raws else None
         if raw is not None and raw_hash is not None:
             blobs.put(self.conn, {raw_hash: raw}, similar={raw_hash: previous} if previous else None, chain=True)
@@ -409,7 +408,7 @@ class _Importer:
             return False
         diff_hash = None
         if diff is not None:
-            diff_hash = hashlib.sha256(diff).digest()
+            diff_hash = blobs.digest(diff)
             raw_hash = doc.raws.get(r.version)
             blobs.put(self.conn, {diff_hash: diff}, similar={diff_hash: raw_hash} if raw_hash else None)
         self.conn.execute(insert(Change).values(

@@ -49,6 +49,7 @@ class Encoded:
 
 
 def digest(data: bytes) -> bytes:
+    """A blob's key: the sha256 of its uncompressed bytes."""
     return hashlib.sha256(data).digest()
 
 
