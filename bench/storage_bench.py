@@ -1,6 +1,6 @@
 """Storage benchmark: bytes on disk per recorded version, against the compressed size of the texts.
 
-Two workloads, each polled through the real pipeline (monitor.poll.poll_due) into a fresh SQLite file:
+Two workloads, each polled through the real pipeline (monitor.cycle.poll_due) into a fresh SQLite file:
 
 * ``corpus``: the 60-step Kubernetes community replay (tests/fixtures/corpus/k8s-community, or
   $FEEDWATCH_CORPUS/k8s-community), one poll per step.
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from monitor import config  # noqa: E402
-from monitor.poll import poll_due  # noqa: E402
+from monitor.cycle import poll_due  # noqa: E402
 from storage.store import Store  # noqa: E402
 from tests.helpers import sqlite_file_size  # noqa: E402
 

@@ -171,10 +171,10 @@ def _poll(store: Store, settings: Settings, names: list[str] | None, *, force: b
     due = len(ids) if force else store.due_feeds(list(ids.values()))
     if not due:
         return []
-    from monitor.poll import run_cycle
+    from monitor.cycle import run_cycle
 
     with progress.run_cycle(show_progress, due) as on_outcome:
-        return run_cycle(store, settings, names=names, force=force, on_outcome=on_outcome)
+        return run_cycle(store, settings, ids, force=force, on_outcome=on_outcome)
 
 
 def _deliver(store: Store, settings: Settings, *, send: bool, force: bool = False) -> DeliveryCounts:

@@ -4,7 +4,7 @@ Each feed's ``next_due_at`` lives in the database (with jitter, set after every 
 and any number of `watch` processes share one schedule; leases make sure each due feed is polled by one
 of them. The loop:
 
-1. poll what is due (monitor.poll), 2. deliver the outbox, 3. once an hour, apply the feeds' retention
+1. poll what is due (monitor.cycle), 2. deliver the outbox, 3. once an hour, apply the feeds' retention
 policies (monitor.retention; only when a feed has one), 4. sleep until the next feed or delivery is due
 (at most a minute, and at most half the systemd watchdog interval), waking at once on a signal.
 
@@ -29,11 +29,11 @@ from typing import Any
 from monitor import config as config_mod
 from monitor import retention
 from monitor.config import Settings
+from monitor.cycle import poll_due
 from monitor.errors import ConfigError, FeedwatchError, StorageDataError, StorageUnavailable
 from monitor.humanize import first_line, plural
 from monitor.metrics import Metrics
 from monitor.models import FeedOutcome, PollStatus, utcnow
-from monitor.poll import poll_due
 from monitor.urls import SECRETS
 from storage.db import owner_id
 from storage.store import Store

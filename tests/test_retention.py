@@ -26,8 +26,8 @@ import pytest
 from sqlalchemy import func, inspect, select, update
 
 from monitor import config
+from monitor.cycle import poll_due
 from monitor.models import utcnow
-from monitor.poll import poll_due
 from storage.db import REVISIONS, open_engine, schema_revision
 from storage.schema import Blob, Change, Delivery, Version
 from storage.store import Store

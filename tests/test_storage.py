@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from monitor import config
+from monitor.cycle import poll_due
 from monitor.errors import LeaseLost, SchemaTooNewError
 from monitor.models import ChangeKind, Decision, DocumentUpdate, Item, PollRecord, PollStatus, utcnow
 from monitor.normalize import state_hash
-from monitor.poll import poll_due, process_body
+from monitor.poll import process_body
 from storage.db import HEAD, REVISIONS, open_engine, schema_state
 from storage.schema import Blob, Change, Delivery, Feed, Version
 from storage.store import Store

@@ -22,8 +22,9 @@ import zstandard
 from sqlalchemy import func, select
 
 from monitor import config
+from monitor.cycle import poll_due
 from monitor.models import FetchResult, PollStatus, Validators
-from monitor.poll import poll_due, process_body
+from monitor.poll import process_body
 from storage import blobs
 from storage.schema import Blob, Change, Delivery, Document, Feed, Version
 from storage.store import Store

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from monitor import config, poll
+from monitor import config, cycle, poll
 from monitor.models import ParsedItem
 from storage.schema import Blob, Change, Document, Version
 from storage.store import Store
@@ -62,7 +62,7 @@ def replay(tmp: Path, bodies: Sequence[bytes], monkeypatch: pytest.MonkeyPatch, 
                                             f"feeds:\n  - name: f\n    url: {feed}\n{option}"))
         store = Store.open(settings.database_url)
         before = count[0]
-        outcomes = asyncio.run(poll.poll_due(store, settings, force=True))
+        outcomes = asyncio.run(cycle.poll_due(store, settings, force=True))
         assert [o.error for o in outcomes] == [None]
         per_poll.append(count[0] - before)
         if n == len(bodies) - 1:

@@ -1,0 +1,230 @@
+"""One cycle over many feeds: which feed is polled when, by whom, on how many cores.
+
+monitor.poll tells the story of one poll; this module runs many of them:
+
+- :func:`poll_due`: claim due feeds under leases, in small batches, and poll them as asyncio tasks (the
+  fetches overlap; the CPU work runs between them), renewing the leases of the polls in flight. Several
+  processes (workers, overlapping runs) share the feeds through those leases, never polling one twice.
+- :class:`ParsePool`: when many feeds are due in one process, parsing and normalising move to forked
+  worker processes.
+- :func:`run_cycle` (``feedwatch run``): one poller process per extra core, forked from this one, each
+  running :func:`poll_due`; their outcomes and log records come back over pipes as they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import logging.handlers
+import multiprocessing
+import multiprocessing.connection
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from monitor.config import FeedSettings, Settings
+from monitor.fetch import Fetcher
+from monitor.models import FeedOutcome, FetchResult, Item
+from monitor.poll import Poller, Process, process_body
+from storage.db import owner_id
+from storage.store import Store
+
+log = logging.getLogger("feedwatch.poll")
+
+
+class ParsePool:
+    """Parsing and normalising in worker processes, so a cold cycle uses every core.
+
+    feedparser and the block walker are pure Python and hold the GIL; a cycle that parses many bodies
+    (the first poll of many feeds) runs them in a process pool. Small cycles parse inline: starting the
+    pool would cost more than it saves. Workers are forked from this process, so they start warm.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ParsePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def __call__(self, feed: FeedSettings, fetched: FetchResult, stored: Mapping[bytes, bytes]) -> list[Item]:
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("fork"))
+        return await asyncio.get_running_loop().run_in_executor(self._pool, process_body, feed, fetched, stored)
+
+
+POOL_THRESHOLD = 16   # due feeds in a cycle from which parsing moves to worker processes
+
+
+async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
+                   force: bool = False, owner: str | None = None,
+                   process: Process | None = None,
+                   stop: asyncio.Event | None = None, parse_pool: bool = True,
+                   ignore_backoff: bool | None = None, ids: dict[str, int] | None = None,
+                   on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
+    """One cycle: poll every due feed (all selected feeds with `force`), each exactly once.
+
+    `force` also polls the feeds of hosts that asked to be left alone (Retry-After): the user asked for
+    now (`ignore_backoff` alone does that without making feeds due again, for run's poller processes).
+    With many feeds due (and `parse_pool`), parsing moves to a pool of worker processes. `on_outcome` is
+    called with each feed's outcome as it is recorded (progress display, poller processes). `ids` are the
+    selected feeds' ids when the caller has synced them already (Store.sync_feeds)."""
+    ignore_backoff = force if ignore_backoff is None else ignore_backoff
+    owner = owner or owner_id()
+    if ids is None:
+        ids = store.sync_feeds([(f.name, f.url) for f in settings.polled(names)])
+    if force:
+        store.make_due(list(ids.values()))
+    workers = settings.polling.processes or os.cpu_count() or 1
+    if parse_pool and process is None and workers > 1 and store.due_feeds(list(ids.values())) >= POOL_THRESHOLD:
+        with ParsePool(workers) as pool:
+            return await _poll_cycle(store, settings, ids, owner, pool, stop, ignore_backoff, on_outcome)
+    return await _poll_cycle(store, settings, ids, owner, process, stop, ignore_backoff, on_outcome)
+
+
+def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: bool = False,
+              on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
+    """`feedwatch run`: one cycle, spread over every core when many feeds are due.
+
+    Each extra core gets a poller process forked from this one. The pollers share the work through the
+    feeds' leases exactly as separate `run`/`watch` processes would (so no feed is polled twice), and
+    each does everything for the feeds it claims: fetch, parse, normalise, compare, store. Their
+    outcomes come back over a pipe, one by one as they are recorded (`on_outcome` sees every poller's).
+    With few feeds due, one process does it all.
+    """
+    if force:
+        store.make_due(list(ids.values()))
+    due = store.due_feeds(list(ids.values()))
+    pollers = min(settings.polling.processes or os.cpu_count() or 1, due // POOL_THRESHOLD)
+    if pollers <= 1:
+        return asyncio.run(poll_due(store, settings, ids=ids, ignore_backoff=force, on_outcome=on_outcome))
+    ctx = multiprocessing.get_context("fork")      # before any event loop or thread exists in this process
+    children = []
+    for _ in range(pollers - 1):
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_poller_process, args=(store, settings, ids, send, force))
+        child.start()
+        send.close()
+        children.append((child, receive))
+    theirs: list[FeedOutcome] = []
+    reader = threading.Thread(target=_receive, args=(children, theirs, on_outcome), daemon=True)
+    reader.start()
+    outcomes = asyncio.run(poll_due(store, settings, ids=ids, parse_pool=False, ignore_backoff=force,
+                                    on_outcome=on_outcome))
+    reader.join()
+    return sorted(outcomes + theirs, key=lambda o: o.name)
+
+
+class _ToParent:
+    """A forked poller's pipe to its parent: outcomes as they are recorded, log records (the parent writes
+    them, so lines from several processes never interleave, even with a progress bar on screen), then None."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+
+    def put_nowait(self, message: Any) -> None:     # logging.handlers.QueueHandler's queue interface
+        with self._lock:
+            self._send.send(message)
+
+
+def _poller_process(store: Store, settings: Settings, ids: dict[str, int], send: Any,
+                    force: bool) -> None:
+    """A forked poller: its own database connections, the same poll cycle, its outcomes and logs to the
+    parent."""
+    store.forget_inherited_connections()     # the parent's pooled connections stay the parent's
+    pipe = _ToParent(send)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__    # not a wrapper the parent may have installed
+    logging.getLogger().handlers = [logging.handlers.QueueHandler(pipe)]   # type: ignore[arg-type]
+    asyncio.run(poll_due(store, settings, ids=ids, parse_pool=False, ignore_backoff=force,
+                         on_outcome=pipe.put_nowait))
+    pipe.put_nowait(None)
+    send.close()
+
+
+def _receive(children: list[tuple[Any, Any]], into: list[FeedOutcome],
+             on_outcome: Callable[[FeedOutcome], None] | None) -> None:
+    """Collect the poller processes' outcomes (a thread of the parent, while it polls too)."""
+    pending: dict[Any, Any] = {receive: child for child, receive in children}
+    while pending:
+        ready = multiprocessing.connection.wait(list(pending))
+        for conn in [c for c in list(pending) if c in ready]:
+            try:
+                outcome = conn.recv()
+            except EOFError:
+                child = pending.pop(conn)
+                child.join()
+                log.error("a poller process ended early (exit code %s); its unfinished feeds are polled next time",
+                          child.exitcode)
+                continue
+            if outcome is None:
+                pending.pop(conn).join()
+                continue
+            if isinstance(outcome, logging.LogRecord):
+                logging.getLogger(outcome.name).handle(outcome)
+                continue
+            into.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+
+async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,
+                      process: Process | None,
+                      stop: asyncio.Event | None, ignore_backoff: bool = False,
+                      on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
+    capacity = max(32, settings.polling.concurrency * 8)   # claimed and queued: small batches balance the pollers
+    outcomes: list[FeedOutcome] = []
+    polled: set[int] = set()
+    async with Fetcher(concurrency=settings.polling.concurrency, per_host=settings.polling.per_host,
+                       user_agent=settings.polling.user_agent) as fetcher:
+        poller = Poller(store, settings, fetcher, owner, process)
+        tasks: dict[asyncio.Task[FeedOutcome], int] = {}
+        finished: asyncio.Queue[asyncio.Task[FeedOutcome]] = asyncio.Queue()
+        lease = settings.polling.lease
+        renewed = time.monotonic()
+        try:
+            while True:
+                if len(tasks) <= capacity // 2 and not (stop and stop.is_set()):
+                    claimed = store.claim_due_feeds(list(ids.values()), owner, limit=capacity - len(tasks),
+                                                    lease=lease, exclude=polled,
+                                                    ignore_backoff=ignore_backoff)
+                    polled.update(s.id for s in claimed)
+                    for s in claimed:
+                        task = asyncio.create_task(poller.poll(s))
+                        task.add_done_callback(finished.put_nowait)
+                        tasks[task] = s.id
+                if not tasks:
+                    break
+                # One finished poll at a time from a queue: asyncio.wait() would scan every task on each call.
+                with contextlib.suppress(TimeoutError):
+                    done = await asyncio.wait_for(finished.get(), timeout=lease / 3)
+                    while True:
+                        del tasks[done]
+                        if not (outcome := done.result()).skipped:   # a discarded poll: its new owner reports it
+                            outcomes.append(outcome)
+                            if on_outcome is not None:
+                                on_outcome(outcome)
+                        if finished.empty():
+                            break
+                        done = finished.get_nowait()
+                if time.monotonic() - renewed >= lease / 3:   # the polls in flight keep their leases
+                    store.renew_leases(owner, list(tasks.values()), lease)
+                    renewed = time.monotonic()
+        finally:
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            poller.flush()
+            store.release_feeds(owner)
+    return sorted(outcomes, key=lambda o: o.name)
