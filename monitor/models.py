@@ -180,6 +180,7 @@ class FeedState:
     error_alerted: bool
     documents: int = 0              # documents currently in the feed (not removed)
     absent: int = 0                 # of those, how many were missing from the last poll (grace period)
+    stored: int = 0                 # documents stored for the feed, removed ones included (as of the claim)
 
 
 @dataclass(frozen=True, slots=True)

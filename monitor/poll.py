@@ -229,7 +229,7 @@ class Poller:
             absent = self.store.known_documents(state.id, absent_only=True) if state.absent else []
             decisions = compare.absences(absent, removal_grace=feed.removal_grace)
             return self._success(state, feed, now, status, fetched, body_hash, decisions)
-        known = self.store.known_documents(state.id)
+        known = self.store.known_documents(state.id) if state.stored else []    # a first poll knows nothing
         stored = self._stored_texts(feed, same_settings, known)
         items = await self._process(feed, fetched, stored)
         decisions = compare.compare(identity.match(items, known), known, removal_grace=feed.removal_grace)

@@ -230,11 +230,14 @@ class Store:
                 ids = [f.id for f in claimed]
                 conn.execute(update(Feed).where(Feed.c.id.in_(ids))
                              .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease)))
+                present = Document.c.removed_at.is_(None)
                 counts = {r.feed_id: r for r in conn.execute(
-                    select(Document.c.feed_id, func.count().label("n"),
-                           func.sum(case((Document.c.absent_polls > 0, 1), else_=0)).label("absent"))
-                    .where(Document.c.feed_id.in_(ids), Document.c.removed_at.is_(None)).group_by(Document.c.feed_id))}
-                claimed = [dataclasses.replace(f, documents=counts[f.id].n, absent=int(counts[f.id].absent or 0))
+                    select(Document.c.feed_id, func.count().label("stored"),
+                           func.sum(case((present, 1), else_=0)).label("n"),
+                           func.sum(case((and_(present, Document.c.absent_polls > 0), 1), else_=0)).label("absent"))
+                    .where(Document.c.feed_id.in_(ids)).group_by(Document.c.feed_id))}
+                claimed = [dataclasses.replace(f, documents=int(counts[f.id].n or 0),
+                                               absent=int(counts[f.id].absent or 0), stored=counts[f.id].stored)
                            if f.id in counts else f for f in claimed]
         return claimed
 
