@@ -32,11 +32,15 @@ CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "corpus
 
 
 def _paragraph_pool() -> list[str]:
-    """HTML blocks (headings, paragraphs, list items) from the seed feed's pages."""
+    """HTML blocks (headings, paragraphs, list items) from the seed feed's pages, whose markup escapes
+    ``<`` but not ``>``. Finding none is an error: a placeholder fallback once hid that the
+    pattern matched nothing, and every farm item was one short sentence repeated."""
     text = (CORPUS / "seed-feed.xml").read_text(encoding="utf-8")
-    blocks = re.findall(r"&lt;(h[1-4]|p|li)[^&]*?&gt;(.*?)&lt;/\1&gt;", text, re.S)
+    blocks = re.findall(r"&lt;(h[1-4]|p|li)(?:\s[^>]*)?(?:>|&gt;)(.*?)&lt;/\1(?:>|&gt;)", text, re.S)
     pool = [f"<{tag}>{html.unescape(body).strip()}</{tag}>" for tag, body in blocks if body.strip()]
-    return pool or ["<p>placeholder paragraph for the benchmark farm</p>"]
+    if len(pool) < 50:
+        raise SystemExit(f"bench/farm.py: only {len(pool)} HTML blocks found in {CORPUS / 'seed-feed.xml'}")
+    return pool
 
 
 class FarmContent:
