@@ -273,7 +273,8 @@ class _Walker:
 
     def heading(self, el: lxml.etree._Element, level: int) -> None:
         self.flush()
-        text = collapse(self.inline_text(el))
+        # A heading of plain text (most) needs no walk of its own.
+        text = collapse(self.inline_text(el) if len(el) else el.text or "")
         if not text:
             return
         open_heading(self.headings, level, text)
