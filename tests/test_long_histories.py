@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from sqlalchemy import Engine, event
 
 from monitor import commands
@@ -57,11 +59,13 @@ def statements() -> Iterator[list[str]]:
 
 
 def outputs(config: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[str, str]:
-    """The command's output with pages of 7 rows and with one page for everything."""
-    small = run_cli("--config", str(config), *args)
-    for module, name in ((commands, "HISTORY_PAGE"), (history, "PAGE"), (archive, "PAGE")):
-        monkeypatch.setattr(module, name, 10_000)
-    whole = run_cli("--config", str(config), *args)
+    """The command's output with pages of 7 rows and with one page for everything, both at the same
+    instant (the html report labels its time axis to the second)."""
+    with time_machine.travel(datetime.now(UTC), tick=False):
+        small = run_cli("--config", str(config), *args)
+        for module, name in ((commands, "HISTORY_PAGE"), (history, "PAGE"), (archive, "PAGE")):
+            monkeypatch.setattr(module, name, 10_000)
+        whole = run_cli("--config", str(config), *args)
     assert small.code == whole.code == 0, small.err + whole.err
     return small.out, whole.out
 
