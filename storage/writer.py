@@ -22,7 +22,7 @@ from monitor.headline import change_summary
 from monitor.models import ChangeKind, DocumentDiff, DocumentUpdate, PollRecord, RecordedChange
 from storage import blobs
 from storage.db import upsert_insert
-from storage.rows import CHUNK as _CHUNK
+from storage.rows import chunks
 from storage.schema import Change, Delivery, Document, Page, Version
 
 
@@ -83,9 +83,8 @@ class PollWriter:
         if rec.page_urls is not None:
             stale = [r.url for r in self.conn.execute(select(Page.c.url).where(Page.c.feed_id == rec.feed_id))
                      if r.url not in rec.page_urls]
-            for i in range(0, len(stale), _CHUNK):
-                self.conn.execute(delete(Page).where(Page.c.feed_id == rec.feed_id,
-                                                     Page.c.url.in_(stale[i:i + _CHUNK])))
+            for chunk in chunks(stale):
+                self.conn.execute(delete(Page).where(Page.c.feed_id == rec.feed_id, Page.c.url.in_(chunk)))
         for p in rec.pages:
             values = {"etag": p.validators.etag, "last_modified": p.validators.last_modified,
                       "lastmod": p.lastmod, "body_hash": p.body_hash, "text_hash": p.text_hash,
@@ -133,10 +132,10 @@ class PollWriter:
         """Current version, title, guid and link of the stored documents these polls touch."""
         ids = [r.doc_id for r in rows]
         found: dict[int, Any] = {}
-        for i in range(0, len(ids), _CHUNK):
+        for id_chunk in chunks(ids):
             for d in self.conn.execute(select(Document.c.id, Document.c.latest_version, Document.c.title,
                                               Document.c.guid,
-                                              Document.c.link).where(Document.c.id.in_(ids[i:i + _CHUNK]))):
+                                              Document.c.link).where(Document.c.id.in_(id_chunk))):
                 found[d.id] = d
         for r in rows:
             assert r.doc_id is not None
@@ -159,8 +158,7 @@ class PollWriter:
         # Without RETURNING: on SQLite, RETURNING in parameter order means one statement per row.
         self.conn.execute(_INSERT_DOCUMENT, params)
         found: dict[tuple[int, str], int] = {}
-        for i in range(0, len(params), _CHUNK):
-            chunk = params[i:i + _CHUNK]
+        for chunk in chunks(params):
             feeds, keys = {p["feed_id"] for p in chunk}, [p["key"] for p in chunk]
             for row in self.conn.execute(select(Document.c.feed_id, Document.c.key, Document.c.id).where(
                     Document.c.feed_id.in_(feeds), Document.c.key.in_(keys))):
@@ -219,8 +217,7 @@ class PollWriter:
         # These polls' change rows: one per (document, version, kind), each detected at its poll's `now`.
         ids: dict[tuple[int, int, str], int] = {}
         polls = {(p["feed_id"], p["detected_at"]) for p in params}
-        for i in range(0, len(params), _CHUNK):
-            chunk = params[i:i + _CHUNK]
+        for chunk in chunks(params):
             query = (select(Change.c.id, Change.c.feed_id, Change.c.detected_at, Change.c.document_id,
                             Change.c.version, Change.c.kind)
                      .where(Change.c.document_id.in_({p["document_id"] for p in chunk}),
@@ -252,9 +249,9 @@ class PollWriter:
 def latest_raw_hashes(conn: Connection, doc_ids: Sequence[int]) -> dict[int, bytes]:
     """Document id -> raw item hash of its latest version: what a new version is compressed against."""
     out: dict[int, bytes] = {}
-    for i in range(0, len(doc_ids), _CHUNK):
+    for chunk in chunks(doc_ids):
         rows = conn.execute(select(Version.c.document_id, Version.c.raw_hash).join(Document, and_(
             Document.c.id == Version.c.document_id, Document.c.latest_version == Version.c.number))
-            .where(Version.c.document_id.in_(doc_ids[i:i + _CHUNK]), Version.c.raw_hash.is_not(None)))
+            .where(Version.c.document_id.in_(chunk), Version.c.raw_hash.is_not(None)))
         out.update({r.document_id: r.raw_hash for r in rows})
     return out
