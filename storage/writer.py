@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from monitor import codec
 from monitor.headline import change_summary
-from monitor.models import ChangeKind, DocumentDiff, DocumentUpdate, PollRecord, RecordedChange
+from monitor.models import ChangeKind, DocumentUpdate, PollRecord, RecordedChange
 from storage import blobs
 from storage.db import upsert_insert
 from storage.rows import chunks
@@ -37,6 +37,8 @@ class _Row:
     title: str = ""
     guid: str | None = None
     link: str | None = None
+    raw_hash: bytes | None = None      # of its new version's raw item, hashed once (storage.writer.store_blobs)
+    diff_hash: bytes | None = None     # of its diff's JSON
 
 
 _WHERE_ID = update(Document).where(Document.c.id == bindparam("b_id"))
@@ -61,7 +63,6 @@ class PollWriter:
 
     def __init__(self, conn: Connection, records: Sequence[PollRecord]) -> None:
         self.conn, self.records = conn, records
-        self.diffs: dict[int, bytes] = {}          # id(diff) -> its JSON, encoded once
 
     def write(self) -> list[list[RecordedChange]]:
         """Each poll's recorded changes, in the order of the records."""
@@ -92,12 +93,6 @@ class PollWriter:
             stmt = upsert_insert(self.conn, Page).values(feed_id=rec.feed_id, url=p.url, **values)
             self.conn.execute(stmt.on_conflict_do_update(index_elements=["feed_id", "url"], set_=values))
 
-    def diff_json(self, diff: DocumentDiff) -> bytes:
-        key = id(diff)
-        if key not in self.diffs:
-            self.diffs[key] = codec.diff_to_json(diff)
-        return self.diffs[key]
-
     def store_blobs(self, rows: list[_Row]) -> None:
         """Raw items first, each compressed against its document's keyframe; then texts and diffs,
         compressed against the keyframe of their version's raw item (storage.blobs)."""
@@ -109,19 +104,19 @@ class PollWriter:
         for r in rows:
             u = r.update
             item = u.decision.item
-            raw_hash = None
             if item is not None and u.decision.new_version:
-                raw_hash = hashlib.sha256(item.raw).digest()
+                r.raw_hash = raw_hash = hashlib.sha256(item.raw).digest()
                 raws[raw_hash] = item.raw
                 rest[item.text_hash] = item.text.encode()
                 similar[item.text_hash] = raw_hash
                 if (before := previous.get(u.decision.document_id or 0)) is not None:
                     similar[raw_hash] = before
             if u.diff is not None:
-                data = self.diff_json(u.diff)
+                data = codec.diff_to_json(u.diff)
                 rest[diff_hash := hashlib.sha256(data).digest()] = data
-                if raw_hash is not None:
-                    similar[diff_hash] = raw_hash
+                r.diff_hash = diff_hash
+                if r.raw_hash is not None:
+                    similar[diff_hash] = r.raw_hash
         existing = blobs.stored(self.conn, [*raws, *rest])     # one query for both kinds
         if raws:
             blobs.put(self.conn, raws, similar=similar, chain=True, existing=existing)
@@ -193,7 +188,7 @@ class PollWriter:
             item = r.update.decision.item
             assert item is not None
             params.append(dict(document_id=r.doc_id, number=r.version, created_at=r.rec.now, title=item.title,
-                               link=item.link, text_hash=item.text_hash, raw_hash=hashlib.sha256(item.raw).digest(),
+                               link=item.link, text_hash=item.text_hash, raw_hash=r.raw_hash,
                                state_hash=item.state_hash))
         self.conn.execute(_INSERT_VERSION, params)
 
@@ -212,7 +207,7 @@ class PollWriter:
                 revert_of=d.revert_of, detected_at=r.rec.now, title=r.title, baseline=r.rec.baseline,
                 summary=change_summary(d.kind, diff, d.revert_of, r.rec.rebaseline,
                                        returned_from=r.version - 1 if returned else None),
-                diff_hash=hashlib.sha256(self.diff_json(diff)).digest() if diff else None))
+                diff_hash=r.diff_hash))
         self.conn.execute(_INSERT_CHANGE, params)
         # These polls' change rows: one per (document, version, kind), each detected at its poll's `now`.
         ids: dict[tuple[int, int, str], int] = {}
