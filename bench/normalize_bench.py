@@ -1,0 +1,243 @@
+"""Canonicalisation (monitor.normalize) per item: CPU time, and a dump that pins every byte it gives.
+
+    .venv/bin/python bench/normalize_bench.py [--before DIR] [--repeat 5] [--farm-feeds 25]
+    .venv/bin/python bench/normalize_bench.py --dump FILE [--code DIR]
+
+Items: the bench farm's (bench/farm.py, 20 items of 3-11 KB HTML per feed, through monitor.parse as a
+cycle reads them) and the replay corpus's (tests/fixtures/corpus: the seed feed and the 60 steps). The
+table gives CPU time (process_time) per item, the best of the repeats (the machine is shared: the
+least disturbed pass is the one to compare), of ``normalize_item`` and of its
+parts: the lxml parse, the block walk of the parsed tree, and ``render``.
+
+``--before DIR`` runs the same measurement (and the dump) with the ``monitor`` package of another
+checkout, in a child process, and prints both columns and whether the two dumps are identical.
+A different dump is a false change for every user of the changed code: canonical text feeds the hashes.
+
+The dump (``--dump``) holds, for every item of every feed fixture (tests/fixtures/*.xml and the corpus),
+of the farm, of the page fixtures, of the case tables and of 3,000 seeded tag-soup documents
+(tests/tag_soup.py): the canonical text, title, hashes and blocks (kind, level, heading path), read
+plainly, with ``links: true`` and a base URL, and with an ignore pattern.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.farm import FarmContent  # noqa: E402
+from tests.tag_soup import soup  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+CASES = ROOT / "tests" / "cases"
+BASE = "https://example.org/feed/"
+IGNORE = re.compile(r"(?i)\b(the|kubernetes)\b")
+SOUP_SEEDS = 3000
+
+
+def feed_bodies(farm_feeds: int) -> dict[str, list[tuple[str, bytes]]]:
+    """Feed bodies by set: the farm's, and the fixtures' (the corpus steps and seed included)."""
+    farm = FarmContent(max(farm_feeds, 1), 20)
+    fixtures = [*sorted(FIXTURES.glob("*.xml")), FIXTURES / "corpus" / "seed-feed.xml"]
+    steps = sorted((FIXTURES / "corpus" / "k8s-community").glob("step_*.xml"))
+    return {"farm": [(f"farm/{i}", farm.body(i)[0]) for i in range(farm_feeds)],
+            "corpus": [(p.name, p.read_bytes()) for p in [fixtures[-1], *steps]],
+            "fixtures": [(p.name, p.read_bytes()) for p in fixtures[:-1]]}
+
+
+def parsed(bodies: list[tuple[str, bytes]]) -> list[tuple[str, Any]]:
+    from monitor.models import FetchResult, Validators
+    from monitor.parse import parse
+
+    out = []
+    for name, body in bodies:
+        feed = parse(name, FetchResult(BASE, 200, body, None, Validators()))
+        out += [(f"{name}#{n}", item) for n, item in enumerate(feed.items)]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the dump
+
+
+def dump_lines(farm_feeds: int) -> Iterator[str]:
+    """One JSON line per (input, reading): everything normalisation returns."""
+    from monitor.models import ParsedItem
+
+    bodies = feed_bodies(farm_feeds)
+    items = [x for name in ("fixtures", "corpus", "farm") for x in parsed(bodies[name])]
+    items += [(f"page/{n}", ParsedItem(None, None, "", h, b"")) for n, h in _pages()]
+    items += [(f"case/{n}", ParsedItem(None, None, t, h, b"", title_is_html=True)) for n, t, h in _cases()]
+    items += [(f"soup/{s}", ParsedItem(None, None, soup(s + 1), soup(s), b"", title_is_html=True))
+              for s in range(SOUP_SEEDS)]
+    items += [(f"plain/{s}", ParsedItem(None, None, soup(s), soup(s), b"", content_is_html=False))
+              for s in range(0, SOUP_SEEDS, 10)]
+    for name, item in items:
+        for reading, kw in (("plain", {}), ("links", {"links": True, "base": BASE}), ("ignore", {"ignore": [IGNORE]})):
+            yield json.dumps([name, reading, *_record(item, kw)], ensure_ascii=False)
+    for s in range(0, SOUP_SEEDS, 3):
+        yield json.dumps([f"tree/{s}", "element", _tree_blocks(soup(s), namespaced=s % 2 == 1)], ensure_ascii=False)
+
+
+def _record(item: Any, kw: dict[str, Any]) -> list[Any]:
+    from monitor.normalize import html_blocks, normalize_item, text_blocks
+
+    out = normalize_item(item, **kw)
+    links = {k: v for k, v in kw.items() if k != "ignore"}
+    blocks = html_blocks(item.content, **links) if item.content_is_html else text_blocks(item.content)
+    return [out.title, out.link, out.text, out.text_hash.hex(), out.state_hash.hex(),
+            [[b.kind.value, b.text, b.level, list(b.path)] for b in blocks]]
+
+
+def _tree_blocks(html: str, *, namespaced: bool) -> list[Any]:
+    """The blocks of an element parsed elsewhere: lxml.html keeps comments and processing instructions,
+    and XHTML tags carry a namespace."""
+    import lxml.etree
+    import lxml.html
+
+    from monitor.normalize import html_blocks
+
+    try:
+        root = lxml.html.document_fromstring(html)
+    except (lxml.etree.ParserError, ValueError):
+        return []
+    if namespaced:
+        for el in root.iter(tag=lxml.etree.Element):
+            if el.tag.isalnum():
+                el.tag = "{http://www.w3.org/1999/xhtml}" + el.tag
+    return [[b.kind.value, b.text, b.level, list(b.path)] for b in html_blocks(root, links=True)]
+
+
+def _pages() -> Iterator[tuple[str, str]]:
+    from monitor.select import parse_html, select
+
+    for path in sorted((FIXTURES / "pages").glob("*.html")):
+        root = parse_html(path.read_bytes(), "text/html; charset=utf-8")
+        if root is not None:
+            yield path.name, select(root).html
+
+
+def _cases() -> Iterator[tuple[str, str, str]]:
+    for table in ("normalize", "visible_text"):
+        for case in yaml.safe_load((CASES / f"{table}.yaml").read_text()):
+            yield f"{table}/{case['name']}", case["html"], case["html"]
+
+
+def write_dump(path: Path, farm_feeds: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("w", encoding="utf-8") as f:
+        for line in dump_lines(farm_feeds):
+            f.write(line + "\n")
+            digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+def best_us(call: Callable[[], object], count: int, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.process_time()
+        call()
+        times.append(time.process_time() - started)
+    return min(times) * 1e6 / max(count, 1)
+
+
+def measure(farm_feeds: int, repeat: int) -> dict[str, dict[str, float]]:
+    """µs per item of each step, for the farm's items and the corpus's."""
+    from monitor.canonical import render
+    from monitor.normalize import html_blocks, normalize_item, parse_html
+
+    bodies = feed_bodies(farm_feeds)
+    out: dict[str, dict[str, float]] = {}
+    for name in ("farm", "corpus"):
+        items = [item for _, item in parsed(bodies[name])]
+        html = [i.content for i in items]
+        roots = [parse_html(h) for h in html]
+        blocks = [html_blocks(r) for r in roots]
+        steps: dict[str, Callable[[], object]] = {
+            "normalize_item": lambda items=items: [normalize_item(i, base=BASE) for i in items],
+            "  parse_html": lambda html=html: [parse_html(h) for h in html],
+            "  walk (html_blocks of a tree)": lambda roots=roots: [html_blocks(r) for r in roots],
+            "  render": lambda blocks=blocks: [render(b) for b in blocks],
+        }
+        out[name] = {step: best_us(call, len(items), repeat) for step, call in steps.items()}
+        out[name]["items"] = len(items)
+    return out
+
+
+def _child(code: Path, args: argparse.Namespace, dump: Path) -> dict[str, Any]:
+    """The measurement and dump of another checkout's monitor package, in a child process."""
+    cmd = [sys.executable, __file__, "--code", str(code), "--json", "--repeat", str(args.repeat),
+           "--farm-feeds", str(args.farm_feeds), "--dump", str(dump)] + ["--no-dump"] * args.no_dump
+    result: dict[str, Any] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", type=Path, help="another checkout to compare with (its monitor package)")
+    parser.add_argument("--code", type=Path, help="read the monitor package from this checkout")
+    parser.add_argument("--dump", type=Path, help="write the dump here (and print its sha256)")
+    parser.add_argument("--farm-feeds", type=int, default=25)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-dump", action="store_true", help="time only")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.code:
+        sys.path.insert(0, str(args.code.resolve()))
+    if args.json:
+        from monitor import normalize
+
+        digest = "" if args.no_dump else write_dump(args.dump, args.farm_feeds)
+        print(json.dumps({"code": normalize.__file__, "dump": digest,
+                          "times": measure(args.farm_feeds, args.repeat)}))
+        return 0
+    if args.dump and not args.before:
+        print(f"{write_dump(args.dump, args.farm_feeds)}  {args.dump}")
+        return 0
+    dump = args.dump or Path("/tmp/normalize_bench.dump")
+    before = _child(args.before, args, dump.with_suffix(".before")) if args.before else None
+    now = _child(ROOT, args, dump)
+    _print_table(now, before)
+    print("\n" + "\n".join(f"{label}: {r['code']}" for label, r in (("before", before), ("now", now)) if r))
+    if args.no_dump:
+        return 0
+    if before:
+        same = "identical" if before["dump"] == now["dump"] else "DIFFERENT"
+        print(f"\ndump sha256: before {before['dump']}, now {now['dump']}: {same}")
+    else:
+        print(f"\ndump sha256: {now['dump']}")
+    return 0 if before is None or before["dump"] == now["dump"] else 1
+
+
+def _print_table(now: dict[str, Any], before: dict[str, Any] | None) -> None:
+    head = f"{'set':8} {'step':32} {'items':>6} " + (f"{'before µs':>10} " if before else "") + f"{'now µs':>10}"
+    print(head + ("   ratio" if before else ""))
+    for name, times in now["times"].items():
+        for step, us in times.items():
+            if step == "items":
+                continue
+            row = f"{name:8} {step:32} {int(times['items']):6} "
+            if before:
+                was = before["times"][name][step]
+                row += f"{was:10.1f} {us:10.1f}   {us / was:5.2f}"
+            else:
+                row += f"{us:10.1f}"
+            print(row)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
