@@ -229,10 +229,12 @@ class PollWriter:
         return out
 
     def outbox(self, changes: dict[int, list[RecordedChange]]) -> None:
+        """One row per (change, target) and per (alert, target). Every row names the same columns: an
+        executemany takes its columns from its first row, and an alert after a change lost its payload."""
         rows: list[dict[str, Any]] = []
         for rec in self.records:
-            rows += [dict(change_id=c.id, feed_id=rec.feed_id, target=t, kind="change", status="pending",
-                          attempts=0, created_at=rec.now, next_attempt_at=rec.now)
+            rows += [dict(change_id=c.id, feed_id=rec.feed_id, target=t, kind="change", payload=None,
+                          status="pending", attempts=0, created_at=rec.now, next_attempt_at=rec.now)
                      for c in changes.get(id(rec), []) if not c.baseline for t in rec.notify]
             rows += [dict(change_id=None, feed_id=rec.feed_id, target=t, kind=a.kind, payload=a.payload,
                           status="pending", attempts=0, created_at=rec.now, next_attempt_at=rec.now)

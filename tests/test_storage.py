@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text, update
 from monitor import config
 from monitor.cycle import poll_due
 from monitor.errors import LeaseLost, SchemaTooNewError
-from monitor.models import ChangeKind, Decision, DocumentUpdate, Item, PollRecord, PollStatus, utcnow
+from monitor.models import Alert, ChangeKind, Decision, DocumentUpdate, Item, PollRecord, PollStatus, utcnow
 from monitor.normalize import state_hash
 from monitor.poll import process_body
 from storage.db import HEAD, REVISIONS, open_engine, schema_state
@@ -109,6 +109,23 @@ def test_polls_recorded_together_keep_their_own_leases(database_url: str) -> Non
     with store.engine.connect() as conn:
         assert sorted(conn.execute(select(Change.c.feed_id)).scalars()) == [ids["a"], ids["c"]]
         assert conn.execute(select(Feed.c.polls).where(Feed.c.id == ids["b"])).scalar() == 0
+    store.close()
+
+
+def test_an_alert_recorded_with_another_polls_notified_change_keeps_its_payload(database_url: str) -> None:
+    """Group commit: one poll's notified change and another's error alert go to the outbox in one batch, and
+    the alert keeps its payload (rows of two shapes in one executemany once lost it: the alert was sent
+    without its error)."""
+    store = Store.open(database_url)
+    ids = store.sync_feeds([("a", "u1"), ("b", "u2")])
+    store.claim_due_feeds(list(ids.values()), "me:1", limit=2, lease=600)
+    failed = PollRecord(feed_id=ids["b"], feed="b", owner="me:1", now=utcnow(), status=PollStatus.ERROR,
+                        next_due_at=utcnow() + timedelta(hours=1), error="boom",
+                        alerts=(Alert("error", ("chat",), '{"feed": "b", "error": "boom"}'),))
+    store.record_polls([poll(store, ids["a"], "me:1", [new_item("x", "text")], notify=("chat",)), failed])
+    claimed = store.outbox.claim("sender:1", now=utcnow(), lease=60)
+    assert [(d.kind, d.feed, d.payload) for d in claimed] == [
+        ("change", "a", {}), ("error", "b", {"feed": "b", "error": "boom"})]
     store.close()
 
 
