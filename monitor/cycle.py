@@ -107,6 +107,7 @@ def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: b
     due = store.due_feeds(list(ids.values()))
     pollers = min(settings.polling.processes or os.cpu_count() or 1, due // POOL_THRESHOLD)
     if pollers <= 1:
+        log.debug("run due=%d pollers=1", due)
         return asyncio.run(poll_due(store, settings, ids=ids, ignore_backoff=force, on_outcome=on_outcome))
     ctx = multiprocessing.get_context("fork")      # before any event loop or thread exists in this process
     children = []
@@ -122,6 +123,7 @@ def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: b
     outcomes = asyncio.run(poll_due(store, settings, ids=ids, parse_pool=False, ignore_backoff=force,
                                     on_outcome=on_outcome))
     reader.join()
+    log.debug("run due=%d pollers=%d polled=%d here, %d by the others", due, pollers, len(outcomes), len(theirs))
     return sorted(outcomes + theirs, key=lambda o: o.name)
 
 

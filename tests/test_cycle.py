@@ -1,0 +1,72 @@
+"""`run` spread over poller processes (monitor.cycle.run_cycle) says exactly what one process says.
+
+With many feeds due, `run` forks a poller process per extra core; each polls the feeds it claims and sends
+its outcomes to the parent, which prints the run's summary or its `run --json` document. Both are compared
+byte for byte with a run of the same feeds in a single process, on a first run (every document a silent
+baseline, some feeds failing) and on a second one (changed documents with their diffs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.helpers import FeedServer, corpus_step, run_process, write_config
+
+FEEDS = 40   # run forks one more poller per 16 due feeds (monitor.cycle.POOL_THRESHOLD), up to `processes`;
+             # each claims at most 32 feeds at a time (concurrency 1), so the other poller gets some
+MISSING = {7, 23}   # feeds answering 404
+
+
+def serve(server: FeedServer, run: int) -> None:
+    """Feed i serves corpus step i % 20 on the first run and step i % 20 + 20 on the second (many changes)."""
+    for i in range(FEEDS):
+        if i not in MISSING:
+            server.set(f"/feed/{i}.xml", corpus_step(i % 20 + 20 * run))
+
+
+def config(tmp_path: Path, server: FeedServer, name: str, processes: int) -> str:
+    feeds = "".join(f"  - {{name: feed-{i}, url: '{server.url(f'/feed/{i}.xml')}'}}\n" for i in range(FEEDS))
+    path = write_config(tmp_path / f"{name}.yaml", f"database: sqlite:///{tmp_path / name}.db\n"
+                        f"polling: {{processes: {processes}, concurrency: 1}}\nfeeds:\n{feeds}")
+    return str(path)
+
+
+def runs(tmp_path: Path, server: FeedServer, *output: str) -> list[tuple[str, str]]:
+    """(single process, two poller processes) stdout of a first and a second `run`."""
+    one, two = config(tmp_path, server, "one", 1), config(tmp_path, server, "two", 2)
+    printed = []
+    for run in (0, 1):
+        serve(server, run)
+        single = run_process("--config", one, "-v", "run", "--force", *output)
+        forked = run_process("--config", two, "-v", "run", "--force", *output)
+        assert re.search(r"pollers=1$", single.err, re.M)
+        assert re.search(r"pollers=2 polled=[1-9][0-9]* here, [1-9][0-9]* by the others$", forked.err, re.M)
+        assert (single.code, forked.code) == (1, 1), forked.err   # the missing feeds failed
+        printed.append((single.out, forked.out))
+    return printed
+
+
+def test_run_json_from_two_poller_processes_is_byte_for_byte_the_single_process_document(
+        tmp_path: Path, server: FeedServer) -> None:
+    (first, first_forked), (second, second_forked) = runs(tmp_path, server, "--json")
+    assert first_forked == first and second_forked == second
+    baseline, changed = json.loads(first), json.loads(second)
+    assert [f["name"] for f in baseline["feeds"]] == sorted(f"feed-{i}" for i in range(FEEDS))
+    assert {f["name"] for f in baseline["feeds"] if f["status"] == "error"} == {f"feed-{i}" for i in MISSING}
+    assert len(baseline["changes"]) > FEEDS and all(c.get("baseline") for c in baseline["changes"])
+    assert [c["feed"] for c in baseline["changes"]] == sorted(c["feed"] for c in baseline["changes"])
+    assert any(c["kind"] == "changed" and c["inserted"] for c in changed["changes"])
+    for out in (first, second):     # the document is json.dump's, indentation and all
+        assert out == json.dumps(json.loads(out), ensure_ascii=False, indent=2) + "\n"
+
+
+def test_run_summary_from_two_poller_processes_is_the_single_process_summary(
+        tmp_path: Path, server: FeedServer) -> None:
+    (first, first_forked), (second, second_forked) = runs(tmp_path, server)
+    assert first_forked == first and second_forked == second
+    baselines = [line for line in first.splitlines() if "first poll: " in line]
+    assert len(baselines) == FEEDS - len(MISSING) and first.count("\n") == len(baselines)
+    assert any(": changed \u201c" in line for line in second.splitlines())
+
