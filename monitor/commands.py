@@ -110,8 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     names = _feed_names(settings, args.feed)
     if not settings.feeds:
         raise ConfigError("no feeds configured", source=str(settings.source))
+    listed: list[FeedOutcome] = []       # run --json: the outcomes with every change listed
     with _open_store(args, settings) as store:
-        outcomes = _poll(store, settings, names, force=args.force, show_progress=progress.wanted(args))
+        outcomes = _poll(store, settings, names, force=args.force, show_progress=progress.wanted(args),
+                         listed=listed if args.json else None)
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
         if not outcomes:
             _say_why_nothing_ran(store, [f.name for f in settings.polled(names)], force=args.force)
@@ -120,9 +122,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = RunReport(tuple(outcomes), deliveries)
     _log_run(report)
     if args.json:
-        _print_json(run_json(report))
+        _print_json(run_json(report, sorted(listed, key=lambda o: o.name)))
     else:
-        _print_changes(report.changes)
+        _print_changes(report.feeds)
     return EXIT_FAILED if report.failed or not metrics_ok else EXIT_OK
 
 
@@ -152,29 +154,30 @@ def _say_why_nothing_ran(store: Store, names: list[str], *, force: bool) -> None
     log.info("nothing due%s%s (--force polls now)", f"; next at {_when(upcoming)}" if upcoming else "", hosts)
 
 
-def _print_changes(changes: Sequence[RecordedChange]) -> None:
-    """One line per change; a feed's first poll (its silent baseline) is one line for the whole feed."""
-    baselines: dict[str, int] = {}
-    for c in changes:
-        if c.baseline and c.kind.value == "added":
-            baselines[c.feed] = baselines.get(c.feed, 0) + 1
-        else:
-            print(_inert(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}"))
-    for feed, n in baselines.items():
-        print(f"{feed}: first poll: {plural(n, 'document')} recorded (not notified)")
+def _print_changes(outcomes: Sequence[FeedOutcome]) -> None:
+    """One line per change; a feed's first poll (its silent baseline) is one line for the whole feed.
+    The outcomes count their baselines (FeedOutcome.counted)."""
+    for c in (c for o in outcomes for c in o.changes):
+        print(_inert(f"{c.feed}: {c.kind.value} \u201c{c.title}\u201d v{c.version}: {c.summary}"))
+    for o in outcomes:
+        if o.baselines:
+            print(f"{o.name}: first poll: {plural(o.baselines, 'document')} recorded (not notified)")
 
 
 def _poll(store: Store, settings: Settings, names: list[str] | None, *, force: bool,
-          show_progress: bool = False) -> list[FeedOutcome]:
-    """Poll what is due. With nothing due, the fetch/parse/diff machinery is not even imported."""
+          show_progress: bool = False, listed: list[FeedOutcome] | None = None) -> list[FeedOutcome]:
+    """Poll what is due; the outcomes count their silent baseline additions (FeedOutcome.counted), and
+    `listed` gets each outcome with every change listed. With nothing due, the fetch/parse/diff machinery is
+    not even imported."""
     ids = store.sync_feeds([(f.name, f.url) for f in settings.polled(names)])
     due = len(ids) if force else store.due_feeds(list(ids.values()))
     if not due:
         return []
     from monitor.cycle import run_cycle
 
-    with progress.run_cycle(show_progress, due) as on_outcome:
-        return run_cycle(store, settings, ids, force=force, on_outcome=on_outcome)
+    with progress.run_cycle(show_progress, due) as shown:
+        on_outcome = listed.append if listed is not None else shown     # progress is never shown with --json
+        return run_cycle(store, settings, ids, force=force, on_outcome=on_outcome, list_baselines=listed is not None)
 
 
 def _deliver(store: Store, settings: Settings, *, send: bool, force: bool = False) -> DeliveryCounts:
@@ -200,12 +203,12 @@ def _feed_names(settings: Settings, wanted: Sequence[str] | None) -> list[str] |
     return list(wanted)
 
 
-def run_json(report: RunReport) -> dict[str, object]:
-    """The `run --json` contract (DESIGN §3)."""
+def run_json(report: RunReport, listed: Sequence[FeedOutcome]) -> dict[str, object]:
+    """The `run --json` contract (DESIGN §3): the report's feeds, every change of the `listed` outcomes."""
     from monitor.render import sections_of
 
     changes = []
-    for c in report.changes:
+    for c in (c for o in listed for c in o.changes):
         entry: dict[str, object] = {
             "feed": c.feed, "document": c.guid or c.link or str(c.document_id), "title": c.title,
             "kind": c.kind.value, "version": c.version, "sections": sections_of(c.diff),
@@ -244,7 +247,7 @@ def _log_run(report: RunReport) -> None:
     statuses = "".join(f" {k}={v}" for k, v in sorted(by_status.items()))
     d = report.deliveries
     log.info("run feeds=%d%s changes=%d sent=%d failed=%d pending=%d", len(report.feeds), statuses,
-             len(report.changes), d.sent, d.failed, d.pending)
+             report.change_count, d.sent, d.failed, d.pending)
     if d.dead:
         log.warning("%d deliver%s given up: see 'feedwatch status'; send again with 'feedwatch deliveries retry'",
                     d.dead, "ies were" if d.dead != 1 else "y was")

@@ -71,14 +71,17 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
                    process: Process | None = None,
                    stop: asyncio.Event | None = None, parse_pool: bool = True,
                    ignore_backoff: bool | None = None, ids: dict[str, int] | None = None,
-                   on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
+                   on_outcome: Callable[[FeedOutcome], None] | None = None,
+                   list_baselines: bool = False) -> list[FeedOutcome]:
     """One cycle: poll every due feed (all selected feeds with `force`), each exactly once.
 
     `force` also polls the feeds of hosts that asked to be left alone (Retry-After): the user asked for
     now (`ignore_backoff` alone does that without making feeds due again, for run's poller processes).
     With many feeds due (and `parse_pool`), parsing moves to a pool of worker processes. `on_outcome` is
-    called with each feed's outcome as it is recorded (progress display, poller processes). `ids` are the
-    selected feeds' ids when the caller has synced them already (Store.sync_feeds)."""
+    called with each feed's outcome as it is recorded (progress display, poller processes), with its silent
+    baseline additions listed if `list_baselines` (`run --json` shows them), else counted (FeedOutcome.counted);
+    the outcomes returned always count them. `ids` are the selected feeds' ids when the caller has synced them
+    already (Store.sync_feeds)."""
     ignore_backoff = force if ignore_backoff is None else ignore_backoff
     owner = owner or owner_id()
     if ids is None:
@@ -88,18 +91,22 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     workers = settings.polling.processes or os.cpu_count() or 1
     if parse_pool and process is None and workers > 1 and store.due_feeds(list(ids.values())) >= POOL_THRESHOLD:
         with ParsePool(workers) as pool:
-            return await _poll_cycle(store, settings, ids, owner, pool, stop, ignore_backoff, on_outcome)
-    return await _poll_cycle(store, settings, ids, owner, process, stop, ignore_backoff, on_outcome)
+            return await _poll_cycle(store, settings, ids, owner, pool, stop, ignore_backoff, on_outcome,
+                                     list_baselines)
+    return await _poll_cycle(store, settings, ids, owner, process, stop, ignore_backoff, on_outcome, list_baselines)
 
 
 def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: bool = False,
-              on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
+              on_outcome: Callable[[FeedOutcome], None] | None = None,
+              list_baselines: bool = False) -> list[FeedOutcome]:
     """`feedwatch run`: one cycle, spread over every core when many feeds are due.
 
     Each extra core gets a poller process forked from this one. The pollers share the work through the
     feeds' leases exactly as separate `run`/`watch` processes would (so no feed is polled twice), and
     each does everything for the feeds it claims: fetch, parse, normalise, compare, store. Their
-    outcomes come back over a pipe, one by one as they are recorded (`on_outcome` sees every poller's).
+    outcomes come back over a pipe, one by one as they are recorded (`on_outcome` sees every poller's,
+    baselines listed or counted as in :func:`poll_due`; a first run over thousands of feeds records every
+    document, and neither the pipes nor the outcomes returned carry them unless asked).
     With few feeds due, one process does it all.
     """
     if force:
@@ -108,12 +115,13 @@ def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: b
     pollers = min(settings.polling.processes or os.cpu_count() or 1, due // POOL_THRESHOLD)
     if pollers <= 1:
         log.debug("run due=%d pollers=1", due)
-        return asyncio.run(poll_due(store, settings, ids=ids, ignore_backoff=force, on_outcome=on_outcome))
+        return asyncio.run(poll_due(store, settings, ids=ids, ignore_backoff=force, on_outcome=on_outcome,
+                                    list_baselines=list_baselines))
     ctx = multiprocessing.get_context("fork")      # before any event loop or thread exists in this process
     children = []
     for _ in range(pollers - 1):
         receive, send = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_poller_process, args=(store, settings, ids, send, force))
+        child = ctx.Process(target=_poller_process, args=(store, settings, ids, send, force, list_baselines))
         child.start()
         send.close()
         children.append((child, receive))
@@ -121,7 +129,7 @@ def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: b
     reader = threading.Thread(target=_receive, args=(children, theirs, on_outcome), daemon=True)
     reader.start()
     outcomes = asyncio.run(poll_due(store, settings, ids=ids, parse_pool=False, ignore_backoff=force,
-                                    on_outcome=on_outcome))
+                                    on_outcome=on_outcome, list_baselines=list_baselines))
     reader.join()
     log.debug("run due=%d pollers=%d polled=%d here, %d by the others", due, pollers, len(outcomes), len(theirs))
     return sorted(outcomes + theirs, key=lambda o: o.name)
@@ -141,7 +149,7 @@ class _ToParent:
 
 
 def _poller_process(store: Store, settings: Settings, ids: dict[str, int], send: Any,
-                    force: bool) -> None:
+                    force: bool, list_baselines: bool) -> None:
     """A forked poller: its own database connections, the same poll cycle, its outcomes and logs to the
     parent."""
     store.forget_inherited_connections()     # the parent's pooled connections stay the parent's
@@ -149,7 +157,7 @@ def _poller_process(store: Store, settings: Settings, ids: dict[str, int], send:
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__    # not a wrapper the parent may have installed
     logging.getLogger().handlers = [logging.handlers.QueueHandler(pipe)]   # type: ignore[arg-type]
     asyncio.run(poll_due(store, settings, ids=ids, parse_pool=False, ignore_backoff=force,
-                         on_outcome=pipe.put_nowait))
+                         on_outcome=pipe.put_nowait, list_baselines=list_baselines))
     pipe.put_nowait(None)
     send.close()
 
@@ -175,7 +183,7 @@ def _receive(children: list[tuple[Any, Any]], into: list[FeedOutcome],
             if isinstance(outcome, logging.LogRecord):
                 logging.getLogger(outcome.name).handle(outcome)
                 continue
-            into.append(outcome)
+            into.append(outcome.counted())
             if on_outcome is not None:
                 on_outcome(outcome)
 
@@ -183,7 +191,8 @@ def _receive(children: list[tuple[Any, Any]], into: list[FeedOutcome],
 async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], owner: str,
                       process: Process | None,
                       stop: asyncio.Event | None, ignore_backoff: bool = False,
-                      on_outcome: Callable[[FeedOutcome], None] | None = None) -> list[FeedOutcome]:
+                      on_outcome: Callable[[FeedOutcome], None] | None = None,
+                      list_baselines: bool = False) -> list[FeedOutcome]:
     capacity = max(32, settings.polling.concurrency * 8)   # claimed and queued: small batches balance the pollers
     outcomes: list[FeedOutcome] = []
     polled: set[int] = set()
@@ -213,9 +222,10 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
                     while True:
                         del tasks[done]
                         if not (outcome := done.result()).skipped:   # a discarded poll: its new owner reports it
-                            outcomes.append(outcome)
+                            counted = outcome.counted()
+                            outcomes.append(counted)
                             if on_outcome is not None:
-                                on_outcome(outcome)
+                                on_outcome(outcome if list_baselines else counted)
                         if finished.empty():
                             break
                         done = finished.get_nowait()

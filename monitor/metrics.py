@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.models import DeliveryCounts, FeedOutcome
+from monitor.models import ChangeKind, DeliveryCounts, FeedOutcome
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -91,6 +91,8 @@ class Metrics:
             self.polls[o.status.value] += 1
             for c in o.changes:
                 self.changes[c.kind.value] += 1
+            if o.baselines:
+                self.changes[ChangeKind.ADDED.value] += o.baselines
             seconds = o.elapsed_ms / 1000
             self.latency[next(i for i, b in enumerate(BUCKETS) if seconds <= b)] += 1
             self.latency_sum += seconds

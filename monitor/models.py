@@ -8,7 +8,7 @@ types too (never ORM rows), so every stage can be tested with plain values.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -263,6 +263,21 @@ class FeedOutcome:
     elapsed_ms: int = 0
     skipped: bool = False           # another process held the feed
     page_errors: tuple[str, ...] = ()   # one line per page of the source that failed this poll
+    baselines: int = 0              # silent baseline additions counted here instead of listed (see counted)
+
+    @property
+    def change_count(self) -> int:
+        """Every change the poll recorded, listed or counted."""
+        return len(self.changes) + self.baselines
+
+    def counted(self) -> FeedOutcome:
+        """This outcome with its silent baseline additions (a feed's first poll adds every document) counted
+        instead of listed: what a summary needs, and a cycle over thousands of new feeds need not hold
+        every document. Its other changes stay listed."""
+        listed = tuple(c for c in self.changes if not (c.baseline and c.kind is ChangeKind.ADDED))
+        if len(listed) == len(self.changes):
+            return self
+        return replace(self, changes=listed, baselines=self.baselines + len(self.changes) - len(listed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,8 +339,8 @@ class RunReport:
     deliveries: DeliveryCounts = field(default_factory=DeliveryCounts)
 
     @property
-    def changes(self) -> tuple[RecordedChange, ...]:
-        return tuple(c for f in self.feeds for c in f.changes)
+    def change_count(self) -> int:
+        return sum(f.change_count for f in self.feeds)
 
     @property
     def failed(self) -> bool:

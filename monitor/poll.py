@@ -418,7 +418,7 @@ def _log_poll(o: FeedOutcome) -> None:
     level = logging.WARNING if o.status is PollStatus.ERROR else logging.INFO
     if not log.isEnabledFor(level):
         return
-    fields = f"feed={o.name} status={o.status.value} documents={o.documents} changes={len(o.changes)} ms={o.elapsed_ms}"
+    fields = f"feed={o.name} status={o.status.value} documents={o.documents} changes={o.change_count} ms={o.elapsed_ms}"
     if o.error:
         fields += f" error={json.dumps(o.error)}"
     if o.page_errors:

@@ -91,7 +91,7 @@ def run_cycle(show: bool, due: int) -> Iterator[Callable[[Any], None] | None]:
     with bar(True, "polling", due, "feeds") as b:
         def on_outcome(outcome: Any) -> None:
             with lock:   # outcomes arrive from the event loop and from the thread reading the other pollers
-                counts["changes"] += len(outcome.changes)
+                counts["changes"] += outcome.change_count
                 counts["errors"] += outcome.status.value == "error"
                 note = f"{plural(counts['changes'], 'change')}, {plural(counts['errors'], 'error')}"
             b.advance(1, note)

@@ -126,7 +126,7 @@ class Watcher:
             errors = sum(1 for o in outcomes if o.status is PollStatus.ERROR)
             if outcomes or counts.sent or counts.failed:
                 log.info("cycle feeds=%d errors=%d changes=%d sent=%d failed=%d pending=%d", len(outcomes), errors,
-                         sum(len(o.changes) for o in outcomes), counts.sent, counts.failed, counts.pending)
+                         sum(o.change_count for o in outcomes), counts.sent, counts.failed, counts.pending)
             sd_notify(f"WATCHDOG=1\nSTATUS=polled {len(outcomes)} feeds ({errors} errors), "
                       f"{counts.pending} deliveries pending")
             await self._sleep()

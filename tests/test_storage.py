@@ -217,6 +217,6 @@ feeds:
         return process_body(feed, fetched, stored)
 
     outcomes = asyncio.run(poll_due(store, settings, process=parse_while_another_process_takes_the_feed))
-    assert [(o.name, o.status, len(o.changes)) for o in outcomes] == [("kept", PollStatus.OK, 4)]
+    assert [(o.name, o.status, o.change_count) for o in outcomes] == [("kept", PollStatus.OK, 4)]
     assert [d.feed for d in store.documents(None)] == ["kept"] * 4
     store.close()
