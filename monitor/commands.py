@@ -26,6 +26,7 @@ from monitor.humanize import iso_z, parse_when, plural, stamp
 if TYPE_CHECKING:
     from monitor.config import Settings
     from monitor.models import DeliveryCounts, DocumentInfo, FeedOutcome, RecordedChange, RunReport
+    from monitor.runjson import ChangeSpool
     from storage.store import Store
 
 log = logging.getLogger("feedwatch")
@@ -104,16 +105,30 @@ def _open_store(args: argparse.Namespace, settings: Settings | None, *, readonly
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.models import RunReport
-
     settings = _settings(args)
     names = _feed_names(settings, args.feed)
     if not settings.feeds:
         raise ConfigError("no feeds configured", source=str(settings.source))
-    listed: list[FeedOutcome] = []       # run --json: the outcomes with every change listed
+    if not args.json:
+        report, metrics_ok = _run(args, settings, names)
+        _print_changes(report.feeds)
+    else:
+        from monitor import runjson
+
+        with runjson.ChangeSpool() as spool:
+            report, metrics_ok = _run(args, settings, names, spool)
+            runjson.write(sys.stdout, report.feeds, spool, report.deliveries)
+    return EXIT_FAILED if report.failed or not metrics_ok else EXIT_OK
+
+
+def _run(args: argparse.Namespace, settings: Settings, names: list[str] | None,
+         spool: ChangeSpool | None = None) -> tuple[RunReport, bool]:
+    """Poll and deliver; the run's report and whether its metrics were written. `spool` gets every change."""
+    from monitor.models import RunReport
+
     with _open_store(args, settings) as store:
         outcomes = _poll(store, settings, names, force=args.force, show_progress=progress.wanted(args),
-                         listed=listed if args.json else None)
+                         spool=spool)
         deliveries = _deliver(store, settings, send=not args.no_notify, force=args.force)
         if not outcomes:
             _say_why_nothing_ran(store, [f.name for f in settings.polled(names)], force=args.force)
@@ -121,11 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.metrics_file else True
     report = RunReport(tuple(outcomes), deliveries)
     _log_run(report)
-    if args.json:
-        _print_json(run_json(report, sorted(listed, key=lambda o: o.name)))
-    else:
-        _print_changes(report.feeds)
-    return EXIT_FAILED if report.failed or not metrics_ok else EXIT_OK
+    return report, metrics_ok
 
 
 def _write_metrics(path: Path, outcomes: Sequence[FeedOutcome], deliveries: DeliveryCounts, store: Store,
@@ -165,9 +176,9 @@ def _print_changes(outcomes: Sequence[FeedOutcome]) -> None:
 
 
 def _poll(store: Store, settings: Settings, names: list[str] | None, *, force: bool,
-          show_progress: bool = False, listed: list[FeedOutcome] | None = None) -> list[FeedOutcome]:
+          show_progress: bool = False, spool: ChangeSpool | None = None) -> list[FeedOutcome]:
     """Poll what is due; the outcomes count their silent baseline additions (FeedOutcome.counted), and
-    `listed` gets each outcome with every change listed. With nothing due, the fetch/parse/diff machinery is
+    `spool` gets every change as each outcome arrives. With nothing due, the fetch/parse/diff machinery is
     not even imported."""
     ids = store.sync_feeds([(f.name, f.url) for f in settings.polled(names)])
     due = len(ids) if force else store.due_feeds(list(ids.values()))
@@ -176,8 +187,8 @@ def _poll(store: Store, settings: Settings, names: list[str] | None, *, force: b
     from monitor.cycle import run_cycle
 
     with progress.run_cycle(show_progress, due) as shown:
-        on_outcome = listed.append if listed is not None else shown     # progress is never shown with --json
-        return run_cycle(store, settings, ids, force=force, on_outcome=on_outcome, list_baselines=listed is not None)
+        on_outcome = spool.add if spool is not None else shown     # progress is never shown with --json
+        return run_cycle(store, settings, ids, force=force, on_outcome=on_outcome, list_baselines=spool is not None)
 
 
 def _deliver(store: Store, settings: Settings, *, send: bool, force: bool = False) -> DeliveryCounts:
@@ -201,36 +212,6 @@ def _feed_names(settings: Settings, wanted: Sequence[str] | None) -> list[str] |
         if settings.feed(name).paused:
             log.warning("--feed %s: paused in %s (paused: true); not polled", name, settings.source)
     return list(wanted)
-
-
-def run_json(report: RunReport, listed: Sequence[FeedOutcome]) -> dict[str, object]:
-    """The `run --json` contract (DESIGN §3): the report's feeds, every change of the `listed` outcomes."""
-    from monitor.render import sections_of
-
-    changes = []
-    for c in (c for o in listed for c in o.changes):
-        entry: dict[str, object] = {
-            "feed": c.feed, "document": c.guid or c.link or str(c.document_id), "title": c.title,
-            "kind": c.kind.value, "version": c.version, "sections": sections_of(c.diff),
-            "inserted": list(c.diff.inserted) if c.diff else [],
-            "deleted": list(c.diff.deleted) if c.diff else [],
-            "summary": c.summary,
-        }
-        if c.revert_of is not None:
-            entry["revert_of"] = c.revert_of
-        if c.returned:
-            entry["returned"] = True
-        if c.baseline:
-            entry["baseline"] = True
-        changes.append(entry)
-    return {
-        "feeds": [{"name": o.name, "status": o.status.value, "error": o.error, "documents": o.documents,
-                   **({"page_errors": list(o.page_errors)} if o.page_errors else {})}
-                  for o in report.feeds],
-        "changes": changes,
-        "deliveries": {"sent": report.deliveries.sent, "failed": report.deliveries.failed,
-                       "pending": report.deliveries.pending},
-    }
 
 
 def _dead_warning(dead: dict[str, int]) -> str:
