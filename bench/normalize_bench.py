@@ -10,7 +10,8 @@ least disturbed pass is the one to compare), of ``normalize_item`` and of its
 parts: the lxml parse, the block walk of the parsed tree, and ``render``.
 
 ``--before DIR`` runs the same measurement (and the dump) with the ``monitor`` package of another
-checkout, in a child process, and prints both columns and whether the two dumps are identical.
+checkout, in a child process, and prints both columns and whether the two dumps are identical. The two
+checkouts are measured in turn, ``--rounds`` times each, and each step keeps its best time.
 A different dump is a false change for every user of the changed code: canonical text feeds the hashes.
 
 The dump (``--dump``) holds, for every item of every feed fixture (tests/fixtures/*.xml and the corpus),
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import re
 import subprocess
@@ -30,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -155,88 +158,96 @@ def best_us(call: Callable[[], object], count: int, repeat: int) -> float:
     return min(times) * 1e6 / max(count, 1)
 
 
-def measure(farm_feeds: int, repeat: int) -> dict[str, dict[str, float]]:
-    """µs per item of each step, for the farm's items and the corpus's."""
-    from monitor.canonical import render
-    from monitor.normalize import html_blocks, normalize_item, parse_html
+def load_monitor(code: Path) -> dict[str, ModuleType]:
+    """The monitor modules of a checkout, imported beside the ones already loaded (each module keeps the
+    functions it imported from its own checkout), so two checkouts can be timed in turn in one process."""
+    saved = {k: m for k, m in sys.modules.items() if k.split(".")[0] == "monitor"}
+    for k in saved:
+        del sys.modules[k]
+    sys.path.insert(0, str(code.resolve()))
+    try:
+        importlib.import_module("monitor.normalize")
+        return {k: m for k, m in sys.modules.items() if k.split(".")[0] == "monitor"}
+    finally:
+        sys.path.pop(0)
+        for k in [k for k in sys.modules if k.split(".")[0] == "monitor"]:
+            del sys.modules[k]
+        sys.modules.update(saved)
 
-    bodies = feed_bodies(farm_feeds)
-    out: dict[str, dict[str, float]] = {}
-    for name in ("farm", "corpus"):
-        items = [item for _, item in parsed(bodies[name])]
-        html = [i.content for i in items]
-        roots = [parse_html(h) for h in html]
-        blocks = [html_blocks(r) for r in roots]
-        steps: dict[str, Callable[[], object]] = {
-            "normalize_item": lambda items=items: [normalize_item(i, base=BASE) for i in items],
-            "  parse_html": lambda html=html: [parse_html(h) for h in html],
-            "  walk (html_blocks of a tree)": lambda roots=roots: [html_blocks(r) for r in roots],
-            "  render": lambda blocks=blocks: [render(b) for b in blocks],
-        }
-        out[name] = {step: best_us(call, len(items), repeat) for step, call in steps.items()}
-        out[name]["items"] = len(items)
+
+def steps(modules: dict[str, ModuleType], items: list[Any]) -> dict[str, Callable[[], object]]:
+    """The timed steps over `items` with one checkout's functions."""
+    normalize, render = modules["monitor.normalize"], modules["monitor.canonical"].render
+    html = [i.content for i in items]
+    roots = [normalize.parse_html(h) for h in html]
+    blocks = [normalize.html_blocks(r) for r in roots]
+    return {"normalize_item": lambda: [normalize.normalize_item(i, base=BASE) for i in items],
+            "  parse_html": lambda: [normalize.parse_html(h) for h in html],
+            "  walk (html_blocks of a tree)": lambda: [normalize.html_blocks(r) for r in roots],
+            "  render": lambda: [render(b) for b in blocks]}
+
+
+def measure(checkouts: dict[str, Path], args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
+    """checkout -> set -> step -> µs per item; the checkouts take turns, each step keeps its best round."""
+    modules = {label: load_monitor(code) for label, code in checkouts.items()}
+    bodies = feed_bodies(args.farm_feeds)
+    sets = {name: [item for _, item in parsed(bodies[name])] for name in ("farm", "corpus")}
+    timed = {label: {name: steps(modules[label], items) for name, items in sets.items()} for label in checkouts}
+    out: dict[str, dict[str, dict[str, float]]] = {label: {name: {"items": len(items)} for name, items in sets.items()}
+                                                   for label in checkouts}
+    for _ in range(args.rounds):
+        for label in checkouts:
+            for name, calls in timed[label].items():
+                for step, call in calls.items():
+                    us = best_us(call, len(sets[name]), args.repeat)
+                    out[label][name][step] = min(us, out[label][name].get(step, us))
     return out
 
 
-def _child(code: Path, args: argparse.Namespace, dump: Path) -> dict[str, Any]:
-    """The measurement and dump of another checkout's monitor package, in a child process."""
-    cmd = [sys.executable, __file__, "--code", str(code), "--json", "--repeat", str(args.repeat),
-           "--farm-feeds", str(args.farm_feeds), "--dump", str(dump)] + ["--no-dump"] * args.no_dump
-    result: dict[str, Any] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    return result
+def _dump_in_child(code: Path, args: argparse.Namespace, dump: Path) -> str:
+    """The dump of a checkout's monitor package (and all it imports), written by a child process."""
+    cmd = [sys.executable, __file__, "--code", str(code), "--farm-feeds", str(args.farm_feeds), "--dump", str(dump)]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, help="another checkout to compare with (its monitor package)")
-    parser.add_argument("--code", type=Path, help="read the monitor package from this checkout")
+    parser.add_argument("--code", type=Path, default=ROOT, help="the checkout measured (default: this one)")
     parser.add_argument("--dump", type=Path, help="write the dump here (and print its sha256)")
     parser.add_argument("--farm-feeds", type=int, default=25)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="turns of each checkout")
     parser.add_argument("--no-dump", action="store_true", help="time only")
-    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.code:
-        sys.path.insert(0, str(args.code.resolve()))
-    if args.json:
-        from monitor import normalize
-
-        digest = "" if args.no_dump else write_dump(args.dump, args.farm_feeds)
-        print(json.dumps({"code": normalize.__file__, "dump": digest,
-                          "times": measure(args.farm_feeds, args.repeat)}))
-        return 0
     if args.dump and not args.before:
+        sys.path.insert(0, str(args.code.resolve()))
         print(f"{write_dump(args.dump, args.farm_feeds)}  {args.dump}")
         return 0
-    dump = args.dump or Path("/tmp/normalize_bench.dump")
-    before = _child(args.before, args, dump.with_suffix(".before")) if args.before else None
-    now = _child(ROOT, args, dump)
-    _print_table(now, before)
-    print("\n" + "\n".join(f"{label}: {r['code']}" for label, r in (("before", before), ("now", now)) if r))
+    checkouts = {"before": args.before, "now": args.code} if args.before else {"now": args.code}
+    _print_table(measure(checkouts, args))
+    print("\n" + "\n".join(f"{label}: {code.resolve()}" for label, code in checkouts.items()))
     if args.no_dump:
         return 0
-    if before:
-        same = "identical" if before["dump"] == now["dump"] else "DIFFERENT"
-        print(f"\ndump sha256: before {before['dump']}, now {now['dump']}: {same}")
-    else:
-        print(f"\ndump sha256: {now['dump']}")
-    return 0 if before is None or before["dump"] == now["dump"] else 1
+    dump = args.dump or Path("/tmp/normalize_bench.dump")
+    digests = {label: _dump_in_child(code, args, dump.with_suffix(f".{label}")) for label, code in checkouts.items()}
+    same = len(set(digests.values())) == 1
+    print("\ndump sha256: " + ", ".join(f"{label} {d}" for label, d in digests.items())
+          + (": identical" if same and args.before else ": DIFFERENT" if not same else ""))
+    return 0 if same else 1
 
 
-def _print_table(now: dict[str, Any], before: dict[str, Any] | None) -> None:
-    head = f"{'set':8} {'step':32} {'items':>6} " + (f"{'before µs':>10} " if before else "") + f"{'now µs':>10}"
-    print(head + ("   ratio" if before else ""))
-    for name, times in now["times"].items():
-        for step, us in times.items():
+def _print_table(times: dict[str, dict[str, dict[str, float]]]) -> None:
+    labels = list(times)
+    print(f"{'set':8} {'step':32} {'items':>6} " + " ".join(f"{label + ' µs':>10}" for label in labels)
+          + ("   ratio" if len(labels) == 2 else ""))
+    for name, first in times[labels[0]].items():
+        for step in first:
             if step == "items":
                 continue
-            row = f"{name:8} {step:32} {int(times['items']):6} "
-            if before:
-                was = before["times"][name][step]
-                row += f"{was:10.1f} {us:10.1f}   {us / was:5.2f}"
-            else:
-                row += f"{us:10.1f}"
-            print(row)
+            row = [times[label][name][step] for label in labels]
+            print(f"{name:8} {step:32} {int(first['items']):6} " + " ".join(f"{us:10.1f}" for us in row)
+                  + (f"   {row[1] / row[0]:5.2f}" if len(row) == 2 else ""))
 
 
 if __name__ == "__main__":
