@@ -1,18 +1,18 @@
 """Canonicalisation (monitor.normalize) per item: CPU time, and a dump that pins every byte it gives.
 
-    .venv/bin/python bench/normalize_bench.py [--before DIR] [--repeat 5] [--farm-feeds 25]
+    .venv/bin/python bench/normalize_bench.py [--before DIR] [--repeat 5] [--rounds 3] [--no-dump]
     .venv/bin/python bench/normalize_bench.py --dump FILE [--code DIR]
 
 Items: the bench farm's (bench/farm.py, 20 items of 3-11 KB HTML per feed, through monitor.parse as a
 cycle reads them) and the replay corpus's (tests/fixtures/corpus: the seed feed and the 60 steps). The
-table gives CPU time (process_time) per item, the best of the repeats (the machine is shared: the
-least disturbed pass is the one to compare), of ``normalize_item`` and of its
-parts: the lxml parse, the block walk of the parsed tree, and ``render``.
+table gives CPU time (process_time) per item of ``normalize_item`` and of its parts: the lxml parse, the
+block walk of the parsed tree, and ``render``; the best of the repeats and rounds (the machine is shared:
+the least disturbed pass is the one to compare).
 
-``--before DIR`` runs the same measurement (and the dump) with the ``monitor`` package of another
-checkout, in a child process, and prints both columns and whether the two dumps are identical. The two
-checkouts are measured in turn, ``--rounds`` times each, and each step keeps its best time.
-A different dump is a false change for every user of the changed code: canonical text feeds the hashes.
+``--before DIR`` times the ``monitor`` package of another checkout beside this one's, in the same process
+and in turns, and prints both columns; then each checkout writes its dump (in a child process) and the
+two sha256 are compared. A different dump is a false change for every user of the changed code:
+canonical text feeds the hashes.
 
 The dump (``--dump``) holds, for every item of every feed fixture (tests/fixtures/*.xml and the corpus),
 of the farm, of the page fixtures, of the case tables and of 3,000 seeded tag-soup documents
