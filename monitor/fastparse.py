@@ -184,6 +184,7 @@ class _Reader:
         self.base = ""
         self.atom = False
         self.entry_keys: dict[str, tuple[str, str] | None] = {}
+        self.entry_plan = _RSS_PLAN
         self.c1 = re.compile("[" + "".join(map(chr, sorted(ref.cp1252))) + "]")
         self.declared: dict[str, set[str]] = {}     # document prefix -> namespace URIs bound to it
         for m in _DECLARATION.finditer(body):
@@ -201,6 +202,7 @@ class _Reader:
         self.base = self.ref.urljoin("", base) if base else ""
         if root.tag == f"{{{ATOM}}}feed":
             self.atom = True
+            self.entry_plan = _ATOM_PLAN
             return self._read_feed("atom10", root, _ATOM_FEED, ("", "entry"))
         if root.tag == "rss" and str(root.get("version", "")).startswith("2."):
             return self._rss(root)
@@ -257,23 +259,44 @@ class _Reader:
     # -- one entry --------------------------------------------------------------------------------------
 
     def _entry(self, item: Any) -> Entry:
+        """The body rule's order in one pass over the children: full content first, then the rest in
+        document order; an extension summary is dropped when a standard body has text, and declined
+        otherwise (this module does not emulate it)."""
         self._require_plain(item)
-        groups = [(key, child) for child in self._elements(item) if (key := self._entry_key(child)) is not None]
-        standard = any((k in _FULL or k in _SUMMARY) and _has_text(c) for k, c in groups)
-        ordered = [g for g in groups if g[0] in _FULL] + [
-            g for g in groups if g[0] not in _FULL and not (standard and g[0] in _EXTENSION_SUMMARY)]
-        entry: Entry = {}
+        keys, plan = self.entry_keys, self.entry_plan
+        full: list[tuple[Handler, Any]] = []
+        rest: list[tuple[Handler, Any]] = []
         seen: set[str] = set()
-        allowed = _ATOM_ENTRY if self.atom else _RSS_ENTRY
-        for key, child in ordered:
-            if key not in allowed:
-                raise Decline
-            group = _SINGLE.get(key)
-            if group is not None:
+        standard = extension = False
+        for child in item:
+            tag = child.tag
+            if not isinstance(tag, str):
+                continue
+            key = keys[tag] if tag in keys else self._entry_key(child)
+            if key is None:
+                continue
+            if key in _EXTENSION_SUMMARY:
+                extension = True
+                continue
+            planned = plan.get(key)
+            if planned is None:
+                raise Decline                   # not read in this format's entries
+            handler, group = planned
+            if group:
                 if group in seen:
-                    raise Decline
+                    raise Decline               # a second title, id, summary, ...
                 seen.add(group)
-            _ENTRY_HANDLERS[key](self, entry, child, True)
+            if key in _FULL:
+                full.append((handler, child))
+                standard = standard or _has_text(child)
+            else:
+                rest.append((handler, child))
+                standard = standard or (key in _SUMMARY and _has_text(child))
+        if extension and not standard:
+            raise Decline
+        entry: Entry = {}
+        for handler, child in full + rest:
+            handler(self, entry, child, True)
         if "links" in entry:                    # FeedParserDict's computed "enclosures"
             entry["enclosures"] = [{k: v for k, v in link.items() if k != "rel"}
                                    for link in entry["links"] if link["rel"] == "enclosure"]
@@ -619,6 +642,9 @@ def _strip_div(pieces: list[str]) -> list[str]:
 
 def _has_text(el: Any) -> bool:
     """monitor.body's _has_text: text anywhere inside, or any element inside."""
+    if not len(el):                             # no children of any kind: its text is all there is
+        text = el.text
+        return bool(text) and not text.isspace()
     return any(isinstance(c.tag, str) for c in el.iterdescendants()) or any(t.strip() for t in el.itertext())
 
 
@@ -672,3 +698,12 @@ _SINGLE = {("", "title"): "title", ("", "guid"): "id", ("", "id"): "id", ("", "d
            ("", "pubdate"): "published", ("", "published"): "published", ("", "updated"): "updated",
            ("dc", "date"): "updated", ("", "author"): "author", ("dc", "creator"): "author",
            ("", "contributor"): "contributor"}
+
+
+def _plan(allowed: frozenset[tuple[str, str]]) -> dict[tuple[str, str], tuple[Handler, str]]:
+    """An entry child's handler and its single-element group ("" for none), for the keys a format allows."""
+    return {key: (_ENTRY_HANDLERS[key], _SINGLE.get(key, "")) for key in allowed}
+
+
+_RSS_PLAN = _plan(_RSS_ENTRY)
+_ATOM_PLAN = _plan(_ATOM_ENTRY)
