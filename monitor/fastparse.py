@@ -185,6 +185,7 @@ class _Reader:
         self.atom = False
         self.entry_keys: dict[str, tuple[str, str] | None] = {}
         self.entry_plan = _RSS_PLAN
+        self.known_keys: dict[str, tuple[str, str] | None] = {}
         self.c1 = re.compile("[" + "".join(map(chr, sorted(ref.cp1252))) + "]")
         self.declared: dict[str, set[str]] = {}     # document prefix -> namespace URIs bound to it
         for m in _DECLARATION.finditer(body):
@@ -266,8 +267,9 @@ class _Reader:
         keys, plan = self.entry_keys, self.entry_plan
         full: list[tuple[Handler, Any]] = []
         rest: list[tuple[Handler, Any]] = []
+        bodies: list[Any] = []                  # the standard bodies (full content and summaries)
         seen: set[str] = set()
-        standard = extension = False
+        extension = False
         for child in item:
             tag = child.tag
             if not isinstance(tag, str):
@@ -286,13 +288,10 @@ class _Reader:
                 if group in seen:
                     raise Decline               # a second title, id, summary, ...
                 seen.add(group)
-            if key in _FULL:
-                full.append((handler, child))
-                standard = standard or _has_text(child)
-            else:
-                rest.append((handler, child))
-                standard = standard or (key in _SUMMARY and _has_text(child))
-        if extension and not standard:
+            (full if key in _FULL else rest).append((handler, child))
+            if key in _FULL or key in _SUMMARY:
+                bodies.append(child)
+        if extension and not any(_has_text(body) for body in bodies):
             raise Decline
         entry: Entry = {}
         for handler, child in full + rest:
@@ -522,7 +521,7 @@ class _Reader:
         """feedparser's attribute dictionary: lower-cased names, prefixed for known namespaces, rel and
         type values lower-cased."""
         attrs: dict[str, str] = {}
-        for key, value in el.attrib.items():
+        for key, value in el.items():
             uri, local = _split(key)
             if uri is not None and uri != XML:
                 raise Decline
@@ -543,12 +542,17 @@ class _Reader:
     def _known_key(self, el: Any) -> tuple[str, str] | None:
         """Outside entries nothing is filtered: the key feedparser acts on, or None for an element it has
         no handler for under any prefix it might give it."""
-        uri, local = _split(el.tag)
+        tag = el.tag
+        if tag in self.known_keys:
+            return self.known_keys[tag]
+        uri, local = _split(tag)
         local = local.lower()
         prefix = self._canonical(uri)
         if prefix is not None:
             self._require_no_remap(prefix)
-            return (prefix, local) if self.ref.knows(prefix, local) else None
+            key = (prefix, local) if self.ref.knows(prefix, local) else None
+            self.known_keys[tag] = key          # a known namespace's: the same for every element of the tag
+            return key
         # Unknown namespace: expat reports no prefix, and feedparser takes the first prefix it has seen bound
         # to this URI, or none at all; then its own mapping of that prefix, if the document bound it to a
         # known namespace too.
