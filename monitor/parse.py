@@ -209,12 +209,26 @@ def _guarded(name: str, fetched: FetchResult) -> bytes:
     return body[:prolog.start] + body[prolog.end:]
 
 
+def _urljoin(base: str, uri: str) -> str:
+    """feedparser.urls._urljoin, without its regex and urllib calls where they cannot change `uri`: with no
+    base, urllib returns `uri` as it is, and the fixer only drops slashes after a leading "scheme://"."""
+    if not base and ":///" not in uri:
+        return uri
+    joined: str = feedparser.urls._urljoin(base, uri)
+    return joined
+
+
+def _looks_like_html(text: str) -> bool:
+    """feedparser's guess, which is False at once without a close tag or an entity reference."""
+    return ("</" in text or "&" in text) and bool(feedparser.mixin._FeedParserMixin.looks_like_html(text))
+
+
 _REFERENCE = fastparse.Reference(
     namespaces={uri.lower(): prefix for uri, prefix in feedparser.mixin._FeedParserMixin.namespaces.items()},
     knows=lambda prefix, local: hasattr(feedparser.api.StrictFeedParser,
                                         f"_start_{prefix}_{local}" if prefix else f"_start_{local}"),
-    urljoin=feedparser.urls._urljoin,
-    looks_like_html=feedparser.mixin._FeedParserMixin.looks_like_html,
+    urljoin=_urljoin,
+    looks_like_html=_looks_like_html,
     cp1252=feedparser.html._cp1252,
 )
 
@@ -261,6 +275,9 @@ def _message(exc: Exception) -> str:
     return re.sub(r"^<unknown>:\d+:\d+: ", "", str(message)).strip()
 
 
+_RAW_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)    # json.dumps's own encoder, built once
+
+
 def _item(entry: Any, *, atom: bool = False) -> ParsedItem:
     content_html, content_type = _content(entry)
     title_detail = entry.get("title_detail") or {}
@@ -280,7 +297,7 @@ def _item(entry: Any, *, atom: bool = False) -> ParsedItem:
         link=_clean(_link(entry, atom=atom)) or None,
         title=_text(title),
         content=_text(content_html),
-        raw=json.dumps(raw, ensure_ascii=False, sort_keys=True).encode("utf-8", "replace"),
+        raw=_RAW_JSON.encode(raw).encode("utf-8", "replace"),
         title_is_html=title_detail.get("type") in _HTML_TYPES,
         content_is_html=content_type != "text/plain",
     )

@@ -398,3 +398,25 @@ def test_generated_rss_reads_the_same_or_declines(body: bytes, content_type: str
 @given(atom_document(), st.sampled_from([*CONTENT_TYPES, "application/atom+xml", None, None]))
 def test_generated_atom_reads_the_same_or_declines(body: bytes, content_type: str | None) -> None:
     event("fast" if agree(body, content_type) is not None else "declined")
+
+
+# monitor.parse hands the fast path shortcuts of two feedparser helpers: they must answer as the helpers do.
+URI_PIECES = st.sampled_from(["http:", "HTTPS:", "//", "///", "/", ":", "e.org", "a", "?", "#", "&amp;", " ", "\t",
+                              "é", "[", "..", "tag:", "javascript:", "x+y-z.w:"])
+
+
+@GENERATED
+@given(st.sampled_from(["", "http://b.org/d/", "https://b.org/", "/rel/", "http://[b"]),
+       st.sampled_from(["", "http:", "http://", "http:///", "HTTP:////", "x+y.z:///", "1a:///", " http:///", "/"]),
+       st.lists(URI_PIECES, max_size=5).map("".join))
+def test_the_urljoin_shortcut_is_feedparsers(base: str, start: str, rest: str) -> None:
+    import feedparser.urls
+    assert monitor.parse._urljoin(base, start + rest) == feedparser.urls._urljoin(base, start + rest)
+
+
+@GENERATED
+@given(st.lists(st.sampled_from(["x", "</p>", "<p>", "&amp;", "&bogus;", "&#233;", "&", "</", "<", "/>", "</x",
+                                 "</script>", " "]), max_size=5).map("".join))
+def test_the_html_guess_shortcut_is_feedparsers(text: str) -> None:
+    import feedparser.mixin
+    assert monitor.parse._looks_like_html(text) == bool(feedparser.mixin._FeedParserMixin.looks_like_html(text))
