@@ -40,6 +40,7 @@ import lxml.etree
 
 from monitor.canonical import open_heading, parse_canonical, render
 from monitor.models import Block, BlockKind, Item, ParsedItem
+from monitor.urls import join_url
 
 SKIP = frozenset({
     "script", "style", "template", "noscript", "head", "title", "meta", "link", "base", "iframe", "frame",
@@ -433,6 +434,6 @@ def stored_item(item: ParsedItem, text_hash: bytes, *, base: str | None = None) 
 
 def _item(item: ParsedItem, text: str, text_hash: bytes, base: str | None) -> Item:
     title = title_text(item.title, is_html=item.title_is_html)
-    link = urljoin(base, item.link) if item.link and base else item.link
+    link = join_url(base, item.link) if item.link and base else item.link
     return Item(key="", guid=item.guid, link=link, title=title, text=text, raw=item.raw,
                 text_hash=text_hash, state_hash=state_hash(title, link, text_hash))

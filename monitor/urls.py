@@ -3,9 +3,10 @@ filter through which every log record passes to have secrets masked (SECRETS).""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:token|key|apikey|api_key|access_token|secret|password|pass|sig|"
                            r"signature|auth)=)[^&#]*")
@@ -24,6 +25,31 @@ def host_of(url: str) -> str:
         return (urlsplit(url).hostname or "").lower()
     except ValueError:
         return ""
+
+
+# A URL that urllib's urljoin returns as it is, whatever the base's scheme: http(s) in lower case, a host
+# and port, a path and a query of plain characters; nothing it drops or re-spells when it takes a URL apart
+# and puts it together again (";" parameters, an empty "?", "#", whitespace, controls, brackets).
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:/[A-Za-z0-9._~!$&'()*+,=:@%/-]*)?"
+                        r"(?:\?[A-Za-z0-9._~!$&'()*+,=:@%/?-]+)?")
+
+
+def join_url(base: str, url: str) -> str:
+    """urllib.parse.urljoin(base, url), without taking apart a plain absolute URL (most feed links), which
+    it would give back unchanged."""
+    if _PLAIN_URL.fullmatch(url) and _splits(base):
+        return url
+    return urljoin(base, url)
+
+
+@functools.lru_cache(maxsize=256)
+def _splits(base: str) -> bool:
+    """Whether urljoin can take the base apart (it raises ValueError for a malformed host)."""
+    try:
+        urlsplit(base)
+    except ValueError:
+        return False
+    return True
 
 
 _TOKENISH = re.compile(r"(?<=/)(?=[^/?#]*\d)(?=[^/?#]*[A-Za-z])[^/?#@]{12,}")
