@@ -279,36 +279,32 @@ _RAW_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)    # json.dumps
 
 
 def _item(entry: Any, *, atom: bool = False) -> ParsedItem:
+    get = entry.get
     content_html, content_type = _content(entry)
-    title_detail = entry.get("title_detail") or {}
-    title = entry.get("title", "") or ""
-    raw = {
-        "id": entry.get("id"), "link": entry.get("link"), "title": entry.get("title"),
-        "content": content_html, "content_type": content_type,
-        "summary": entry.get("summary") if entry.get("content") else None,
-        "published": dict.get(entry, "published"), "updated": dict.get(entry, "updated"),
-        "author": entry.get("author"),
-        "tags": [t.get("term") for t in entry.get("tags", ()) if t.get("term")] or None,
-        "enclosures": [e.get("href") for e in entry.get("enclosures", ()) if e.get("href")] or None,
+    guid, link, title = get("id"), get("link"), get("title")
+    raw = {     # keys in sorted order, as the encoder writes them
+        "author": get("author"), "content": content_html, "content_type": content_type,
+        "enclosures": [e.get("href") for e in get("enclosures", ()) if e.get("href")] or None,
+        "id": guid, "link": link, "published": dict.get(entry, "published"),
+        "summary": get("summary") if get("content") else None,
+        "tags": [t.get("term") for t in get("tags", ()) if t.get("term")] or None,
+        "title": title, "updated": dict.get(entry, "updated"),
     }
-    raw = {k: v for k, v in raw.items() if v is not None}
     return ParsedItem(
-        guid=_clean(entry.get("id")) or None,
-        link=_clean(_link(entry, atom=atom)) or None,
-        title=_text(title),
+        guid=_clean(guid) or None,
+        link=_clean(_link(entry, link, atom=atom)) or None,
+        title=_text(title or ""),
         content=_text(content_html),
-        raw=_RAW_JSON.encode(raw).encode("utf-8", "replace"),
-        title_is_html=title_detail.get("type") in _HTML_TYPES,
+        raw=_RAW_JSON.encode({k: v for k, v in raw.items() if v is not None}).encode("utf-8", "replace"),
+        title_is_html=(get("title_detail") or {}).get("type") in _HTML_TYPES,
         content_is_html=content_type != "text/plain",
     )
 
 
-def _link(entry: Any, *, atom: bool) -> Any:
+def _link(entry: Any, link: Any, *, atom: bool) -> Any:
     """The entry's link. feedparser copies an Atom ``id`` into the link when the entry has no link element
     (an RSS ``guid`` is a permalink unless it says otherwise; an Atom id such as ``tag:…`` is not)."""
-    link = entry.get("link")
-    hrefs = {element.get("href") for element in entry.get("links", ())}
-    if atom and link and link == entry.get("id") and link not in hrefs:
+    if atom and link and link == entry.get("id") and link not in {e.get("href") for e in entry.get("links", ())}:
         return None
     return link
 
