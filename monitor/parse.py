@@ -25,12 +25,14 @@ are common and harmless: the lenient parser decodes them, and the feed is accept
 from __future__ import annotations
 
 import codecs
+import contextlib
+import gc
 import io
 import json
 import logging
 import re
 import xml.sax.expatreader
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import feedparser
@@ -234,8 +236,23 @@ _REFERENCE = fastparse.Reference(
 
 
 def _read_fast(body: bytes, content_type: str | None) -> ParsedFeed | None:
-    read = fastparse.read(body, content_type, _REFERENCE, max_entries=MAX_ITEMS)
-    return None if read is None else _feed(read.version, read.feed, read.entries, ())
+    with _no_cycle_collection():
+        read = fastparse.read(body, content_type, _REFERENCE, max_entries=MAX_ITEMS)
+        return None if read is None else _feed(read.version, read.feed, read.entries, ())
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cycle collector paused: the fast path builds thousands of objects per feed and no cycles (lxml
+    elements, dicts, lists and strings), and every collection it would trigger scans a heap growing by
+    them (15% of the parse of a 10,000-item feed). What is cyclic garbage meanwhile waits for the next."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _feed(version: str, feed: Any, entries: list[Any], warnings: tuple[str, ...]) -> ParsedFeed:

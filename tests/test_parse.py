@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -233,3 +234,16 @@ def test_encodings_that_hide_markup_are_refused(body: bytes, content_type: str |
     past the byte-level guard; a UTF-7 charset from HTTP is refused as well."""
     with pytest.raises(ParseError, match="refused: the feed is encoded in"):
         parse("t", fetched(body, content_type), lenient=True)
+
+
+def test_the_fast_path_leaves_the_cycle_collector_as_it_found_it() -> None:
+    body = (FIXTURES / "rss20.xml").read_bytes()
+    assert gc.isenabled()
+    assert parse("t", fetched(body)).format == "rss20"      # read by the fast path, which pauses the collector
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse("t", fetched(body))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
