@@ -96,11 +96,14 @@ _EXTENSION_SUMMARY = frozenset({("itunes", "summary"), ("media", "description"),
 _AUTHOR_PARTS = {"name": "name", "email": "email", "uri": "href", "url": "href", "homepage": "href"}
 
 
+_COUNTED = 1 << 20     # a body this large is not parsed when it holds more items than the cap (two scans)
+
+
 def read(body: bytes, content_type: str | None, ref: Reference, *, max_entries: int) -> FastFeed | None:
     """The feed, or None when feedparser must read it. `body` is what feedparser would be given."""
     try:
-        if body.count(b"<item") + body.count(b"<entry") > max_entries:
-            raise Decline               # monitor.parse's cap and its warning; and no tree of a huge feed
+        if len(body) > _COUNTED and body.count(b"<item") + body.count(b"<entry") > max_entries:
+            raise Decline               # no tree of a huge feed (the walk declines past the cap anyway)
         return _Reader(_document(body, content_type), body, ref, max_entries).feed()
     except Decline:
         return None

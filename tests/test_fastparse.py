@@ -200,11 +200,17 @@ def test_an_extension_summary_is_dropped_only_beside_a_standard_body_with_text(i
         assert read.items[0].content.strip() == "y"
 
 
-def test_more_items_than_the_cap_go_to_feedparser_and_its_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("padding", [0, 1 << 20], ids=["small", "over-a-mebibyte"])
+def test_more_items_than_the_cap_go_to_feedparser_and_its_warning(monkeypatch: pytest.MonkeyPatch,
+                                                                   padding: int) -> None:
+    """A small body is declined by the walk at the entry past the cap; a large one before its tree is built."""
     monkeypatch.setattr(monitor.parse, "MAX_ITEMS", 3)
-    body = RSS.format("".join(f"<item><guid>g{i}</guid></item>" for i in range(4))).encode()
+    body = RSS.format(f"<description>{'x' * padding}</description>"
+                      + "".join(f"<item><guid>g{i}</guid></item>" for i in range(4))).encode()
     assert parse_fast("t", fetched(body)) is None
     assert "4 items, more than the limit of 3" in parse("t", fetched(body)).warnings[0]
+    monkeypatch.setattr(monitor.parse, "MAX_ITEMS", 4)
+    assert agree(body) is not None
 
 
 @pytest.mark.parametrize("body", [
