@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gc
+import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.errors import ParseError
 from monitor.models import FetchResult, Validators
 from monitor.normalize import normalize_item
-from monitor.parse import parse
+from monitor.parse import _raw_json, parse
 from monitor.prolog import strip_doctype
 from tests.helpers import FIXTURES
 
@@ -247,3 +250,21 @@ def test_the_fast_path_leaves_the_cycle_collector_as_it_found_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()), max_size=12)
+JSON_TEXT = st.lists(st.sampled_from(['"', "\\", "\n", "\r", "\t", "\b", "\f", "\x00", "\x1f", "\x7f", "\u2028",
+                                      "\ud800", "\udfff", "é", "😀", "<p>", "x" * 300]) | ANY_TEXT,
+                     max_size=12).map("".join)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(["author", "content_type", "id", "link", "published", "summary", "title",
+                                        "updated"]), JSON_TEXT),
+       JSON_TEXT, st.booleans(), st.none() | st.lists(JSON_TEXT, max_size=3))
+def test_the_raw_json_is_json_dumps_byte_for_byte(fields: dict[str, str], content: str, long: bool,
+                                                  tags: list[str] | None) -> None:
+    raw: dict[str, object] = {**fields, "content": "x" * 2048 + content if long else content}
+    if tags is not None:
+        raw["tags"] = tags
+    assert _raw_json(raw) == json.dumps(raw, ensure_ascii=False, sort_keys=True).encode("utf-8", "replace")
