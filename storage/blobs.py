@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import zstandard
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from storage.db import upsert_insert
+from storage.bulk import BulkInsert
 from storage.rows import chunks
 from storage.schema import Blob
 
@@ -48,6 +48,17 @@ class Encoded:
     codec: str
     base: bytes | None
     data: bytes
+
+
+class _BlobRow(NamedTuple):
+    hash: bytes
+    codec: str
+    base: bytes | None
+    size: int
+    data: bytes
+
+
+_INSERT = BulkInsert(Blob, _BlobRow._fields, skip_conflicts=["hash"])     # a blob stored meanwhile is kept
 
 
 def digest(data: bytes) -> bytes:
@@ -77,8 +88,8 @@ def put(conn: Connection, blobs: Mapping[bytes, bytes], *, similar: Mapping[byte
     rows = []
     for h, data in new.items():
         enc = encode(data, keyframes.get(h), chain=chain)
-        rows.append({"hash": h, "codec": enc.codec, "base": enc.base, "size": len(data), "data": enc.data})
-    conn.execute(upsert_insert(conn, Blob).on_conflict_do_nothing(index_elements=["hash"]), rows)
+        rows.append(_BlobRow(hash=h, codec=enc.codec, base=enc.base, size=len(data), data=enc.data))
+    _INSERT(conn, rows)
     return len(rows)
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 
 from monitor import codec
 from monitor.headline import change_summary
 from monitor.models import ChangeKind, DocumentUpdate, PollRecord, RecordedChange
 from storage import blobs
+from storage.bulk import BulkInsert
 from storage.db import upsert_insert
 from storage.rows import chunks
 from storage.schema import Change, Delivery, Document, Page, Version
@@ -52,10 +54,62 @@ _DOCUMENT_UPDATES = {
     "absent": _WHERE_ID.values(absent_polls=bindparam("b_absent")),
     "removed": _WHERE_ID.values(absent_polls=bindparam("b_absent"), removed_at=bindparam("b_now")),
 }
-_INSERT_DOCUMENT = insert(Document)
-_INSERT_VERSION = insert(Version)
-_INSERT_CHANGE = insert(Change)
-_INSERT_DELIVERY = insert(Delivery)
+
+
+# The rows inserted, one named tuple per table: its fields are the columns, in order (storage.bulk).
+class _DocumentRow(NamedTuple):
+    feed_id: int
+    key: str
+    guid: str | None
+    link: str | None
+    title: str
+    first_seen_at: datetime
+    latest_version: int
+    state_hash: bytes
+    absent_polls: int
+
+
+class _VersionRow(NamedTuple):
+    document_id: int | None
+    number: int
+    created_at: datetime
+    title: str
+    link: str | None
+    text_hash: bytes
+    raw_hash: bytes | None
+    state_hash: bytes
+
+
+class _ChangeRow(NamedTuple):
+    feed_id: int
+    document_id: int | None
+    kind: str
+    version: int
+    from_version: int | None
+    revert_of: int | None
+    detected_at: datetime
+    title: str
+    baseline: bool
+    summary: str
+    diff_hash: bytes | None
+
+
+class _DeliveryRow(NamedTuple):
+    change_id: int | None
+    feed_id: int
+    target: str
+    kind: str
+    payload: str | None
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+
+
+_INSERT_DOCUMENT = BulkInsert(Document, _DocumentRow._fields)
+_INSERT_VERSION = BulkInsert(Version, _VersionRow._fields)
+_INSERT_CHANGE = BulkInsert(Change, _ChangeRow._fields)
+_INSERT_DELIVERY = BulkInsert(Delivery, _DeliveryRow._fields)
 
 
 class PollWriter:
@@ -142,24 +196,24 @@ class PollWriter:
     def insert_documents(self, rows: list[_Row]) -> None:
         if not rows:
             return
-        params: list[dict[str, Any]] = []
+        params: list[_DocumentRow] = []
         for r in rows:
             item = r.update.decision.item
             assert item is not None
             r.version, r.title, r.guid, r.link = 1, item.title, item.guid, item.link
-            params.append(dict(feed_id=r.rec.feed_id, key=item.key, guid=item.guid, link=item.link,
-                               title=item.title, first_seen_at=r.rec.now, latest_version=1,
-                               state_hash=item.state_hash, absent_polls=0))
+            params.append(_DocumentRow(feed_id=r.rec.feed_id, key=item.key, guid=item.guid, link=item.link,
+                                       title=item.title, first_seen_at=r.rec.now, latest_version=1,
+                                       state_hash=item.state_hash, absent_polls=0))
         # Without RETURNING: on SQLite, RETURNING in parameter order means one statement per row.
-        self.conn.execute(_INSERT_DOCUMENT, params)
+        _INSERT_DOCUMENT(self.conn, params)
         found: dict[tuple[int, str], int] = {}
         for chunk in chunks(params):
-            feeds, keys = {p["feed_id"] for p in chunk}, [p["key"] for p in chunk]
+            feeds, keys = {p.feed_id for p in chunk}, [p.key for p in chunk]
             for row in self.conn.execute(select(Document.c.feed_id, Document.c.key, Document.c.id).where(
                     Document.c.feed_id.in_(feeds), Document.c.key.in_(keys))):
                 found[(row.feed_id, row.key)] = row.id
         for r, p in zip(rows, params, strict=True):
-            r.doc_id = found[(p["feed_id"], p["key"])]
+            r.doc_id = found[(p.feed_id, p.key)]
 
     def update_documents(self, rows: list[_Row]) -> None:
         """Four uniform executemany statements: new version, back in the feed, still absent, removed."""
@@ -181,66 +235,63 @@ class PollWriter:
                 self.conn.execute(_DOCUMENT_UPDATES[name], params)
 
     def insert_versions(self, rows: list[_Row]) -> None:
-        if not rows:
-            return
         params = []
         for r in rows:
             item = r.update.decision.item
             assert item is not None
-            params.append(dict(document_id=r.doc_id, number=r.version, created_at=r.rec.now, title=item.title,
-                               link=item.link, text_hash=item.text_hash, raw_hash=r.raw_hash,
-                               state_hash=item.state_hash))
-        self.conn.execute(_INSERT_VERSION, params)
+            params.append(_VersionRow(document_id=r.doc_id, number=r.version, created_at=r.rec.now, title=item.title,
+                                      link=item.link, text_hash=item.text_hash, raw_hash=r.raw_hash,
+                                      state_hash=item.state_hash))
+        _INSERT_VERSION(self.conn, params)
 
     def insert_changes(self, rows: list[_Row]) -> dict[int, list[RecordedChange]]:
         """The change rows, and each poll's recorded changes by id() of its record."""
         if not rows:
             return {}
-        params: list[dict[str, Any]] = []
+        params: list[_ChangeRow] = []
         for r in rows:
             d, diff = r.update.decision, r.update.diff
             assert d.kind is not None
             returned = d.kind is ChangeKind.ADDED and d.document_id is not None   # back after its removal
-            params.append(dict(
+            params.append(_ChangeRow(
                 feed_id=r.rec.feed_id, document_id=r.doc_id, kind=d.kind.value, version=r.version,
                 from_version=r.version - 1 if d.kind is ChangeKind.CHANGED or returned else None,
                 revert_of=d.revert_of, detected_at=r.rec.now, title=r.title, baseline=r.rec.baseline,
                 summary=change_summary(d.kind, diff, d.revert_of, r.rec.rebaseline,
                                        returned_from=r.version - 1 if returned else None),
                 diff_hash=r.diff_hash))
-        self.conn.execute(_INSERT_CHANGE, params)
+        _INSERT_CHANGE(self.conn, params)
         # These polls' change rows: one per (document, version, kind), each detected at its poll's `now`.
-        ids: dict[tuple[int, int, str], int] = {}
-        polls = {(p["feed_id"], p["detected_at"]) for p in params}
+        ids: dict[tuple[int | None, int, str], int] = {}
+        polls = {(p.feed_id, p.detected_at) for p in params}
         for chunk in chunks(params):
             query = (select(Change.c.id, Change.c.feed_id, Change.c.detected_at, Change.c.document_id,
                             Change.c.version, Change.c.kind)
-                     .where(Change.c.document_id.in_({p["document_id"] for p in chunk}),
-                            Change.c.detected_at.in_({p["detected_at"] for p in chunk})))
+                     .where(Change.c.document_id.in_({p.document_id for p in chunk}),
+                            Change.c.detected_at.in_({p.detected_at for p in chunk})))
             ids.update({(c.document_id, c.version, c.kind): c.id for c in self.conn.execute(query)
                         if (c.feed_id, c.detected_at) in polls})
         out: dict[int, list[RecordedChange]] = {}
         for r, p in zip(rows, params, strict=True):
+            assert p.document_id is not None
             out.setdefault(id(r.rec), []).append(RecordedChange(
-                id=ids[(p["document_id"], p["version"], p["kind"])], feed=r.rec.feed, document_id=p["document_id"],
-                guid=r.guid, link=r.link, title=r.title, kind=ChangeKind(p["kind"]), version=p["version"],
-                from_version=p["from_version"], revert_of=p["revert_of"], detected_at=r.rec.now,
-                summary=p["summary"], baseline=r.rec.baseline, diff=r.update.diff))
+                id=ids[(p.document_id, p.version, p.kind)], feed=r.rec.feed, document_id=p.document_id,
+                guid=r.guid, link=r.link, title=r.title, kind=ChangeKind(p.kind), version=p.version,
+                from_version=p.from_version, revert_of=p.revert_of, detected_at=r.rec.now,
+                summary=p.summary, baseline=r.rec.baseline, diff=r.update.diff))
         return out
 
     def outbox(self, changes: dict[int, list[RecordedChange]]) -> None:
-        """One row per (change, target) and per (alert, target). Every row names the same columns: an
-        executemany takes its columns from its first row, and an alert after a change lost its payload."""
-        rows: list[dict[str, Any]] = []
+        """One row per (change, target) and per (alert, target)."""
+        rows: list[_DeliveryRow] = []
         for rec in self.records:
-            rows += [dict(change_id=c.id, feed_id=rec.feed_id, target=t, kind="change", payload=None,
-                          status="pending", attempts=0, created_at=rec.now, next_attempt_at=rec.now)
+            rows += [_DeliveryRow(change_id=c.id, feed_id=rec.feed_id, target=t, kind="change", payload=None,
+                                  status="pending", attempts=0, created_at=rec.now, next_attempt_at=rec.now)
                      for c in changes.get(id(rec), []) if not c.baseline for t in rec.notify]
-            rows += [dict(change_id=None, feed_id=rec.feed_id, target=t, kind=a.kind, payload=a.payload,
-                          status="pending", attempts=0, created_at=rec.now, next_attempt_at=rec.now)
+            rows += [_DeliveryRow(change_id=None, feed_id=rec.feed_id, target=t, kind=a.kind, payload=a.payload,
+                                  status="pending", attempts=0, created_at=rec.now, next_attempt_at=rec.now)
                      for a in rec.alerts for t in a.targets]
-        if rows:
-            self.conn.execute(_INSERT_DELIVERY, rows)
+        _INSERT_DELIVERY(self.conn, rows)
 
 
 def latest_raw_hashes(conn: Connection, doc_ids: Sequence[int]) -> dict[int, bytes]:
