@@ -67,30 +67,34 @@ def digest(data: bytes) -> bytes:
 
 
 def put(conn: Connection, blobs: Mapping[bytes, bytes], *, similar: Mapping[bytes, bytes] | None = None,
-        chain: bool = False, known: Mapping[bytes, bytes] | None = None,
-        existing: set[bytes] | None = None) -> int:
-    """Store the blobs not stored yet; returns how many were new. Safe against concurrent writers.
+        chain: bool = False, known: Mapping[bytes, bytes] | None = None, existing: set[bytes] | None = None,
+        frames: Mapping[bytes, bytes] | None = None) -> dict[bytes, bytes]:
+    """Store the blobs not stored yet. Safe against concurrent writers. Returns the keyframe of each blob it
+    stored (the blob itself, or its base), for the next put of the same transaction (``frames``); or
+    nothing if another writer stored one of them meanwhile (then the forms stored are read when needed).
 
     ``similar`` maps a new blob's hash to a stored blob it resembles (the same document's previous raw
     item, or its own version's raw item): the new blob is compressed against that blob's keyframe.
     With ``chain`` the blobs are a document's successive states, and one that has drifted too far from
     its keyframe becomes the next keyframe; otherwise the keyframe form wins when it compresses at all
     (:func:`encode`). ``known`` holds contents the caller already has in memory (blobs it has just
-    stored), so their keyframes need not be read back; ``existing`` the hashes the caller already knows
-    to be stored (see :func:`stored`).
+    stored), and ``frames`` their keyframes, so neither need be read back; ``existing`` the hashes the
+    caller already knows to be stored (see :func:`stored`).
     """
     if existing is None:
         existing = stored(conn, list(blobs))
     new = {h: data for h, data in blobs.items() if h not in existing}
     if not new:
-        return 0
-    keyframes = _keyframes(conn, {h: similar[h] for h in new if similar and h in similar}, known or {})
+        return {}
+    keyframes = _keyframes(conn, {h: similar[h] for h in new if similar and h in similar}, known or {},
+                           frames or {})
     rows = []
     for h, data in new.items():
         enc = encode(data, keyframes.get(h), chain=chain)
         rows.append(_BlobRow(hash=h, codec=enc.codec, base=enc.base, size=len(data), data=enc.data))
-    _INSERT(conn, rows)
-    return len(rows)
+    if _INSERT(conn, rows) < len(rows):
+        return {}
+    return {r.hash: r.base or r.hash for r in rows}
 
 
 def encode(data: bytes, keyframe: tuple[bytes, bytes] | None = None, *, chain: bool = False) -> Encoded:
@@ -176,11 +180,11 @@ def stored(conn: Connection, hashes: list[bytes]) -> set[bytes]:
     return found
 
 
-def _keyframes(conn: Connection, similar: Mapping[bytes, bytes],
-               known: Mapping[bytes, bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+def _keyframes(conn: Connection, similar: Mapping[bytes, bytes], known: Mapping[bytes, bytes],
+               frames: Mapping[bytes, bytes]) -> dict[bytes, tuple[bytes, bytes]]:
     """New blob hash -> (hash, content) of the keyframe of the blob it resembles."""
-    wanted = sorted(set(similar.values()))
-    key_of: dict[bytes, bytes] = {}
+    wanted = sorted(set(similar.values()) - frames.keys())
+    key_of = dict(frames)
     for chunk in chunks(wanted):
         rows = conn.execute(select(Blob.c.hash, Blob.c.codec, Blob.c.base).where(Blob.c.hash.in_(chunk)))
         for r in rows:

@@ -172,10 +172,8 @@ class PollWriter:
                 if r.raw_hash is not None:
                     similar[diff_hash] = r.raw_hash
         existing = blobs.stored(self.conn, [*raws, *rest])     # one query for both kinds
-        if raws:
-            blobs.put(self.conn, raws, similar=similar, chain=True, existing=existing)
-        if rest:
-            blobs.put(self.conn, rest, similar=similar, known=raws, existing=existing)
+        frames = blobs.put(self.conn, raws, similar=similar, chain=True, existing=existing)
+        blobs.put(self.conn, rest, similar=similar, known=raws, existing=existing, frames=frames)
 
     def load_existing(self, rows: list[_Row]) -> None:
         """Current version, title, guid and link of the stored documents these polls touch."""

@@ -17,6 +17,7 @@ from monitor.errors import LeaseLost, SchemaTooNewError
 from monitor.models import Alert, ChangeKind, Decision, DocumentUpdate, Item, PollRecord, PollStatus, utcnow
 from monitor.normalize import state_hash
 from monitor.poll import process_body
+from storage import blobs
 from storage.db import HEAD, REVISIONS, open_engine, schema_state
 from storage.schema import Blob, Change, Delivery, Feed, Version
 from storage.store import Store
@@ -75,6 +76,20 @@ def test_identical_content_is_stored_once_across_feeds(database_url: str) -> Non
         # one canonical text + one raw item, whoever stores them
         assert conn.execute(select(func.count()).select_from(Blob)).scalar() == 2
     store.close()
+
+
+def test_a_blob_put_returns_the_keyframes_it_stored_unless_another_writer_stored_one_first(database_url: str) -> None:
+    """What blobs.put returns lets the next put of the same transaction skip reading keyframes back; when
+    another writer stored one of the blobs after the caller checked (`existing`), it returns nothing and
+    the stored forms are read instead."""
+    first = b" ".join(hashlib.sha256(bytes([n])).hexdigest().encode() for n in range(60))   # compresses poorly
+    second, third = first + b" and one edit", b"another item " + first[::-1]
+    a, b, c = map(blobs.digest, (first, second, third))
+    with Store.open(database_url) as store, store.engine.begin() as conn:
+        assert blobs.put(conn, {a: first}) == {a: a}                         # a keyframe: its own
+        assert blobs.put(conn, {b: second}, similar={b: a}, chain=True) == {b: a}
+        assert blobs.put(conn, {a: first, c: third}, existing=set()) == {}   # `a` was stored meanwhile
+        assert blobs.get_many(conn, [a, b, c]) == {a: first, b: second, c: third}
 
 
 def test_a_leased_feed_is_not_claimed_twice_and_a_lost_lease_writes_nothing(database_url: str) -> None:
