@@ -47,7 +47,7 @@ from storage.db import ensure_schema, open_engine, schema_state, sqlite_path, up
 from storage.history import History
 from storage.leases import expire_dead_leases
 from storage.outbox import Outbox
-from storage.rows import chunks, document_info, feed_state, recorded_change, version_info
+from storage.rows import chunks, document_info, feed_state, ids_in, recorded_change, version_info
 from storage.schema import Blob, Change, Delivery, Document, Feed, Host, Page, Version
 from storage.writer import PollWriter
 
@@ -212,7 +212,7 @@ class Store:
         with self.engine.begin() as conn:
             expire_dead_leases(conn, Feed, now)
             blocked_hosts = set() if ignore_backoff else {h.host for h in self._backoffs(conn, now)}
-            query = (select(Feed).where(Feed.c.id.in_(candidates), Feed.c.next_due_at <= now,
+            query = (select(Feed).where(ids_in(Feed.c.id, candidates, conn.dialect.name), Feed.c.next_due_at <= now,
                                         or_(Feed.c.lease_until.is_(None), Feed.c.lease_until < now))
                      .order_by(Feed.c.next_due_at, Feed.c.id))
             if conn.dialect.name == "postgresql":
