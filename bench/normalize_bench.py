@@ -119,7 +119,11 @@ def _tree_blocks(html: str, *, namespaced: bool) -> list[Any]:
         for el in root.iter(tag=lxml.etree.Element):
             if el.tag.isalnum():
                 el.tag = "{http://www.w3.org/1999/xhtml}" + el.tag
-    return [[b.kind.value, b.text, b.level, list(b.path)] for b in html_blocks(root, links=True)]
+    try:
+        blocks = html_blocks(root, links=True)
+    except ValueError as exc:   # a comment past MAX_DEPTH: flat reading hands it to iterwalk, which refuses it
+        return [f"{type(exc).__name__}: {exc}"]
+    return [[b.kind.value, b.text, b.level, list(b.path)] for b in blocks]
 
 
 def _pages() -> Iterator[tuple[str, str]]:

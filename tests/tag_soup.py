@@ -22,12 +22,14 @@ HIDDEN = ["script", "style", "svg", "title", "textarea", "select", "option", "no
 WORDS = ["word", "Kubernetes", "café", "naïve", "e\u0301", "A\u030a", "日本語", "x", "1", "&amp;", "&lt;tag&gt;",
          "&rsquo;", "&nbsp;", "&#x200b;", "&shy;", "#", "# hash", "- dash", "-", "| bar", "```", "\\", "\\back",
          "\u00a0", "\u200b", "\u00ad", "\ufeff", "\u2060", "\u3000", "\u2028", "\u0085", "\x0b", "\x0c", "\x1c",
+         "\x00", "\x01", "\x7f", "\ufffe", "😀", "𝔘𝔫𝔦", "Straße ß",
          "tab\there", "line\nbreak", "cr\rlf\r\n", "  spaced  ", "*", "> quote", "1. one", "[x]", "<", ">"]
 SPACE = ["", "", " ", "\n", "\n  ", "\t", "  \n\n  ", "\u00a0", "\r\n"]
 TARGETS = ["http://example.org/a", "/relative/path", "../up", "#fragment", "javascript:void(0)", "data:x",
            "  spaced.html  ", "", "mailto:a@b.c", "?q=1"]
 ODDITIES = ["<!-- comment -->", "<?pi x?>", "<![CDATA[cdata]]>", "</p>", "</li>", "</td>", "<br>", "<br/>",
-            "</div>", "<p>", "<li>", "<td>", "<tr>", "&", "&bogus;", "<unknown-el>x</unknown-el>", "<o:p>o</o:p>"]
+            "</div>", "<p>", "<li>", "<td>", "<tr>", "&", "&bogus;", "<unknown-el>x</unknown-el>", "<o:p>o</o:p>",
+            "<meta charset='windows-1252'>", "<meta http-equiv='Content-Type' content='text/html; charset=koi8-r'>"]
 
 
 def soup(seed: int) -> str:
@@ -39,7 +41,8 @@ def soup(seed: int) -> str:
         tag = rng.choice(["div", "span", "li", "b", "blockquote"])
         levels = rng.randint(190, 260) if rng.random() < 0.9 else rng.randint(2040, 2300)
         body = f"<{tag}>{rng.choice(WORDS)}" * levels + body + f"</{tag}>" * rng.randint(0, levels)
-    prefix = rng.choice(["", "", "", "<?xml version='1.0'?>", "<html><body>", "<!DOCTYPE html>", " \n"])
+    prefix = rng.choice(["", "", "", "<?xml version='1.0'?>", "<html><body>", "<!DOCTYPE html>", " \n", "\ufeff",
+                         "<?xml version='1.0' encoding='iso-8859-1'?>"])
     return prefix + body
 
 
