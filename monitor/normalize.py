@@ -68,15 +68,22 @@ MAX_DEPTH = 200         # element nesting the recursive walk follows; deeper sub
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad\u2060"), None)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 # Plain etree elements (lxml.html's element classes cost a lookup per element and are not needed here).
+# Text is handed to libxml2 as UTF-8, its own encoding: lxml passes a str that is not ASCII as Latin-1,
+# UTF-16 or UCS-4, which libxml2 converts first (a third of the parse). A str comes with its encoding known, so
+# a <meta charset> in it is ignored either way.
 _PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, recover=True,
-                                huge_tree=True)
+                                huge_tree=True, encoding="utf-8")
 
 
 def collapse(text: str) -> str:
     """Collapse whitespace to single spaces, drop invisible characters, NFC-normalise.
 
     ``str.split()`` splits at exactly the characters ``\\s`` matches (``str.isspace``), so the join is the
-    regex collapse, three times faster; ASCII text has no invisible characters and is already NFC."""
+    regex collapse, three times faster; ASCII text has no invisible characters and is already NFC. Most
+    block texts are collapsed already, and checking that costs half of splitting them: printable text has
+    no whitespace but " " (the other spaces, line breaks and the invisible characters are not printable)."""
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text if text.isascii() else unicodedata.normalize("NFC", text)
     if text.isascii():
         return " ".join(text.split())
     if "\u200b" in text or "\ufeff" in text or "\u00ad" in text or "\u2060" in text:
@@ -107,7 +114,11 @@ def parse_html(html: str) -> lxml.etree._Element | None:
     if not html.strip():
         return None
     try:
-        root: lxml.etree._Element | None = lxml.etree.fromstring(html, parser=_PARSER)
+        data: str | bytes = html.encode()
+    except UnicodeEncodeError:
+        data = html             # lone surrogates, which UTF-8 cannot carry: lxml reads them as before
+    try:
+        root: lxml.etree._Element | None = lxml.etree.fromstring(data, parser=_PARSER)
     except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
         return None
     return root     # None for nothing but comments
@@ -316,7 +327,7 @@ class _Walker:
         if not text:
             return
         open_heading(self.headings, level, text)
-        self._path = tuple(t for _, t in self.headings)
+        self._path = tuple([t for _, t in self.headings])
         self.blocks.append(Block(BlockKind.HEADING, text, level, self._path))
 
     def list_item(self, el: lxml.etree._Element) -> None:

@@ -21,7 +21,7 @@ import yaml
 
 from monitor.config import NORMALIZER_VERSION
 from monitor.models import FetchResult, ParsedItem, Validators
-from monitor.normalize import html_blocks, normalize_item
+from monitor.normalize import canonical_text, html_blocks, normalize_item
 from monitor.parse import parse
 from tests.helpers import FIXTURES, corpus_steps
 from tests.tag_soup import soup
@@ -88,6 +88,13 @@ def test_every_item_of_a_feed_fixture_reads_as_before(path: Path, pinned: dict[s
 def test_tag_soup_reads_as_before(seeds: range, pinned: dict[str, Any]) -> None:
     assert soup_hash(seeds) == pinned["soup"][f"{seeds.start}-{seeds.stop - 1}"], \
         f"tests.tag_soup.soup({seeds.start}..{seeds.stop - 1}): canonical text changed"
+
+
+def test_a_body_with_a_lone_surrogate_reads_as_before() -> None:
+    """UTF-8 cannot carry a lone surrogate, so such a body is not handed to libxml2 as UTF-8 (the parse
+    stops at the surrogate, as it always has)."""
+    assert canonical_text("<p>a\ud800b</p><p>c</p>") == "a"
+    assert canonical_text("<p>x</p><p>a\udfffb</p>") == "x\na"
 
 
 if __name__ == "__main__":
