@@ -70,8 +70,9 @@ def human_size(n: float) -> str:
 
 @functools.cache
 def _tls() -> ssl.SSLContext:
-    """One TLS context per process, shared by every Fetcher: building one reads the whole CA bundle
-    (about 20 ms here), which `watch` would otherwise pay on every cycle. certifi's CA bundle, whatever
+    """One TLS context per process, shared by every Fetcher, made for the first https request: building one
+    reads the whole CA bundle (20-50 ms here), which `watch` would otherwise pay on every cycle and a cycle of
+    http feeds need not pay at all. certifi's CA bundle, whatever
     SSL_CERT_FILE says (no settings from the environment), HTTP/1.1 offered by ALPN."""
     context = ssl.create_default_context(cafile=certifi.where())
     context.set_alpn_protocols(["http/1.1"])
@@ -92,8 +93,7 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         # Per-host limits are the semaphores' (a redirect to another host must not wait on that host's).
-        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0, ssl=_tls(),
-                                         keepalive_timeout=KEEPALIVE)
+        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0, keepalive_timeout=KEEPALIVE)
         self._session = aiohttp.ClientSession(
             connector=connector, headers=self._headers, trust_env=False, auto_decompress=False,
             cookie_jar=aiohttp.CookieJar(unsafe=True),    # cookies kept for the run, IP hosts included
@@ -141,7 +141,7 @@ class Fetcher:
             try:
                 response = await self._session.get(target.with_user(None) if target.raw_user else target,
                                                    headers={**headers, **auth}, allow_redirects=False,
-                                                   timeout=limits)
+                                                   timeout=limits, ssl=_tls() if target.scheme == "https" else True)
             except aiohttp.ServerTimeoutError:
                 raise FetchError(name, f"timed out after {timeout:g} s ({host})") from None
             except aiohttp.ClientConnectorError as exc:

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import ssl
+import threading
 import time
 import zlib
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import trustme
 
 from monitor import USER_AGENT
 from monitor.errors import FetchError
 from monitor.fetch import Fetcher
 from monitor.models import FetchResult, Validators
-from tests.helpers import FeedServer, http_date
+from tests.helpers import FeedServer, http_date, run_process, write_config
 
 LAST_MODIFIED = http_date(1_700_000_000)
 
@@ -127,6 +130,49 @@ def test_a_server_that_stalls_mid_body_hits_the_deadline(server: FeedServer) -> 
     with pytest.raises(FetchError, match=r"timed out after 1 s \(127.0.0.1\)|timed out reading"):
         fetch(server.url("/stall"), timeout=1)
     assert time.monotonic() - started < 4
+
+
+class _Feed(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An https server on 127.0.0.1 whose certificate comes from a throwaway CA: (its URL, the CA's file)."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Feed)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    yield f"https://127.0.0.1:{server.server_address[1]}/feed", ca_file
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_certificates_are_verified_against_certifi_not_the_environment(
+        tls_server: tuple[str, Path], tmp_path: Path) -> None:
+    """`feedwatch run` fetches an https feed with certifi's CA bundle, whatever SSL_CERT_FILE says: a CA
+    slipped into the environment does not make its certificates trusted (a context from the environment,
+    such as aiohttp's default, would trust it). A real process, so the variable is set before anything
+    reads it."""
+    url, ca_file = tls_server
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                          f"feeds:\n  - {{name: tls, url: '{url}'}}\n")
+    result = run_process("--config", str(config), "run", "--json", env={"SSL_CERT_FILE": str(ca_file)})
+    [feed] = result.json()["feeds"]
+    assert result.code == 1 and feed["status"] == "error"
+    assert "certificate verify failed" in feed["error"] and "127.0.0.1" in feed["error"]
 
 
 def test_connection_refused() -> None:
