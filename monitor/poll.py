@@ -310,12 +310,11 @@ class Poller:
     def _with_stored_texts(self, decisions: list[Decision], unloaded: frozenset[bytes]) -> list[Decision] | None:
         """The decisions with the stored text filled in for each new version whose item's text was not
         loaded (its hash is in `unloaded`); None when one of those texts is no longer stored."""
-        from monitor import pages
-
         need = [d.item.text_hash for d in decisions if d.item is not None and d.new_version
                 and d.item.text_hash in unloaded and not d.item.text]
         if not need:
             return decisions
+        from monitor import pages    # page sources' module (lxml.html, cssselect): not for every feed poll
         texts = self.store.texts(need)
         if len(texts) < len(set(need)):
             return None
