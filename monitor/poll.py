@@ -150,7 +150,9 @@ class Poller:
         if _quiet(record):
             self.quiet.append(record)       # committed in batches: nothing but the feed row changes
             if len(self.quiet) >= QUIET_BATCH:
-                self.flush()
+                batch, self.quiet = self.quiet, []
+                # In a thread, like claims: fetches go on while it waits for the write lock.
+                await asyncio.to_thread(self.store.record_quiet_polls, batch)
             return self._outcome(state, record, (), started)
         try:
             changes = await self._record(record)
@@ -314,7 +316,8 @@ class Poller:
                 and d.item.text_hash in unloaded and not d.item.text]
         if not need:
             return decisions
-        from monitor import pages    # page sources' module (lxml.html, cssselect): not for every feed poll
+        from monitor import pages  # page sources' module (lxml.html, cssselect): not for every feed poll
+
         texts = self.store.texts(need)
         if len(texts) < len(set(need)):
             return None
