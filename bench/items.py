@@ -91,9 +91,13 @@ def _serve(items: int, feeds: int, ready: Any) -> None:
         def do_POST(self) -> None:
             content.edits += 1
             content.cache.clear()
+            for feed in range(feeds):   # made now, not while the next step waits for them
+                content.body(feed)
             self._reply(200, b"", {})
 
     server = FarmServer(("127.0.0.1", 0), Handler)
+    for feed in range(feeds):    # every body made before the first step, which should not wait for it
+        content.body(feed)
     ready.put(server.server_address[1])
     server.serve_forever()
 
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ready: Any = ctx.Queue()
     site = ctx.Process(target=_serve, args=(args.items, args.feeds, ready), daemon=True)
     site.start()
-    base = f"http://127.0.0.1:{ready.get(timeout=30)}"
+    base = f"http://127.0.0.1:{ready.get(timeout=600)}"
     feedwatch = str(Path(sys.executable).parent / "feedwatch")
     rows: list[tuple[str, float, float, float, int]] = []
     try:
