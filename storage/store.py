@@ -55,6 +55,10 @@ if TYPE_CHECKING:
     from storage.archive import ArchiveCounts, Progress
 
 REVERT_DEPTH = 5          # recent version states loaded per document for revert detection
+# The document columns compare and identity need (not its timestamps, which cost a conversion per row).
+_KNOWN = (Document.c.id, Document.c.key, Document.c.guid, Document.c.link, Document.c.latest_version,
+          Document.c.state_hash, Document.c.absent_polls, Document.c.removed_at.is_not(None).label("removed"),
+          Document.c.title)
 # A host back-off reaching further than this was written before Retry-After was capped (monitor.fetch):
 # it is ignored, so that no old "year 9999" row keeps a host silent.
 MAX_HOST_BACKOFF = timedelta(days=1, minutes=5)
@@ -304,36 +308,37 @@ class Store:
     def known_documents(self, feed_id: int, *, absent_only: bool = False) -> list[KnownDocument]:
         """The feed's documents with their recent version states (for identity, compare, reverts)."""
         with self.engine.connect() as conn:
-            query = select(Document).where(Document.c.feed_id == feed_id)
+            query = select(*_KNOWN).where(Document.c.feed_id == feed_id)
             if absent_only:
                 query = query.where(Document.c.absent_polls > 0, Document.c.removed_at.is_(None))
             docs = conn.execute(query).all()
-            recent, latest = self._recent_states(conn, [d.id for d in docs]) if not absent_only else ({}, {})
+            recent, latest = self._recent_states(conn, feed_id) if not absent_only else ({}, {})
         return [KnownDocument(id=d.id, key=d.key, guid=d.guid, link=d.link, latest_version=d.latest_version,
                               state_hash=d.state_hash, recent_states=recent.get(d.id, ()),
-                              absent_polls=d.absent_polls, removed=d.removed_at is not None,
+                              absent_polls=d.absent_polls, removed=d.removed,
                               title=d.title, text_hash=latest.get(d.id, (None, None))[0],
                               raw_hash=latest.get(d.id, (None, None))[1]) for d in docs]
 
-    def _recent_states(self, conn: Connection, doc_ids: list[int]
+    @staticmethod
+    def _recent_states(conn: Connection, feed_id: int
                        ) -> tuple[dict[int, tuple[tuple[int, bytes], ...]], dict[int, tuple[bytes, bytes | None]]]:
-        """Each document's latest version states, newest first, and its latest canonical text and raw
-        item hashes."""
+        """Each of the feed's documents' latest version states, newest first, and its latest canonical text
+        and raw item hashes: one query for the whole feed (not one per chunk of document ids)."""
         out: dict[int, list[tuple[int, bytes]]] = {}
         latest: dict[int, tuple[bytes, bytes | None]] = {}
-        for chunk in chunks(doc_ids):
-            ranked = (select(Version.c.document_id, Version.c.number, Version.c.state_hash, Version.c.text_hash,
-                             Version.c.raw_hash,
-                             func.row_number().over(partition_by=Version.c.document_id,
-                                                    order_by=Version.c.number.desc()).label("rank"))
-                      .where(Version.c.document_id.in_(chunk)).subquery())
-            rows = conn.execute(select(ranked.c.document_id, ranked.c.number, ranked.c.state_hash,
-                                       ranked.c.text_hash, ranked.c.raw_hash)
-                                .where(ranked.c.rank <= REVERT_DEPTH)
-                                .order_by(ranked.c.document_id, ranked.c.number.desc()))
-            for r in rows:
-                out.setdefault(r.document_id, []).append((r.number, r.state_hash))
-                latest.setdefault(r.document_id, (r.text_hash, r.raw_hash))
+        ranked = (select(Version.c.document_id, Version.c.number, Version.c.state_hash, Version.c.text_hash,
+                         Version.c.raw_hash,
+                         func.row_number().over(partition_by=Version.c.document_id,
+                                                order_by=Version.c.number.desc()).label("rank"))
+                  .join(Document, Document.c.id == Version.c.document_id)
+                  .where(Document.c.feed_id == feed_id).subquery())
+        rows = conn.execute(select(ranked.c.document_id, ranked.c.number, ranked.c.state_hash,
+                                   ranked.c.text_hash, ranked.c.raw_hash)
+                            .where(ranked.c.rank <= REVERT_DEPTH)
+                            .order_by(ranked.c.document_id, ranked.c.number.desc()))
+        for r in rows:
+            out.setdefault(r.document_id, []).append((r.number, r.state_hash))
+            latest.setdefault(r.document_id, (r.text_hash, r.raw_hash))
         return {k: tuple(v) for k, v in out.items()}, latest
 
     def latest_versions(self, doc_ids: Sequence[int]) -> dict[int, VersionInfo]:
