@@ -22,6 +22,7 @@ cost of recording a cold poll.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -37,8 +38,15 @@ from storage.schema import Blob
 LEVEL = 3
 KEYFRAME_RATIO = 0.2      # dictionary output above 20% of plain output: start a new keyframe
 _MIN_DICT = 64            # shorter keyframes are no useful dictionary
-_compressor = zstandard.ZstdCompressor(level=LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
+_contexts = threading.local()   # zstd contexts are not thread safe: one pair per thread (a poller commits in a thread)
+
+
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    """This thread's compressor and decompressor, made on first use."""
+    pair: tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor] | None = getattr(_contexts, "pair", None)
+    if pair is None:
+        pair = _contexts.pair = (zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdDecompressor())
+    return pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +117,7 @@ def encode(data: bytes, keyframe: tuple[bytes, bytes] | None = None, *, chain: b
         against = Encoded("zstd-dict", keyframe[0], _dict_compressor(keyframe[1]).compress(data))
         if not chain and len(against.data) < len(data):
             return against
-    plain = _compressor.compress(data)
+    plain = _zstd()[0].compress(data)
     if against is not None and len(against.data) <= (KEYFRAME_RATIO if chain else 1.0) * len(plain):
         return against
     if len(plain) >= len(data):
@@ -145,7 +153,7 @@ def decode(conn: Connection, codec: str, base: bytes | None, data: bytes) -> byt
 def decode_with(codec: str, keyframe: bytes | None, data: bytes) -> bytes:
     """A blob's content from its stored form, given the content of its keyframe when it has one."""
     if codec == "zstd":
-        return _decompressor.decompress(data)
+        return _zstd()[1].decompress(data)
     if codec == "none":
         return data
     if codec == "zstd-dict" and keyframe is not None:
