@@ -303,6 +303,13 @@ def ensure_schema(engine: Engine) -> None:
     """Create or upgrade the schema, under a lock so that workers starting together do not race."""
     if schema_state(engine) == "current":
         return
+    if is_sqlite(engine) and _create_fresh(engine):
+        return
+    migrate(engine)
+
+
+def migrate(engine: Engine) -> None:
+    """Create or upgrade the schema with Alembic, to HEAD, under the same lock."""
     from alembic import command
     from alembic.config import Config
 
@@ -315,6 +322,28 @@ def ensure_schema(engine: Engine) -> None:
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+# What Alembic creates to record the revision (alembic.runtime.migration), and what it writes into it.
+_ALEMBIC_VERSION = ("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+
+
+def _create_fresh(engine: Engine) -> bool:
+    """An empty SQLite database gets the whole schema from storage.schema, stamped at HEAD, in one
+    transaction, without importing and running Alembic (a third of a second of every first run).
+    tests/test_storage.py checks that this is exactly the schema the migrations build. False when the
+    database is not empty after all (another process created it meanwhile, or it holds other tables):
+    then Alembic decides."""
+    from storage.schema import metadata
+
+    with engine.begin() as conn:     # BEGIN IMMEDIATE: one process creates, the others wait and see it
+        if inspect(conn).get_table_names():
+            return False
+        metadata.create_all(conn)
+        conn.exec_driver_sql(_ALEMBIC_VERSION)
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": HEAD})
+    return True
 
 
 def _reason(exc: DBAPIError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from monitor.models import Alert, ChangeKind, Decision, DocumentUpdate, Item, Po
 from monitor.normalize import state_hash
 from monitor.poll import process_body
 from storage import blobs
-from storage.db import HEAD, REVISIONS, open_engine, schema_state
+from storage.db import HEAD, REVISIONS, migrate, open_engine, schema_state
 from storage.schema import Blob, Change, Delivery, Feed, Version
 from storage.store import Store
 from tests.helpers import CORPUS, write_config
@@ -221,21 +222,71 @@ def test_a_dead_process_lease_on_this_host_is_freed_at_once(database_url: str) -
 
 
 def test_the_migrations_build_exactly_the_schema_the_code_declares(database_url: str) -> None:
-    """storage/schema.py and storage/migrations agree: autogenerate finds nothing to change."""
+    """storage/schema.py and storage/migrations agree: autogenerate finds nothing to change in a database
+    the migrations built (not the fast path a new SQLite file takes, which the next test compares)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from storage.schema import POSTGRESQL_ONLY_INDEXES, metadata
 
-    store = Store.open(database_url)
+    engine = open_engine(database_url)
     try:
-        with store.engine.connect() as conn:
+        migrate(engine)
+        with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             diffs = compare_metadata(context, metadata)
         # PostgreSQL's extra indexes come from migration 0002 only (schema.py says why).
         assert [d for d in diffs if not (d[0] == "remove_index" and d[1].name in POSTGRESQL_ONLY_INDEXES)] == []
     finally:
-        store.close()
+        engine.dispose()
+
+
+def _sqlite_schema(path: Path) -> list[tuple[str, str, object]]:
+    """Everything SQLite knows of a database's schema: each table's and index's definition (a table's
+    clauses as a set: the same constraints listed in another order are the same table), the recorded
+    revision, and the file's settings."""
+    conn = sqlite3.connect(path)
+    try:
+        out: list[tuple[str, str, object]] = []
+        for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name"):
+            head, _, body = (sql or "").partition("(")
+            out.append((kind, name, (" ".join(head.split()), frozenset(_clauses(body.rsplit(")", 1)[0])))))
+        out.append(("revision", "", conn.execute("SELECT version_num FROM alembic_version").fetchall()))
+        out += [("pragma", p, conn.execute(f"PRAGMA {p}").fetchone()) for p in ("page_size", "auto_vacuum",
+                                                                                "journal_mode", "user_version")]
+        return out
+    finally:
+        conn.close()
+
+
+def _clauses(body: str) -> list[str]:
+    """The top-level comma-separated clauses of a CREATE TABLE's body, whitespace normalised."""
+    clauses, depth, current = [], 0, ""
+    for char in body:
+        depth += (char == "(") - (char == ")")
+        if char == "," and depth == 0:
+            clauses.append(" ".join(current.split()))
+            current = ""
+        else:
+            current += char
+    return [*clauses, " ".join(current.split())]
+
+
+def test_a_new_sqlite_database_gets_exactly_the_schema_the_migrations_build(tmp_path: Path) -> None:
+    """A new SQLite file is given storage.schema's tables directly, stamped at the head revision, without
+    running Alembic (storage.db._create_fresh, a third of a second of every first run): the result must be
+    the database the migrations build, table by table, index by index, revision and settings."""
+    Store.open(f"sqlite:///{tmp_path / 'fresh.db'}").close()
+    engine = open_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    fresh, migrated = _sqlite_schema(tmp_path / "fresh.db"), _sqlite_schema(tmp_path / "migrated.db")
+    assert ("revision", "", [(HEAD,)]) in fresh
+    tables = {name for kind, name, _ in fresh if kind == "table"}
+    assert {"feeds", "documents", "versions", "changes", "blobs", "deliveries"} <= tables
+    assert fresh == migrated
 
 
 def test_a_poll_whose_lease_was_taken_over_is_discarded_and_not_reported(tmp_path: Path) -> None:
