@@ -130,7 +130,7 @@ class Poller:
     process: Process | None = None
     quiet: list[PollRecord] = field(default_factory=list)
     writes: list[tuple[PollRecord, asyncio.Future[list[RecordedChange]]]] = field(default_factory=list)
-    _writing: asyncio.Future[None] | None = None     # the batch being committed
+    _writing: set[asyncio.Future[None]] = field(default_factory=set)     # batches being committed
     _timer: asyncio.TimerHandle | None = None
 
     async def poll(self, state: FeedState) -> FeedOutcome:
@@ -166,12 +166,12 @@ class Poller:
         return self._outcome(state, record, tuple(changes), started)
 
     async def flush(self) -> None:
-        """Commit the polls waiting in the batches, and wait until every batch is committed."""
+        """Commit the polls waiting in the batches, and wait for the batches being committed."""
         batch, self.quiet = self.quiet, []
         await asyncio.to_thread(self.store.record_quiet_polls, batch)
         self._write_batch()
-        while self._writing is not None:
-            await self._writing
+        while self._writing:
+            await asyncio.gather(*self._writing)
 
     async def _record(self, record: PollRecord) -> list[RecordedChange]:
         """Write a poll that records something, in one transaction with the others that finish within
@@ -188,25 +188,21 @@ class Poller:
     def _write_batch(self) -> None:
         """Commit the waiting polls in a thread, and settle their futures when it is done: the event loop
         goes on fetching and parsing meanwhile (compression releases the GIL, and so does a wait for
-        SQLite's write lock while another poller writes). One batch at a time: the polls that finish while
-        one is being committed make the next. A poll whose task was cancelled meanwhile is written all the
-        same (it happened)."""
+        SQLite's write lock while another poller writes). A poll whose task was cancelled meanwhile is
+        written all the same (it happened)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._writing is not None or not self.writes:
-            return
         batch, self.writes = self.writes, []
-        self._writing = asyncio.ensure_future(self._commit(batch))
+        if batch:
+            task = asyncio.ensure_future(self._commit(batch))
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
 
     async def _commit(self, batch: list[tuple[PollRecord, asyncio.Future[list[RecordedChange]]]]) -> None:
-        try:
-            written = await asyncio.to_thread(self._write, [record for record, _ in batch])
-            for (_, future), result in zip(batch, written, strict=True):
-                _settle(future, result)
-        finally:
-            self._writing = None
-            self._write_batch()
+        written = await asyncio.to_thread(self._write, [record for record, _ in batch])
+        for (_, future), result in zip(batch, written, strict=True):
+            _settle(future, result)
 
     def _write(self, records: list[PollRecord]) -> list[list[RecordedChange] | BaseException]:
         """Each poll's changes, or why it was not written: the batch in one transaction, or, if one poll's
