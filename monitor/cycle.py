@@ -239,6 +239,6 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
                 t.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            await poller.flush()
+            poller.flush()
             store.release_feeds(owner)
     return sorted(outcomes, key=lambda o: o.name)

@@ -130,7 +130,6 @@ class Poller:
     process: Process | None = None
     quiet: list[PollRecord] = field(default_factory=list)
     writes: list[tuple[PollRecord, asyncio.Future[list[RecordedChange]]]] = field(default_factory=list)
-    _writing: set[asyncio.Future[None]] = field(default_factory=set)     # batches being committed
     _timer: asyncio.TimerHandle | None = None
 
     async def poll(self, state: FeedState) -> FeedOutcome:
@@ -165,13 +164,11 @@ class Poller:
             changes = self.store.record_poll(record)
         return self._outcome(state, record, tuple(changes), started)
 
-    async def flush(self) -> None:
-        """Commit the polls waiting in the batches, and wait for the batches being committed."""
+    def flush(self) -> None:
+        """Commit the polls waiting in the batches."""
         batch, self.quiet = self.quiet, []
-        await asyncio.to_thread(self.store.record_quiet_polls, batch)
+        self.store.record_quiet_polls(batch)
         self._write_batch()
-        while self._writing:
-            await asyncio.gather(*self._writing)
 
     async def _record(self, record: PollRecord) -> list[RecordedChange]:
         """Write a poll that records something, in one transaction with the others that finish within
@@ -186,41 +183,32 @@ class Poller:
         return await future
 
     def _write_batch(self) -> None:
-        """Commit the waiting polls in a thread, and settle their futures when it is done: the event loop
-        goes on fetching and parsing meanwhile (compression releases the GIL, and so does a wait for
-        SQLite's write lock while another poller writes). A poll whose task was cancelled meanwhile is
-        written all the same (it happened)."""
+        """Commit the waiting polls and settle their futures. A poll whose task was cancelled meanwhile
+        is written all the same (it happened). If one poll's data is refused, the batch is rolled back and
+        each poll is written on its own, so the refusal stays that feed's error."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         batch, self.writes = self.writes, []
-        if batch:
-            task = asyncio.ensure_future(self._commit(batch))
-            self._writing.add(task)
-            task.add_done_callback(self._writing.discard)
-
-    async def _commit(self, batch: list[tuple[PollRecord, asyncio.Future[list[RecordedChange]]]]) -> None:
-        written = await asyncio.to_thread(self._write, [record for record, _ in batch])
-        for (_, future), result in zip(batch, written, strict=True):
-            _settle(future, result)
-
-    def _write(self, records: list[PollRecord]) -> list[list[RecordedChange] | BaseException]:
-        """Each poll's changes, or why it was not written: the batch in one transaction, or, if one poll's
-        data is refused, each poll on its own, so the refusal stays that feed's error."""
+        if not batch:
+            return
         try:
-            results = self.store.record_polls(records)
+            results = self.store.record_polls([record for record, _ in batch])
         except StorageDataError:
-            return [self._write_one(record) for record in records]
+            for record, future in batch:
+                try:
+                    changes = self.store.record_poll(record)
+                except Exception as exc:    # LeaseLost, StorageDataError: the poll's own outcome
+                    _settle(future, exc)
+                else:
+                    _settle(future, changes)
+            return
         except Exception as exc:    # the database itself: every poll of the batch fails alike
-            return [exc] * len(records)
-        return [LeaseLost(record.feed) if changes is None else changes
-                for record, changes in zip(records, results, strict=True)]
-
-    def _write_one(self, record: PollRecord) -> list[RecordedChange] | BaseException:
-        try:
-            return self.store.record_poll(record)
-        except Exception as exc:    # LeaseLost, StorageDataError: the poll's own outcome
-            return exc
+            for _, future in batch:
+                _settle(future, exc)
+            return
+        for (record, future), written in zip(batch, results, strict=True):
+            _settle(future, LeaseLost(record.feed) if written is None else written)
 
     def _outcome(self, state: FeedState, record: PollRecord, changes: tuple[RecordedChange, ...],
                  started: float) -> FeedOutcome:
