@@ -206,11 +206,9 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
         try:
             while True:
                 if len(tasks) <= capacity // 2 and not (stop and stop.is_set()):
-                    # In a thread: while it waits for SQLite's write lock (another poller is writing),
-                    # the fetches in flight go on.
-                    claimed = await asyncio.to_thread(
-                        store.claim_due_feeds, list(ids.values()), owner, limit=capacity - len(tasks),
-                        lease=lease, exclude=frozenset(polled), ignore_backoff=ignore_backoff)
+                    claimed = store.claim_due_feeds(list(ids.values()), owner, limit=capacity - len(tasks),
+                                                    lease=lease, exclude=polled,
+                                                    ignore_backoff=ignore_backoff)
                     polled.update(s.id for s in claimed)
                     for s in claimed:
                         task = asyncio.create_task(poller.poll(s))
@@ -232,7 +230,7 @@ async def _poll_cycle(store: Store, settings: Settings, ids: dict[str, int], own
                             break
                         done = finished.get_nowait()
                 if time.monotonic() - renewed >= lease / 3:   # the polls in flight keep their leases
-                    await asyncio.to_thread(store.renew_leases, owner, list(tasks.values()), lease)
+                    store.renew_leases(owner, list(tasks.values()), lease)
                     renewed = time.monotonic()
         finally:
             for t in tasks:

@@ -150,9 +150,7 @@ class Poller:
         if _quiet(record):
             self.quiet.append(record)       # committed in batches: nothing but the feed row changes
             if len(self.quiet) >= QUIET_BATCH:
-                batch, self.quiet = self.quiet, []
-                # In a thread, like claims: fetches go on while it waits for the write lock.
-                await asyncio.to_thread(self.store.record_quiet_polls, batch)
+                self.flush()
             return self._outcome(state, record, (), started)
         try:
             changes = await self._record(record)
