@@ -38,7 +38,7 @@ from storage.schema import Blob
 LEVEL = 3
 KEYFRAME_RATIO = 0.2      # dictionary output above 20% of plain output: start a new keyframe
 _MIN_DICT = 64            # shorter keyframes are no useful dictionary
-_contexts = threading.local()   # zstd contexts are not thread safe: one pair per thread (a poller commits in a thread)
+_contexts = threading.local()   # zstd contexts are not thread safe: one pair per thread that stores or reads
 
 
 def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
