@@ -38,6 +38,8 @@ REPO = Path(os.environ.get("RECORD_BENCH_REPO", HERE.parent)).resolve()
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(HERE))
 
+from tables import print_markdown_table  # noqa: E402
+
 BATCH = 32           # monitor.poll.WRITE_BATCH: polls committed together
 OWNER = "bench:1"
 
@@ -145,12 +147,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                        f"{1000 * min(r['times']) / r['docs']:.3f}", f"{r['blobs'][0]:,}", f"{r['blobs'][1]:,}",
                        f"{r['blobs'][2]:,}")
                       for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in table[1:]:
-        print("| " + " | ".join(c.rjust(w) if i else c.ljust(w)
-                                for i, (c, w) in enumerate(zip(row, widths, strict=True))) + " |")
+    print_markdown_table(table)
 
 
 def main() -> None:

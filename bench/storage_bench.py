@@ -39,6 +39,8 @@ import zstandard
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tables import print_markdown_table  # noqa: E402
+
 from monitor import config  # noqa: E402
 from monitor.cycle import poll_due  # noqa: E402
 from storage.store import Store  # noqa: E402
@@ -218,12 +220,7 @@ def print_table(rows: list[Row]) -> None:
     table = [head] + [(r.workload, str(r.versions), f"{r.texts:,}", f"{r.file:,}", f"{r.schema:,}",
                        f"{r.growth:,}", f"{r.growth / r.versions:,.0f}", f"{r.growth / r.texts:.2f}",
                        f"{r.payload:,}", f"{r.payload / r.texts:.2f}") for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in table[1:]:
-        print("| " + " | ".join(c.rjust(w) if i else c.ljust(w)
-                                for i, (c, w) in enumerate(zip(row, widths, strict=True))) + " |")
+    print_markdown_table(table)
 
 
 if __name__ == "__main__":
