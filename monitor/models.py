@@ -165,6 +165,16 @@ class PageState:
     error: str | None = None
 
 
+class DueFeed(NamedTuple):
+    """A due feed, with what its last poll says about the cost of the next one (monitor.cycle)."""
+
+    id: int
+    settings_hash: bytes | None     # the settings of its last poll (None: never polled)
+    baseline_done: bool
+    polls: int
+    last_status: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class FeedState:
     """A feed row as the orchestrator needs it for one poll (claimed under a lease)."""

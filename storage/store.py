@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from monitor.errors import LeaseLost, UsageError
 from monitor.models import (
     DocumentInfo,
+    DueFeed,
     FeedHealth,
     FeedState,
     FeedStatusInfo,
@@ -268,6 +269,16 @@ class Store:
         with self.engine.connect() as conn:
             return sum(conn.execute(select(func.count()).where(Feed.c.id.in_(chunk), Feed.c.next_due_at <= now))
                        .scalar_one() for chunk in chunks(feed_ids))
+
+    def due_feed_states(self, feed_ids: Sequence[int], now: datetime | None = None) -> list[DueFeed]:
+        """The feeds among these that are due now (leased or not), with their last poll's settings and status:
+        what monitor.cycle reads to size a cycle."""
+        now = now or utcnow()
+        with self.engine.connect() as conn:
+            return [DueFeed(r.id, r.settings_hash, r.baseline_done, r.polls, r.last_status)
+                    for chunk in chunks(feed_ids) for r in conn.execute(
+                select(Feed.c.id, Feed.c.settings_hash, Feed.c.baseline_done, Feed.c.polls, Feed.c.last_status)
+                .where(Feed.c.id.in_(chunk), Feed.c.next_due_at <= now))]
 
     def host_backoffs(self, now: datetime | None = None) -> list[HostBackoff]:
         """Hosts whose feeds wait (Retry-After) at `now`, soonest end first."""
