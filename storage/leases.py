@@ -11,17 +11,17 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from storage.db import worker_host
-from storage.rows import chunks
 
 
 def expire_dead_leases(conn: Connection, table: Any, now: datetime) -> None:
     """Free the leases on `table` (feeds or deliveries) held by processes of this host that no longer exist."""
-    host = worker_host()
-    rows = conn.execute(select(table.c.id, table.c.lease_owner).where(
-        table.c.lease_owner.like(f"{host}:%"), table.c.lease_until > now)).all()
-    dead = [r.id for r in rows if not _pid_alive(r.lease_owner)]
-    for chunk in chunks(dead):
-        conn.execute(update(table).where(table.c.id.in_(chunk)).values(lease_owner=None, lease_until=None))
+    held = (table.c.lease_owner.like(f"{worker_host()}:%"), table.c.lease_until > now)
+    # The owners, not the rows: a claim runs this while its own process holds hundreds of leases.
+    owners: list[str] = list(conn.execute(select(table.c.lease_owner).distinct().where(*held)).scalars())
+    dead = [owner for owner in owners if not _pid_alive(owner)]
+    if dead:
+        conn.execute(update(table).where(table.c.lease_owner.in_(dead), *held).values(lease_owner=None,
+                                                                                      lease_until=None))
 
 
 def _pid_alive(owner: str | None) -> bool:

@@ -43,10 +43,12 @@ def chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
         yield items[i:i + size]
 
 
-def feed_state(f: Any) -> FeedState:
+def feed_state(f: Any, documents: int = 0, absent: int = 0, stored: int = 0) -> FeedState:
+    """A claimed feed row (storage.store's claim columns) and its document counts."""
     return FeedState(id=f.id, name=f.name, url=f.url, validators=Validators(f.etag, f.last_modified),
                      body_hash=f.body_hash, settings_hash=f.settings_hash, baseline_done=f.baseline_done,
-                     consecutive_errors=f.consecutive_errors, error_alerted=f.error_alerted)
+                     consecutive_errors=f.consecutive_errors, error_alerted=f.error_alerted, documents=documents,
+                     absent=absent, stored=stored)
 
 
 def document_info(d: Any) -> DocumentInfo:

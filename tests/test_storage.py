@@ -22,7 +22,7 @@ from storage import blobs
 from storage.db import HEAD, REVISIONS, migrate, open_engine, schema_state
 from storage.schema import Blob, Change, Delivery, Feed, Version
 from storage.store import Store
-from tests.helpers import CORPUS, write_config
+from tests.helpers import CORPUS, rss, write_config
 
 
 def new_item(key: str, text_: str, title: str = "T") -> Item:
@@ -287,6 +287,58 @@ def test_a_new_sqlite_database_gets_exactly_the_schema_the_migrations_build(tmp_
     tables = {name for kind, name, _ in fresh if kind == "table"}
     assert {"feeds", "documents", "versions", "changes", "blobs", "deliveries"} <= tables
     assert fresh == migrated
+
+
+def _file_feeds(tmp_path: Path, count: int) -> config.Settings:
+    lines = []
+    for i in range(count):
+        path = tmp_path / f"f{i}.xml"
+        path.write_text(rss((f"g{i}", f"text {i}")), encoding="utf-8")
+        lines.append(f"  - {{name: f{i:03}, url: '{path}'}}\n")
+    return config.load(write_config(tmp_path / "feedwatch.yaml",
+                                    f"database: sqlite:///{tmp_path / 'fw.db'}\nfeeds:\n{''.join(lines)}"))
+
+
+def test_a_cycle_claims_until_a_claim_comes_back_short_then_once_more_when_its_queue_is_empty(
+        tmp_path: Path) -> None:
+    """Each claim is a write transaction: none is wasted on an empty queue's every finished poll."""
+    settings = _file_feeds(tmp_path, 100)
+    store = Store.open(settings.database_url)
+    claimed: list[int] = []
+    claim = store.claim_due_feeds
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        got = claim(*args, **kwargs)
+        claimed.append(len(got))
+        return got
+
+    store.claim_due_feeds = counting  # type: ignore[method-assign]
+    outcomes = asyncio.run(poll_due(store, settings, parse_pool=False))
+    assert len(outcomes) == 100 and {o.status for o in outcomes} == {PollStatus.OK}
+    assert claimed == [64, 32, 4, 0]     # a queue of 64 (concurrency 8), refilled at half
+    claimed.clear()
+    asyncio.run(poll_due(store, settings, parse_pool=False, force=True, shared=False))
+    assert claimed == [100, 0]           # polling alone: one large batch
+    store.close()
+
+
+def test_a_feed_another_process_frees_during_a_cycle_is_polled_before_the_cycle_ends(tmp_path: Path) -> None:
+    settings = _file_feeds(tmp_path, 3)
+    store = Store.open(settings.database_url)
+    store.sync_feeds([(f.name, f.url) for f in settings.feeds])
+    with store.engine.begin() as conn:      # a live process on another host holds f002
+        conn.execute(update(Feed).where(Feed.c.name == "f002").values(lease_owner="elsewhere:1",
+                                                                       lease_until=utcnow() + timedelta(hours=1)))
+
+    async def free_it_while_f000_is_parsed(feed: Any, fetched: Any, stored: Any) -> list[Item]:
+        if feed.name == "f000":
+            with store.engine.begin() as conn:
+                conn.execute(update(Feed).where(Feed.c.name == "f002").values(lease_owner=None, lease_until=None))
+        return process_body(feed, fetched, stored)
+
+    outcomes = asyncio.run(poll_due(store, settings, process=free_it_while_f000_is_parsed))
+    assert [(o.name, o.status) for o in outcomes] == [(f"f00{i}", PollStatus.OK) for i in range(3)]
+    store.close()
 
 
 def test_a_poll_whose_lease_was_taken_over_is_discarded_and_not_reported(tmp_path: Path) -> None:
