@@ -33,7 +33,7 @@ import hashlib
 import html.parser
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urljoin
 
 import lxml.etree
@@ -65,6 +65,8 @@ _SKIPPED, _BLOCK, _ITEM, _HEADING, _ROW, _PRE, _BREAK, _INLINE = range(8)
 _ROLES = {**dict.fromkeys(BLOCK, _BLOCK), **dict.fromkeys(HEADINGS, _HEADING), "li": _ITEM, "tr": _ROW,
           "pre": _PRE, "br": _BREAK, **dict.fromkeys(SKIP, _SKIPPED)}
 MAX_DEPTH = 200         # element nesting the recursive walk follows; deeper subtrees are read flat
+# A Block made without the Python-level __new__ a named tuple has (a frame per block of every item).
+_block: Callable[[type[Block], tuple[BlockKind, str, int, tuple[str, ...]]], Block] = tuple.__new__
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad\u2060"), None)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 # Plain etree elements (lxml.html's element classes cost a lookup per element and are not needed here).
@@ -226,7 +228,7 @@ class _Walker:
             return
         kind = BlockKind.ITEM if self.item_pending else BlockKind.PARAGRAPH
         self.item_pending = False
-        self.blocks.append(Block(kind, text, self.depth, self._path))
+        self.blocks.append(_block(Block, (kind, text, self.depth, self._path)))
 
     def visit(self, el: lxml.etree._Element) -> None:
         # The hot loop of normalisation: one call per element of every item of every feed.
@@ -256,7 +258,8 @@ class _Walker:
             self.buf.append(tail)
 
     def block(self, el: lxml.etree._Element) -> None:
-        self.flush()
+        if self.buf:
+            self.flush()
         if not len(el):
             self.emit(el.text)          # a block of plain text (most paragraphs)
         elif self.inline_only(el):
@@ -321,7 +324,8 @@ class _Walker:
             self.buf.append(f" <{urljoin(self.base, target.strip()) if self.base else target.strip()}>")
 
     def heading(self, el: lxml.etree._Element, level: int) -> None:
-        self.flush()
+        if self.buf:
+            self.flush()
         # A heading of plain text (most) needs no walk of its own.
         text = collapse(self.inline_text(el) if len(el) else el.text or "")
         if not text:
@@ -331,7 +335,8 @@ class _Walker:
         self.blocks.append(Block(BlockKind.HEADING, text, level, self._path))
 
     def list_item(self, el: lxml.etree._Element) -> None:
-        self.flush()
+        if self.buf:
+            self.flush()
         self.depth += 1
         outer = self.item_pending
         self.item_pending = True
