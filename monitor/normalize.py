@@ -65,6 +65,10 @@ _SKIPPED, _BLOCK, _ITEM, _HEADING, _ROW, _PRE, _BREAK, _INLINE = range(8)
 _ROLES = {**dict.fromkeys(BLOCK, _BLOCK), **dict.fromkeys(HEADINGS, _HEADING), "li": _ITEM, "tr": _ROW,
           "pre": _PRE, "br": _BREAK, **dict.fromkeys(SKIP, _SKIPPED)}
 MAX_DEPTH = 200         # element nesting the recursive walk follows; deeper subtrees are read flat
+# The iterative walks' events: a tree parsed by the caller may hold comments and processing instructions,
+# which come only as events of their own; their tails are text.
+_WALK_EVENTS = ("start", "end", "comment", "pi")
+_NOT_ELEMENTS = frozenset({"comment", "pi"})
 # A Block made without the Python-level __new__ a named tuple has (a frame per block of every item).
 _block: Callable[[type[Block], tuple[BlockKind, str, int, tuple[str, ...]]], Block] = tuple.__new__
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad\u2060"), None)
@@ -300,8 +304,16 @@ class _Walker:
 
     def flat(self, el: lxml.etree._Element) -> None:
         """A deeply nested subtree (and its tail) without recursion: its text, a paragraph per block."""
-        walk = lxml.etree.iterwalk(el, events=("start", "end"))
+        if type(el.tag) is not str:     # a comment or processing instruction (iterwalk takes elements only)
+            if el.tail:
+                self.buf.append(el.tail)
+            return
+        walk = lxml.etree.iterwalk(el, events=_WALK_EVENTS)
         for event, node in walk:
+            if event in _NOT_ELEMENTS:  # shown: its tail, as the recursive walk shows it
+                if node.tail:
+                    self.buf.append(node.tail)
+                continue
             tag = _tag(node)
             if event == "start":
                 if tag is None or tag in SKIP:
@@ -385,8 +397,12 @@ def _subtree_text(el: lxml.etree._Element) -> str:
 def _texts(el: lxml.etree._Element) -> Iterable[str]:
     """Text under `el` verbatim (tails of children included, el's own tail not), skipping SKIP elements.
     Iterative: a <pre> may hold deeply nested markup."""
-    walk = lxml.etree.iterwalk(el, events=("start", "end"))
+    walk = lxml.etree.iterwalk(el, events=_WALK_EVENTS)
     for event, node in walk:
+        if event in _NOT_ELEMENTS:
+            if node.tail:
+                yield node.tail
+            continue
         tag = _tag(node)
         if event == "start":
             if node is not el and (tag is None or tag in SKIP):

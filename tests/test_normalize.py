@@ -61,6 +61,19 @@ def test_deep_nesting_keeps_the_whole_document(levels: int) -> None:
     assert text.count("x") == levels and "hidden" not in text
 
 
+@pytest.mark.parametrize("node", ["<!-- a comment -->", "<?pi data?>"])
+def test_a_parsed_tree_with_a_comment_past_the_recursion_budget_is_read(node: str) -> None:
+    """A tree parsed by the caller keeps its comments (lxml.html's default): one among the children that
+    the walk reads flat is skipped, its tail kept, like anywhere else."""
+    html = "<div>" * 210 + f"<p>before</p>{node}after" + "</div>" * 210     # lxml.html keeps 256 levels
+    parsed = lxml.html.fragment_fromstring(html)
+    assert canonical_text(parsed) == canonical_text(html) == "before\nafter"
+    nested = "<div>" * 210 + f"<span>in {node}a span</span>" + "</div>" * 210
+    assert canonical_text(lxml.html.fragment_fromstring(nested)) == "in a span"
+    pre = f"<pre>one {node}two\n<b>three {node}four</b></pre>"
+    assert canonical_text(lxml.html.fragment_fromstring(pre)) == canonical_text(pre) == "```\none two\nthree four\n```"
+
+
 def test_deeply_nested_preformatted_text_is_kept() -> None:
     html = "<pre>top\n" + "<span>" * 1500 + "inner" + "</span>" * 1500 + "\nbottom</pre>"
     assert canonical_text(html) == "```\ntop\ninner\nbottom\n```"
