@@ -304,21 +304,23 @@ def test_a_cycle_claims_until_a_claim_comes_back_short_then_once_more_when_its_q
     """Each claim is a write transaction: none is wasted on an empty queue's every finished poll."""
     settings = _file_feeds(tmp_path, 100)
     store = Store.open(settings.database_url)
-    claimed: list[int] = []
+    claims: list[tuple[int, int]] = []      # (limit, claimed)
     claim = store.claim_due_feeds
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         got = claim(*args, **kwargs)
-        claimed.append(len(got))
+        claims.append((kwargs["limit"], len(got)))
         return got
 
     store.claim_due_feeds = counting  # type: ignore[method-assign]
     outcomes = asyncio.run(poll_due(store, settings, parse_pool=False))
     assert len(outcomes) == 100 and {o.status for o in outcomes} == {PollStatus.OK}
-    assert claimed == [64, 32, 4, 0]     # a queue of 64 (concurrency 8), refilled at half
-    claimed.clear()
+    assert claims[0] == (64, 64)                                  # a queue of 64 (concurrency 8), refilled
+    assert all(limit == got for limit, got in claims[:-2])       # full claims, until one comes back short
+    assert claims[-2][1] < claims[-2][0] and claims[-1][1] == 0 and sum(got for _, got in claims) == 100
+    claims.clear()
     asyncio.run(poll_due(store, settings, parse_pool=False, force=True, shared=False))
-    assert claimed == [100, 0]           # polling alone: one large batch
+    assert claims == [(256, 100), (256, 0)]                       # polling alone: one large batch
     store.close()
 
 
