@@ -2,11 +2,12 @@
 
 monitor.poll tells the story of one poll; this module runs many of them:
 
-- :func:`poll_due`: claim due feeds under leases, in small batches, and poll them as asyncio tasks (the
-  fetches overlap; the CPU work runs between them), renewing the leases of the polls in flight. Several
+- :func:`poll_due`: claim due feeds under leases, in batches, and poll them as asyncio tasks (the fetches
+  overlap; the CPU work runs between them), renewing the leases of the polls in flight. Several
   processes (workers, overlapping runs) share the feeds through those leases, never polling one twice.
-- :class:`ParsePool`: when many feeds are due in one process, parsing and normalising move to forked
-  worker processes.
+- :func:`due_work`: how many due feeds are likely to read a whole body, which sizes the rest.
+- :class:`ParsePool`: when many feeds are to be read in one process, parsing and normalising move to
+  forked worker processes.
 - :func:`run_cycle` (``feedwatch run``): one poller process per extra core, forked from this one, each
   running :func:`poll_due`; their outcomes and log records come back over pipes as they happen.
 """
@@ -118,7 +119,7 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
 def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: bool = False,
               on_outcome: Callable[[FeedOutcome], None] | None = None,
               list_baselines: bool = False) -> list[FeedOutcome]:
-    """`feedwatch run`: one cycle, spread over every core when many feeds are due.
+    """`feedwatch run`: one cycle, spread over every core when many feeds are to be read.
 
     Each extra core gets a poller process forked from this one. The pollers share the work through the
     feeds' leases exactly as separate `run`/`watch` processes would (so no feed is polled twice), and
@@ -126,7 +127,7 @@ def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: b
     outcomes come back over a pipe, one by one as they are recorded (`on_outcome` sees every poller's,
     baselines listed or counted as in :func:`poll_due`; a first run over thousands of feeds records every
     document, and neither the pipes nor the outcomes returned carry them unless asked).
-    With few feeds due, one process does it all.
+    With few feeds to read (:func:`due_work`), one process does it all.
     """
     if force:
         store.make_due(list(ids.values()))
