@@ -27,8 +27,8 @@ def render(blocks: Iterable[Block]) -> str:
     indented two spaces per list depth (a leading marker character is escaped with a backslash), table
     rows as ``| a | b |``, and preformatted lines between ``````` fences.
 
-    One loop with the cases inline, paragraphs first (most blocks are): a function call per block was
-    half of rendering, which is a tenth of normalising an item.
+    One loop with the cases inline (code lines first, for their fences, then paragraphs, most blocks): a
+    function call per block was half of rendering, which is a tenth of normalising an item.
     """
     lines: list[str] = []
     append = lines.append

@@ -69,8 +69,9 @@ POOL_THRESHOLD = 16   # feeds to read in a cycle from which parsing moves to oth
 
 def due_work(store: Store, settings: Settings, ids: Mapping[str, int]) -> tuple[int, int]:
     """(due, to read): how many of these feeds are due, and how many of those are likely to read and
-    normalise a whole body: first polls, polls under changed settings (a silent re-baseline), and feeds
-    whose last poll after their first found a changed body.
+    normalise a whole body: first polls (unless the last attempt failed: it most likely fails again),
+    polls under changed settings (a silent re-baseline), and feeds polled more than once whose last poll
+    read a changed body (a change, or the re-baseline before it).
 
     The others most likely answer 304 or send the same bytes again, and such a poll costs next to no
     CPU: one process polls them as fast as two (bench/cycle.py's warm cycle, old and new code run in
@@ -79,15 +80,16 @@ def due_work(store: Store, settings: Settings, ids: Mapping[str, int]) -> tuple[
     bodies. A feed that changes after all is still parsed, in the process that polls it."""
     current = {ids[f.name]: f.settings_hash for f in settings.feeds if f.name in ids}
     due = store.due_feed_states(list(ids.values()))
-    reading = sum(1 for f in due if not f.baseline_done or f.settings_hash != current.get(f.id)
-                  or (f.polls > 1 and f.last_status == PollStatus.OK))
+    reading = sum(1 for f in due if (f.last_status != PollStatus.ERROR if not f.baseline_done else
+                                     f.settings_hash != current.get(f.id)
+                                     or (f.polls > 1 and f.last_status == PollStatus.OK)))
     return len(due), reading
 
 
 async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | None = None,
                    force: bool = False, owner: str | None = None,
                    process: Process | None = None,
-                   stop: asyncio.Event | None = None, parse_pool: bool = True,
+                   stop: asyncio.Event | None = None, parse_pool: bool | None = None,
                    ignore_backoff: bool | None = None, ids: dict[str, int] | None = None,
                    on_outcome: Callable[[FeedOutcome], None] | None = None,
                    list_baselines: bool = False, shared: bool = True) -> list[FeedOutcome]:
@@ -95,7 +97,8 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
 
     `force` also polls the feeds of hosts that asked to be left alone (Retry-After): the user asked for
     now (`ignore_backoff` alone does that without making feeds due again, for run's poller processes).
-    With many feeds to read (:func:`due_work`) and `parse_pool`, parsing moves to a pool of worker processes.
+    With `parse_pool`, parsing moves to a pool of worker processes; by default it does when many feeds are
+    to be read (:func:`due_work`).
     `on_outcome` is called with each feed's outcome as it is recorded (progress display, poller processes),
     with its silent baseline additions listed if `list_baselines` (`run --json` shows them), else counted
     (FeedOutcome.counted); the outcomes returned always count them. `ids` are the selected feeds' ids when
@@ -108,7 +111,9 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     if force:
         store.make_due(list(ids.values()))
     workers = settings.polling.processes or os.cpu_count() or 1
-    if parse_pool and process is None and workers > 1 and due_work(store, settings, ids)[1] >= POOL_THRESHOLD:
+    if parse_pool is None:
+        parse_pool = process is None and workers > 1 and due_work(store, settings, ids)[1] >= POOL_THRESHOLD
+    if parse_pool and process is None and workers > 1:
         with ParsePool(workers) as pool:
             return await _poll_cycle(store, settings, ids, owner, pool, stop, ignore_backoff, on_outcome,
                                      list_baselines, shared)
