@@ -72,8 +72,8 @@ def human_size(n: float) -> str:
 def _tls() -> ssl.SSLContext:
     """One TLS context per process, shared by every Fetcher, made for the first https request: building one
     reads the whole CA bundle (20-50 ms here), which `watch` would otherwise pay on every cycle and a cycle of
-    http feeds need not pay at all. certifi's CA bundle, whatever
-    SSL_CERT_FILE says (no settings from the environment), HTTP/1.1 offered by ALPN."""
+    http feeds need not pay at all. certifi's CA bundle, whatever SSL_CERT_FILE says (no settings from the
+    environment), HTTP/1.1 offered by ALPN."""
     context = ssl.create_default_context(cafile=certifi.where())
     context.set_alpn_protocols(["http/1.1"])
     return context

@@ -8,7 +8,9 @@ fails at once with "database is locked" when another process writes (notes/libra
 PostgreSQL goes through psycopg 3 with pre-ping, so a long-running worker survives a server restart.
 
 The schema is managed by Alembic (storage/migrations). Checking whether an upgrade is needed reads the
-``alembic_version`` table directly, so commands that find the schema current never import Alembic.
+``alembic_version`` table directly, so commands that find the schema current never import Alembic, and a
+new, empty SQLite file gets storage.schema's tables stamped at the head revision without it
+(:func:`_create_fresh`; a test checks that this is the schema the migrations build).
 
 Errors: every database error an engine raises is translated here, once, into feedwatch's own
 (:func:`storage_error`, installed as the engine's ``handle_error`` hook): StorageUnavailable for what

@@ -270,10 +270,7 @@ class Store:
 
     def due_feeds(self, feed_ids: Sequence[int], now: datetime | None = None) -> int:
         """How many of these feeds are due now (leased or not): a cheap check before a cycle."""
-        now = now or utcnow()
-        with self.engine.connect() as conn:
-            return sum(conn.execute(select(func.count()).where(Feed.c.id.in_(chunk), Feed.c.next_due_at <= now))
-                       .scalar_one() for chunk in chunks(feed_ids))
+        return len(self.due_feed_states(feed_ids, now))
 
     def due_feed_states(self, feed_ids: Sequence[int], now: datetime | None = None) -> list[DueFeed]:
         """The feeds among these that are due now (leased or not), with their last poll's settings and status:
