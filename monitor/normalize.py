@@ -269,14 +269,18 @@ class _Walker:
         elif self.inline_only(el):
             self.emit(_subtree_text(el))
         else:
-            self.children(el)
+            self.walk_children(el)
             self.flush()
 
     def children(self, el: lxml.etree._Element) -> None:
         """The text and children of `el` (not its tail) into the current block."""
         if len(el) and self.inline_only(el):
             self.buf.append(_subtree_text(el))
-            return
+        else:
+            self.walk_children(el)
+
+    def walk_children(self, el: lxml.etree._Element) -> None:
+        """:meth:`children` element by element, for an element already found not to be inline only (or empty)."""
         text = el.text
         if text and type(el.tag) is str and (self.buf or not text.isspace()):
             self.buf.append(text)
@@ -383,7 +387,7 @@ class _Walker:
         if len(el) and self.inline_only(el):
             return collapse(_subtree_text(el))
         sub = _Walker(links=self.links, base=self.base, level=self.level)
-        sub.children(el)
+        sub.walk_children(el)
         sub.flush()
         return " ".join(b.text for b in sub.blocks)
 
