@@ -156,21 +156,23 @@ class FeedSettings:
     max_documents: int = MAX_DOCUMENTS
     group: str | None = None
 
-    @property
-    def fetches_pages(self) -> bool:
-        """Whether the source's documents are web pages (page, sitemap, or a feed with follow)."""
-        return self.kind != "feed" or self.follow
     paused: bool = False
+    # Hash of everything that shapes canonical text; a change re-baselines the feed silently. Computed once
+    # (a poll reads it four times).
+    settings_hash: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def settings_hash(self) -> bytes:
-        """Hash of everything that shapes canonical text; a change re-baselines the feed silently."""
+    def __post_init__(self) -> None:
         spec: list[object] = [NORMALIZER_VERSION, self.links, *(p.pattern for p in self.ignore)]
         if self.fetches_pages:     # appended only for page sources: plain feeds keep their hash
             spec += [self.kind, self.follow, self.select, self.exclude]
         if self.kind == "sitemap":   # which pages are documents: a change re-baselines, it is not news
             spec += [[p.pattern for p in self.include], [p.pattern for p in self.exclude_urls], self.max_documents]
-        return hashlib.sha256(repr(spec).encode()).digest()
+        object.__setattr__(self, "settings_hash", hashlib.sha256(repr(spec).encode()).digest())
+
+    @property
+    def fetches_pages(self) -> bool:
+        """Whether the source's documents are web pages (page, sitemap, or a feed with follow)."""
+        return self.kind != "feed" or self.follow
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,18 @@ def _request_url(name: str, url: str) -> URL:
     that are valid in a URI are sent as given (yarl would rewrite ``%7E`` as ``~``, ``%2f`` in a query as ``/``:
     equivalent to most servers, not to a signed URL), the rest is encoded."""
     try:
+        return _checked_url(url)
+    except _Refused as exc:
+        raise FetchError(name, str(exc)) from None
+
+
+class _Refused(Exception):
+    """A URL that is not requested; its message is the FetchError's."""
+
+
+@functools.lru_cache(maxsize=4096)      # the same feed URLs every cycle (a refusal is not kept)
+def _checked_url(url: str) -> URL:
+    try:
         if bad := _NON_PRINTABLE.search(url):
             raise ValueError(f"Invalid non-printable ASCII character in URL, {bad.group()!r} at position "
                              f"{bad.start()}.")
@@ -203,12 +215,12 @@ def _request_url(name: str, url: str) -> URL:
         target = URL(url)
         host = target.host             # decodes an IDNA host: UnicodeError (a ValueError) if it is malformed
     except (ValueError, TypeError) as exc:
-        raise FetchError(name, f"invalid URL: {_reason(exc)}") from None
+        raise _Refused(f"invalid URL: {_reason(exc)}") from None
     if target.scheme not in REDIRECT_SCHEMES:
-        raise FetchError(name, f"request to {host or ''} failed: Request URL has an unsupported protocol "
-                         f"'{target.scheme[:20]}://'.")
+        raise _Refused(f"request to {host or ''} failed: Request URL has an unsupported protocol "
+                       f"'{target.scheme[:20]}://'.")
     if not host:
-        raise FetchError(name, "invalid URL: no host")
+        raise _Refused("invalid URL: no host")
     if str(target) != url and "/." not in url and _URI_CHARS.fullmatch(url):
         given = URL(url, encoded=True)
         if given.raw_host == target.raw_host:

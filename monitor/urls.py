@@ -17,6 +17,7 @@ def is_local(url: str) -> bool:
     return url.startswith("file:") or "://" not in url
 
 
+@functools.lru_cache(maxsize=4096)     # asked for every request, of the same few URLs every cycle
 def host_of(url: str) -> str:
     """The host a URL points at, for per-host limits and messages ("localhost" for files)."""
     if is_local(url):
