@@ -181,14 +181,15 @@ def _poll(store: Store, settings: Settings, names: list[str] | None, *, force: b
     `spool` gets every change as each outcome arrives. With nothing due, the fetch/parse/diff machinery is
     not even imported."""
     ids = store.sync_feeds([(f.name, f.url) for f in settings.polled(names)])
-    due = len(ids) if force else store.due_feeds(list(ids.values()))
-    if not due:
+    due = None if force else store.due_feed_states(list(ids.values()))    # --force: all of them, made due
+    if not ids or due == []:
         return []
     from monitor.cycle import run_cycle
 
-    with progress.run_cycle(show_progress, due) as shown:
+    with progress.run_cycle(show_progress, len(ids) if due is None else len(due)) as shown:
         on_outcome = spool.add if spool is not None else shown     # progress is never shown with --json
-        return run_cycle(store, settings, ids, force=force, on_outcome=on_outcome, list_baselines=spool is not None)
+        return run_cycle(store, settings, ids, force=force, due=due, on_outcome=on_outcome,
+                         list_baselines=spool is not None)
 
 
 def _deliver(store: Store, settings: Settings, *, send: bool, force: bool = False) -> DeliveryCounts:

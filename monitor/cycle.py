@@ -30,7 +30,7 @@ from typing import Any
 
 from monitor.config import FeedSettings, Settings
 from monitor.fetch import Fetcher
-from monitor.models import FeedOutcome, FetchResult, Item, PollStatus
+from monitor.models import DueFeed, FeedOutcome, FetchResult, Item, PollStatus
 from monitor.poll import Poller, Process, process_body
 from storage.db import owner_id
 from storage.store import Store
@@ -67,7 +67,8 @@ class ParsePool:
 POOL_THRESHOLD = 16   # feeds to read in a cycle from which parsing moves to other processes
 
 
-def due_work(store: Store, settings: Settings, ids: Mapping[str, int]) -> tuple[int, int]:
+def due_work(store: Store, settings: Settings, ids: Mapping[str, int],
+             due: Sequence[DueFeed] | None = None) -> tuple[int, int]:
     """(due, to read): how many of these feeds are due, and how many of those are likely to read and
     normalise a whole body: first polls (unless the last attempt failed: it most likely fails again),
     polls under changed settings (a silent re-baseline), and feeds polled more than once whose last poll
@@ -77,9 +78,11 @@ def due_work(store: Store, settings: Settings, ids: Mapping[str, int]) -> tuple[
     CPU: one process polls them as fast as two (bench/cycle.py's warm cycle, old and new code run in
     turns 15 times: 0.75 s over two pollers, 0.76 s in one; at N=5000, 2.80 and 2.66 s) with half the
     processes and database connections, and without forking a parse pool for a handful of changed
-    bodies. A feed that changes after all is still parsed, in the process that polls it."""
+    bodies. A feed that changes after all is still parsed, in the process that polls it. `due`: the due
+    feeds' states when the caller has just read them (Store.due_feed_states)."""
     current = {ids[f.name]: f.settings_hash for f in settings.feeds if f.name in ids}
-    due = store.due_feed_states(list(ids.values()))
+    if due is None:
+        due = store.due_feed_states(list(ids.values()))
     reading = sum(1 for f in due if (f.last_status != PollStatus.ERROR if not f.baseline_done else
                                      f.settings_hash != current.get(f.id)
                                      or (f.polls > 1 and f.last_status == PollStatus.OK)))
@@ -122,7 +125,7 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
 
 
 def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: bool = False,
-              on_outcome: Callable[[FeedOutcome], None] | None = None,
+              due: Sequence[DueFeed] | None = None, on_outcome: Callable[[FeedOutcome], None] | None = None,
               list_baselines: bool = False) -> list[FeedOutcome]:
     """`feedwatch run`: one cycle, spread over every core when many feeds are to be read.
 
@@ -132,14 +135,16 @@ def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: b
     outcomes come back over a pipe, one by one as they are recorded (`on_outcome` sees every poller's,
     baselines listed or counted as in :func:`poll_due`; a first run over thousands of feeds records every
     document, and neither the pipes nor the outcomes returned carry them unless asked).
-    With few feeds to read (:func:`due_work`), one process does it all.
+    With few feeds to read (:func:`due_work`), one process does it all. `due`: the due feeds' states, if
+    the caller has read them (not with `force`, which makes every feed due).
     """
     if force:
         store.make_due(list(ids.values()))
-    due, reading = due_work(store, settings, ids)
+        due = None
+    count, reading = due_work(store, settings, ids, due)
     pollers = min(settings.polling.processes or os.cpu_count() or 1, reading // POOL_THRESHOLD)
     if pollers <= 1:
-        log.debug("run due=%d to read=%d pollers=1", due, reading)
+        log.debug("run due=%d to read=%d pollers=1", count, reading)
         return asyncio.run(poll_due(store, settings, ids=ids, ignore_backoff=force, on_outcome=on_outcome,
                                     list_baselines=list_baselines, parse_pool=reading >= POOL_THRESHOLD,
                                     shared=False))
@@ -157,7 +162,7 @@ def run_cycle(store: Store, settings: Settings, ids: dict[str, int], *, force: b
     outcomes = asyncio.run(poll_due(store, settings, ids=ids, parse_pool=False, ignore_backoff=force,
                                     on_outcome=on_outcome, list_baselines=list_baselines))
     reader.join()
-    log.debug("run due=%d to read=%d pollers=%d polled=%d here, %d by the others", due, reading, pollers,
+    log.debug("run due=%d to read=%d pollers=%d polled=%d here, %d by the others", count, reading, pollers,
               len(outcomes), len(theirs))
     return sorted(outcomes + theirs, key=lambda o: o.name)
 

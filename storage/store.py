@@ -268,10 +268,6 @@ class Store:
                 query = query.where(Feed.c.id.in_(list(feed_ids)))
             conn.execute(query.values(lease_owner=None, lease_until=None))
 
-    def due_feeds(self, feed_ids: Sequence[int], now: datetime | None = None) -> int:
-        """How many of these feeds are due now (leased or not): a cheap check before a cycle."""
-        return len(self.due_feed_states(feed_ids, now))
-
     def due_feed_states(self, feed_ids: Sequence[int], now: datetime | None = None) -> list[DueFeed]:
         """The feeds among these that are due now (leased or not), with their last poll's settings and status:
         what monitor.cycle reads to size a cycle."""

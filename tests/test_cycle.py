@@ -16,7 +16,10 @@ import json
 import re
 from pathlib import Path
 
-from tests.helpers import FeedServer, corpus_step, run_process, write_config
+import pytest
+
+from storage.store import Store
+from tests.helpers import FeedServer, corpus_step, run_cli, run_process, write_config
 
 FEEDS = 40   # run forks one more poller per 16 feeds to read (monitor.cycle.POOL_THRESHOLD), up to `processes`;
              # each claims at most 32 feeds at a time (concurrency 1), so the other poller gets some
@@ -89,3 +92,22 @@ def test_new_settings_make_every_feed_one_to_read_again(tmp_path: Path, server: 
     write_config(Path(two), text)
     rebaselined = run_process("--config", two, "-v", "run", "--force")
     assert re.search(rf"due={FEEDS} to read={FEEDS - len(MISSING)} pollers=2 ", rebaselined.err), rebaselined.err
+
+
+def test_a_run_reads_the_due_feeds_once(tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` without --force reads which feeds are due once, both to decide whether to poll and to size
+    the cycle; --force makes every feed due first and reads them after that."""
+    serve(server, 0)
+    one = config(tmp_path, server, "one", 1)
+    reads: list[int] = []
+    due_feed_states = Store.due_feed_states
+    monkeypatch.setattr(Store, "due_feed_states", lambda self, ids, now=None: reads.append(len(ids)) or
+                        due_feed_states(self, ids, now))
+    first = run_cli("--config", one, "-v", "run")
+    assert first.code == 1 and reads == [FEEDS], first.err    # the missing feeds failed
+    assert re.search(rf"run due={FEEDS} to read={FEEDS} pollers=1$", first.err, re.M), first.err
+    reads.clear()
+    assert run_cli("--config", one, "run").code == 0 and reads == [FEEDS]   # nothing due: nothing more read
+    reads.clear()
+    forced = run_cli("--config", one, "-v", "run", "--force")
+    assert reads == [FEEDS] and re.search(rf"run due={FEEDS} to read=0 pollers=1$", forced.err, re.M), forced.err
