@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from farm import Farm  # noqa: E402
+from tables import print_markdown_table  # noqa: E402
 
 BENCH_VENV = HERE / ".venv-urlwatch"
 CD_VENV = HERE / ".venv-changedetection"
@@ -162,15 +163,13 @@ def median(samples: list[Sample]) -> Sample:
                   statistics.median(s.rss_mib for s in samples))
 
 
-def table(all_results: dict[int, dict[str, tuple[Sample, Sample]]]) -> str:
+def table(all_results: dict[int, dict[str, tuple[Sample, Sample]]]) -> list[list[str]]:
     tools = [t for t in TOOLS if any(t in results for results in all_results.values())]
-    lines = ["| N | phase | " + " | ".join(LABELS[t] for t in tools) + " |",
-             "|---|---|" + "---:|" * len(tools)]
+    rows = [["N", "phase", *(LABELS[t] for t in tools)]]
     for n, results in all_results.items():
         for phase, idx in (("cold", 0), ("warm", 1)):
-            cells = [cell(results[t][idx]) for t in tools]
-            lines.append(f"| {n} | {phase} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            rows.append([str(n), phase, *(cell(results[t][idx]) for t in tools)])
+    return rows
 
 
 def cell(s: Sample) -> str:
@@ -210,7 +209,7 @@ def main() -> int:
         all_results[n] = measure(n, args.items, args.repeat, python, tools)
     print(f"\nOne poll cycle, N feeds x {args.items} items from a local farm, {os.cpu_count()} CPUs, "
           f"median of {args.repeat} (wall, CPU = user+sys, peak RSS)\n")
-    print(table(all_results))
+    print_markdown_table(table(all_results), left=2)
     print()
     for n, results in all_results.items():
         for line in verdicts(n, results):

@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from farm import FarmServer, QuietHandler, _paragraph_pool
+from tables import print_markdown_table
 
 REPORT_FORMATS = ("html", "markdown", "atom")     # `feedwatch report --help`
 
@@ -176,10 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     size = len(Items(args.items).body(0)[0])
     print(f"{args.feeds} feed{'s' if args.feeds > 1 else ''} of {args.items:,} items ({size / 2**20:.1f} MiB "
           "each) on 127.0.0.1; one run of each step, under /usr/bin/time\n")
-    print("| step | wall s | CPU s | peak RSS MiB | output MiB |")
-    print("|---|---:|---:|---:|---:|")
-    for label, wall, cpu, rss, written in rows:
-        print(f"| {label} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {written / 2**20:.1f} |")
+    print_markdown_table([["step", "wall s", "CPU s", "peak RSS MiB", "output MiB"]]
+                         + [[label, f"{wall:.2f}", f"{cpu:.2f}", f"{rss:.0f}", f"{written / 2**20:.1f}"]
+                            for label, wall, cpu, rss, written in rows])
     return 0
 
 
