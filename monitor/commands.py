@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -325,6 +324,8 @@ def _check_templates(settings: Settings) -> list[ConfigError]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import msgspec.structs
+
     from monitor.urls import mask
 
     settings = _settings_if_any(args)
@@ -346,7 +347,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             "hosts": [{"host": h.host, "backoff_until": _iso(h.until), "reason": h.reason} for h in hosts],
             "deliveries": {"pending": deliveries.pending, "failing": deliveries.failing,
                            "dead": deliveries.dead, "sent": deliveries.sent, "dead_by_target": dead,
-                           "problems": [{**asdict(p), "next_attempt_at": _iso(p.next_attempt_at)} for p in problems]}})
+                           "problems": [{**msgspec.structs.asdict(p), "next_attempt_at": _iso(p.next_attempt_at)}
+                                        for p in problems]}})
         return EXIT_OK
     table = [("FEED", "LAST POLL", "RESULT", "DOCS", "LAST CHANGE", "NEXT DUE", "ERRORS")]
     for r in rows:

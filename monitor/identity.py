@@ -26,12 +26,13 @@ entries with ids, and back; and across a guid change (a CMS migration) while the
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec.structs
 
 from monitor.models import Item, KnownDocument
 
@@ -52,7 +53,7 @@ def assign_keys(items: Sequence[Item]) -> list[Item]:
                        link_unique=bool(item.link) and links[item.link or ""] == 1)
         if key not in seen:
             seen.add(key)
-            out.append(dataclasses.replace(item, key=key))
+            out.append(msgspec.structs.replace(item, key=key))
     return out
 
 

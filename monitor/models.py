@@ -8,9 +8,12 @@ types too (never ORM rows), so every stage can be tested with plain values.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
+
+import msgspec
+from msgspec import field
+from msgspec.structs import replace
 
 
 def utcnow() -> datetime:
@@ -39,16 +42,14 @@ class PollStatus(enum.StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True, slots=True)
-class Validators:
+class Validators(msgspec.Struct, frozen=True):
     """HTTP cache validators echoed back verbatim in the next conditional request (RFC 9110 §13.1)."""
 
     etag: str | None = None
     last_modified: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FetchResult:
+class FetchResult(msgspec.Struct, frozen=True):
     """What one fetch produced. A 304 is a result (``not_modified``), not an exception."""
 
     url: str                        # final URL after redirects (the base for relative links)
@@ -60,8 +61,7 @@ class FetchResult:
     elapsed_ms: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedItem:
+class ParsedItem(msgspec.Struct, frozen=True):
     """One feed entry, with library field names already translated."""
 
     guid: str | None
@@ -73,8 +73,7 @@ class ParsedItem:
     content_is_html: bool = True    # False for type="text" bodies
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedFeed:
+class ParsedFeed(msgspec.Struct, frozen=True):
     title: str
     link: str | None
     format: str                     # feedparser's version string, e.g. "rss20", "atom10"
@@ -105,8 +104,7 @@ class Block(NamedTuple):
     path: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(msgspec.Struct, frozen=True):
     """A feed entry after normalisation: what is compared, stored and diffed."""
 
     key: str                        # identity within the feed (DESIGN §4)
@@ -138,8 +136,7 @@ class KnownDocument(NamedTuple):
                                     # needs no normalising (monitor.poll)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     """What compare decided about one document in one poll."""
 
     kind: ChangeKind | None         # None: no reportable change (e.g. guid update, reappearance)
@@ -150,8 +147,7 @@ class Decision:
     absent_polls: int = 0           # the document's absence counter after this poll
 
 
-@dataclass(frozen=True, slots=True)
-class PageState:
+class PageState(msgspec.Struct, frozen=True):
     """What feedwatch knows of one web page of a source (a followed link, a page, a sitemap URL): the
     validators for its next conditional request, the sitemap's ``lastmod`` when it was fetched, the hashes
     of its body and of its canonical text, its title, and its last error (None after a good fetch)."""
@@ -175,8 +171,7 @@ class DueFeed(NamedTuple):
     last_status: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedState:
+class FeedState(msgspec.Struct, frozen=True):
     """A feed row as the orchestrator needs it for one poll (claimed under a lease)."""
 
     id: int
@@ -193,28 +188,24 @@ class FeedState:
     stored: int = 0                 # documents stored for the feed, removed ones included (as of the claim)
 
 
-@dataclass(frozen=True, slots=True)
-class DiffOp:
+class DiffOp(msgspec.Struct, frozen=True):
     op: Op
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class SectionDiff:
+class SectionDiff(msgspec.Struct, frozen=True):
     path: tuple[str, ...]
     ops: tuple[DiffOp, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
+class Move(msgspec.Struct, frozen=True):
     text: str
     source: tuple[str, ...]
     target: tuple[str, ...]
     edits: tuple[DiffOp, ...] = ()  # word ops when the block changed a little on the way
 
 
-@dataclass(frozen=True, slots=True)
-class DocumentDiff:
+class DocumentDiff(msgspec.Struct, frozen=True):
     """A section-aware diff of two versions of one document (see monitor.diff)."""
 
     sections: tuple[SectionDiff, ...]
@@ -227,8 +218,7 @@ class DocumentDiff:
     coarse: bool = False            # the word diff ran out of time: whole blocks are shown instead
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedChange:
+class RecordedChange(msgspec.Struct, frozen=True):
     """A change as stored: what `run --json`, history, notifications and reports show."""
 
     id: int
@@ -252,8 +242,7 @@ class RecordedChange:
         return self.kind is ChangeKind.ADDED and self.from_version is not None
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeContext:
+class ChangeContext(msgspec.Struct, frozen=True):
     """Everything a message or report about one change needs: the change with its diff, and an excerpt
     (the opening lines of the text) when the change added the document."""
 
@@ -261,8 +250,7 @@ class ChangeContext:
     excerpt: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedOutcome:
+class FeedOutcome(msgspec.Struct, frozen=True):
     """The result of one poll of one feed, for logs and `run --json`."""
 
     name: str
@@ -290,8 +278,7 @@ class FeedOutcome:
         return replace(self, changes=listed, baselines=self.baselines + len(self.changes) - len(listed))
 
 
-@dataclass(frozen=True, slots=True)
-class FeedHealth:
+class FeedHealth(msgspec.Struct, frozen=True):
     """A feed's health as the metrics report it (from the database, the same for every worker)."""
 
     name: str
@@ -299,16 +286,14 @@ class FeedHealth:
     last_ok: datetime            # the last successful poll, or when the feed was added if none was
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryCounts:
+class DeliveryCounts(msgspec.Struct, frozen=True):
     sent: int = 0
     failed: int = 0
     pending: int = 0
     dead: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxCounts:
+class OutboxCounts(msgspec.Struct, frozen=True):
     """Deliveries in the outbox by status, for `status` and the metrics."""
 
     pending: int = 0
@@ -317,8 +302,7 @@ class OutboxCounts:
     sent: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryProblem:
+class DeliveryProblem(msgspec.Struct, frozen=True):
     """A failing or dead delivery, as `status` lists it (its error holds masked URLs only)."""
 
     id: int
@@ -331,8 +315,7 @@ class DeliveryProblem:
     title: str | None               # the change's title; None for alerts
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(msgspec.Struct, frozen=True):
     """A rendered notification, ready for monitor.sending."""
 
     title: str                      # plain text (inert): a subject line, or merged into the body
@@ -343,8 +326,7 @@ class Message:
     delivery_id: str | None = None  # stable per outbox row: a repeat after a crash carries the same id
 
 
-@dataclass(frozen=True, slots=True)
-class RunReport:
+class RunReport(msgspec.Struct, frozen=True):
     feeds: tuple[FeedOutcome, ...]
     deliveries: DeliveryCounts = field(default_factory=DeliveryCounts)
 
@@ -357,8 +339,7 @@ class RunReport:
         return any(f.status is PollStatus.ERROR for f in self.feeds) or self.deliveries.failed > 0
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(msgspec.Struct, frozen=True):
     """An error/recovery/dead-delivery notice to send through the outbox."""
 
     kind: str                       # "error" | "recovery" | "dead"
@@ -366,16 +347,14 @@ class Alert:
     payload: str                    # JSON: feed, error, count...
 
 
-@dataclass(frozen=True, slots=True)
-class DocumentUpdate:
+class DocumentUpdate(msgspec.Struct, frozen=True):
     """One compare decision plus what the orchestrator computed for it (the diff)."""
 
     decision: Decision
     diff: DocumentDiff | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PollRecord:
+class PollRecord(msgspec.Struct, frozen=True):
     """Everything one poll writes, in one transaction (DESIGN §5)."""
 
     feed_id: int
@@ -399,8 +378,7 @@ class PollRecord:
     page_urls: frozenset[str] | None = None   # every page the source lists now (others' states are dropped)
 
 
-@dataclass(frozen=True, slots=True)
-class DocumentInfo:
+class DocumentInfo(msgspec.Struct, frozen=True):
     id: int
     feed: str
     key: str
@@ -417,8 +395,7 @@ class DocumentInfo:
         return self.guid or self.link or self.key
 
 
-@dataclass(frozen=True, slots=True)
-class VersionInfo:
+class VersionInfo(msgspec.Struct, frozen=True):
     document_id: int
     number: int
     created_at: datetime
@@ -430,8 +407,7 @@ class VersionInfo:
     text: str | None = None         # filled when asked for (show, diff)
 
 
-@dataclass(frozen=True, slots=True)
-class FeedStatusInfo:
+class FeedStatusInfo(msgspec.Struct, frozen=True):
     name: str
     url: str
     last_polled_at: datetime | None
@@ -446,8 +422,7 @@ class FeedStatusInfo:
     page_errors: tuple[str, ...] = ()   # pages of the source whose last fetch failed, one line each
 
 
-@dataclass(frozen=True, slots=True)
-class HostBackoff:
+class HostBackoff(msgspec.Struct, frozen=True):
     """A host whose feeds are not polled before `until` (it answered 429/503 with Retry-After)."""
 
     host: str
@@ -455,8 +430,7 @@ class HostBackoff:
     reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ReportScope:
+class ReportScope(msgspec.Struct, frozen=True):
     """Which changes a report covers: some feeds (all when empty), one document or all, and the period
     ``since <= detected_at < until`` (open-ended where None)."""
 
@@ -466,8 +440,7 @@ class ReportScope:
     until: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DocumentActivity:
+class DocumentActivity(msgspec.Struct, frozen=True):
     """One document in a report's overview: how many changes it had in the period, and when."""
 
     document: DocumentInfo
@@ -476,8 +449,7 @@ class DocumentActivity:
     last_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class Retention:
+class Retention(msgspec.Struct, frozen=True):
     """A feed's retention policy (``retention:`` in the config): what ``prune`` may delete."""
 
     versions: int | None = None     # keep at most this many versions per document
@@ -489,8 +461,7 @@ class Retention:
         return self.versions is None and self.age is None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedPruneStats:
+class FeedPruneStats(msgspec.Struct, frozen=True):
     """What `prune` removed from one feed."""
 
     feed: str
@@ -499,8 +470,7 @@ class FeedPruneStats:
     kept_for_deliveries: int        # versions past the policy kept because a pending delivery needs them
 
 
-@dataclass(frozen=True, slots=True)
-class PruneReport:
+class PruneReport(msgspec.Struct, frozen=True):
     feeds: tuple[FeedPruneStats, ...]
     blobs: int                      # blobs deleted
     blob_bytes: int                 # their stored (compressed) bytes
@@ -518,8 +488,7 @@ class PruneReport:
         return sum(f.changes for f in self.feeds)
 
 
-@dataclass(frozen=True, slots=True)
-class PendingDelivery:
+class PendingDelivery(msgspec.Struct, frozen=True):
     """An outbox row claimed for sending (storage.outbox), with the feed it is about."""
 
     id: int
@@ -533,8 +502,7 @@ class PendingDelivery:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class UrlOutcome:
+class UrlOutcome(msgspec.Struct, frozen=True):
     """What one URL of a target did with one delivery attempt."""
 
     url_id: str                     # a hash of the URL (the URL itself holds secrets)

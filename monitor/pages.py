@@ -27,8 +27,11 @@ import logging
 import mimetypes
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import msgspec
+from msgspec.structs import replace
 
 from monitor import sitemap
 from monitor.config import FeedSettings
@@ -46,8 +49,7 @@ log = logging.getLogger("feedwatch.pages")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(msgspec.Struct, frozen=True):
     """One document of a source before its page is read: the item as the source lists it and the page
     whose content is the document (None: the item's own content is the document)."""
 
@@ -57,8 +59,7 @@ class Entry:
     title_from_page: bool = False   # sitemap URLs have no title of their own
 
 
-@dataclass(frozen=True, slots=True)
-class PageRead:
+class PageRead(msgspec.Struct, frozen=True):
     """What reading one entry's page gave.
 
     ``item`` carries the selected HTML when the page was read now; ``stored`` is set instead when the
@@ -236,8 +237,7 @@ async def read_pages(feed: FeedSettings, entries: Sequence[Entry], states: dict[
     return PageReads([r for r in reads if r is not None], backoff)
 
 
-@dataclass(frozen=True, slots=True)
-class PageReads:
+class PageReads(msgspec.Struct, frozen=True):
     reads: list[PageRead]
     backoff: dict[str, tuple[float, str]]      # host -> (Retry-After seconds, the error that asked it)
 
@@ -349,8 +349,7 @@ def _raw(url: str, page: Page, item_raw: bytes = b"") -> bytes:
 # ---------------------------------------------------------------------------------------------- documents
 
 
-@dataclass(frozen=True, slots=True)
-class Documents:
+class Documents(msgspec.Struct, frozen=True):
     """The items a page source contributes to a poll, the page states to store, and the links of pages
     that failed before they ever gave a text (their documents, if any, are held as they are).
 

@@ -18,7 +18,6 @@ Failures are data: a failing feed records its error and the run goes on with the
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import logging
@@ -29,6 +28,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+import msgspec.structs
 
 from monitor import compare, identity, jsonfeed, parse
 from monitor.config import FeedSettings, Settings
@@ -274,7 +275,7 @@ class Poller:
         status = PollStatus.OK if docs.states or decisions or not unchanged else (
             PollStatus.NOT_MODIFIED if fetched.not_modified else PollStatus.UNCHANGED)
         record = self._success(state, feed, now, status, fetched, body_hash, decisions, documents=len(items))
-        return dataclasses.replace(record, pages=docs.states, page_errors=docs.errors,
+        return msgspec.structs.replace(record, pages=docs.states, page_errors=docs.errors,
                                    page_urls=None if quiet else frozenset(e.page for e in wanted if e.page))
 
     async def _page_entries(self, feed: FeedSettings, fetched: FetchResult, body_hash: bytes | None,
@@ -319,7 +320,7 @@ class Poller:
         texts = self.store.texts(need)
         if len(texts) < len(set(need)):
             return None
-        return [dataclasses.replace(d, item=pages.with_text(d.item, texts)) if d.item else d for d in decisions]
+        return [msgspec.structs.replace(d, item=pages.with_text(d.item, texts)) if d.item else d for d in decisions]
 
     @staticmethod
     def _stored_texts(feed: FeedSettings, same_settings: bool, known: Sequence[KnownDocument]

@@ -21,8 +21,10 @@ import html
 import re
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
+
+from msgspec.structs import replace
 
 from monitor import codec
 from monitor.canonical import parse_canonical
@@ -124,7 +126,7 @@ def _inert_diff(diff: DocumentDiff) -> DocumentDiff:
         sections=tuple(SectionDiff(path(s.path), ops(s.ops)) for s in diff.sections),
         moves=tuple(Move(inert(m.text), path(m.source), path(m.target), ops(m.edits)) for m in diff.moves),
         title=(inert(diff.title[0]), inert(diff.title[1])) if diff.title else None,
-        link=tuple(inert(x) if x else x for x in diff.link) if diff.link else None,  # type: ignore[arg-type]
+        link=tuple(inert(x) if x else x for x in diff.link) if diff.link else None,
         summary=inert(diff.summary))
 
 

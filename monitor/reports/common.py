@@ -8,11 +8,12 @@ but the package's dispatch table (monitor.reports).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+import msgspec.structs
 
 from monitor import render
 from monitor.errors import UsageError
@@ -112,4 +113,4 @@ def note(ctx: ChangeContext) -> str | None:
 
 def bare(diff: DocumentDiff) -> DocumentDiff:
     """The diff without its summary line: reports print the change's summary as the heading."""
-    return dataclasses.replace(diff, summary="")
+    return msgspec.structs.replace(diff, summary="")
