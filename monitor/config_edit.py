@@ -13,8 +13,6 @@ The result is checked with monitor.config before the file is replaced (atomicall
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from ruamel.yaml.error import YAMLError
 
 from monitor import config
 from monitor.errors import ConfigError
+from monitor.files import write_atomically
 
 
 def render_entries(entries: Sequence[dict[str, Any]], *, dash: int = 2, offset: int = 2) -> str:
@@ -113,15 +112,5 @@ def _item_layout(lines: list[str], feeds: CommentedSeq) -> tuple[int, int]:
 
 
 def _replace(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename, keeping the file's mode."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.resolve().parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `text` to `path` whole or not at all, keeping the file's mode (and a symbolic link a link)."""
+    write_atomically(path, [text.encode("utf-8")])

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.files import write_atomically
 from monitor.models import ChangeKind, DeliveryCounts, FeedOutcome
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class Metrics:
     def continuing(cls, path: Path) -> Metrics:
         """Metrics whose counters start where the textfile at `path` left them (zero if it has none)."""
         metrics = cls()
+        if path.exists() and not path.is_file():    # a device or a pipe (written into, never read: a pipe blocks)
+            return metrics
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -150,10 +153,11 @@ class Metrics:
         self.latency = [cumulative[0]] + [max(0.0, b - a) for a, b in itertools.pairwise(cumulative)]
 
     def write_textfile(self, path: Path) -> None:
-        """Write node-exporter textfile metrics to `path` atomically (a temporary file renamed over it)."""
+        """Write node-exporter textfile metrics to `path` atomically (monitor.files: a temporary file renamed
+        over it, as prometheus_client's write_to_textfile does, but a link stays a link and a device a device)."""
         registry = CollectorRegistry()
         registry.register(_Collector(self))
-        write_to_textfile(str(path), registry)
+        write_atomically(path, [generate_latest(registry)])
 
     # ---------------------------------------------------------------------------------------------- output
 

@@ -21,6 +21,7 @@ typed, versioned file format with precise validation errors, the same job.
 from __future__ import annotations
 
 import base64
+import io
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from monitor import __version__, codec
 from monitor.errors import HistoryFileError, StorageDataError, UsageError
+from monitor.files import atomic_file
 from monitor.humanize import iso_z
 from storage import blobs
 from storage.schema import Change, Document, Feed, Version
@@ -128,16 +130,13 @@ def export_to(engine: Engine, path: str | None, feeds: Sequence[str] | None = No
     `progress` is called with the running counts after each record."""
     if not path or path == "-":
         return export(engine, sys.stdout, feeds, progress=progress)
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
     try:
-        with partial.open("w", encoding="utf-8") as out:
+        with atomic_file(Path(path)) as raw:
+            out = io.TextIOWrapper(raw, encoding="utf-8")
             counts = export(engine, out, feeds, progress=progress)
-        partial.replace(target)
+            out.detach()        # flushed; the file is closed (and renamed into place) by atomic_file
     except OSError as exc:
         raise UsageError(f"export: {path}: {exc.strerror or exc}") from None
-    finally:
-        partial.unlink(missing_ok=True)
     return counts
 
 
