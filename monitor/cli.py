@@ -246,7 +246,7 @@ def _targets(action: argparse.Action) -> None:
 
 
 def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) < 2**63:    # the database's integers
         raise argparse.ArgumentTypeError(f"'{value}' is not a version number (1, 2, ...)")
     return int(value)
 

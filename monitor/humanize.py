@@ -80,15 +80,18 @@ def parse_when(value: str, *, now: datetime, option: str = "--since", end: bool 
     """
     text = value.strip()
     seconds = seconds_of(text)
-    if seconds is not None:
-        return now - timedelta(seconds=seconds)
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{command}: {option} {value!r}: not a date, date-time or age "
-                         "(e.g. 2024-01-31, 2024-01-31T09:00Z, 30d, 12h)") from None
-    if end and _DATE_ONLY.fullmatch(text):
-        parsed += timedelta(days=1)
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()    # naive: the local time zone
-    return parsed.astimezone(UTC)
+        if seconds is not None:
+            return now - timedelta(seconds=seconds)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"{command}: {option} {value!r}: not a date, date-time or age "
+                             "(e.g. 2024-01-31, 2024-01-31T09:00Z, 30d, 12h)") from None
+        if end and _DATE_ONLY.fullmatch(text):
+            parsed += timedelta(days=1)
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()    # naive: the local time zone
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):     # past year 9999 or before year 1, once in UTC
+        raise UsageError(f"{command}: {option} {value!r}: out of range (years 1 to 9999)") from None

@@ -38,7 +38,7 @@ from monitor.errors import HistoryFileError, StorageDataError, UsageError
 from monitor.files import atomic_file
 from monitor.humanize import iso_z
 from storage import blobs
-from storage.schema import Change, Document, Feed, Version
+from storage.schema import MAX_ID, Change, Document, Feed, Version
 
 FORMAT = "feedwatch-history"
 PAGE = 500                # documents per page of an export
@@ -46,7 +46,7 @@ VERSION = 1
 
 Time = Annotated[datetime, msgspec.Meta(tz=True)]
 Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
-Number = Annotated[int, msgspec.Meta(ge=1)]
+Number = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
 
 class _Record(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -71,7 +71,7 @@ class DocumentRecord(_Record, tag="document", kw_only=True):
     first_seen_at: Time
     latest_version: Number
     state_hash: Hex
-    absent_polls: Annotated[int, msgspec.Meta(ge=0)] = 0
+    absent_polls: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
     removed_at: Time | None = None
 
 

@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
+MAX_ID = 2**63 - 1       # the largest integer (id, version number, count) every supported database stores
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

@@ -49,7 +49,7 @@ from storage.history import History
 from storage.leases import expire_dead_leases
 from storage.outbox import Outbox
 from storage.rows import chunks, document_info, feed_state, ids_in, recorded_change, version_info
-from storage.schema import Blob, Change, Delivery, Document, Feed, Host, Page, Version
+from storage.schema import MAX_ID, Blob, Change, Delivery, Document, Feed, Host, Page, Version
 from storage.writer import PollWriter
 
 if TYPE_CHECKING:
@@ -511,7 +511,7 @@ class Store:
         with self.engine.connect() as conn:
             query = select(Document, Feed.c.name.label("feed_name")).join(Feed)
             number = ref[1:] if ref.startswith("#") else ref
-            if number.isdigit():
+            if number.isascii() and number.isdigit() and int(number) <= MAX_ID:     # a bigger one is no id
                 rows = conn.execute(query.where(Document.c.id == int(number))).all()
                 if rows:
                     return document_info(rows[0])

@@ -90,6 +90,11 @@ CLI_ERRORS = {
     "missing-doc": (["diff"], "the following arguments are required: DOC"),
     "unknown-option": (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     "unknown-feed": (["run", "--feed", "nope"], "--feed nope: no such feed"),
+    "huge-version": (["show", "1", "--version", "99999999999999999999"], "argument --version: '99999999999999999999' "
+                     "is not a version number"),
+    "until-year-10000": (["report", "--until", "9999-12-31"], "report: --until '9999-12-31': out of range"),
+    "ancient-since": (["history", "--since", "0001-01-01T00:00:00+05:00"], "history: --since "
+                      "'0001-01-01T00:00:00+05:00': out of range"),
 }
 
 
@@ -110,7 +115,9 @@ def test_unknown_document_after_a_run(tmp_path: Path) -> None:
                     "<description>hello</description></item></channel></rss>")
     config = write_config(tmp_path / "feedwatch.yaml", "database: sqlite:///fw.db\n" + GOOD_FEED)
     assert run_cli("--config", str(config), "run").code == 0
-    for args in (["show", "99"], ["diff", "nope"], ["history", "--document", "zzz"]):
+    huge = "99999999999999999999999"      # past the database's integers: no id, so no document (no OverflowError)
+    for args in (["show", "99"], ["diff", "nope"], ["history", "--document", "zzz"], ["show", huge], ["diff", huge],
+                 ["history", "--document", huge], ["report", "--document", huge], ["show", "\u00b2"]):
         result = run_cli("--config", str(config), *args)
         assert result.code == 2 and "no document matches" in result.err
         assert len(result.err.strip().splitlines()) == 1

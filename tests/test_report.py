@@ -489,6 +489,13 @@ def test_bad_when_values(value: str) -> None:
         parse_when(value, now=T0)
 
 
+@pytest.mark.parametrize("case", yaml.safe_load((CASES / "report_when.yaml").read_text())["out_of_range"],
+                         ids=lambda c: c["value"])
+def test_when_values_out_of_range(case: dict[str, Any]) -> None:
+    with pytest.raises(UsageError, match=r"'.*': out of range \(years 1 to 9999\)"):
+        parse_when(case["value"], now=T0, end=case.get("end", False))
+
+
 # ------------------------------------------------------------------------------------------------ streaming
 
 DOCS, POLLS, PAGE = 30, 70, 50          # 2,100 changes (30 per poll share one detection time)
