@@ -32,6 +32,7 @@ from monitor.models import Retention
 # silently re-baselined instead of being reported as changed (see monitor.poll).
 NORMALIZER_VERSION = 1
 MAX_DOCUMENTS = 1000        # pages of one sitemap source, unless `max_documents` says otherwise
+MAX_ALIAS_REPEATS = 10_000  # collections read again through YAML aliases, in all (a normal config repeats a few)
 
 FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _ENV = re.compile(r"\$(\$)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -322,6 +323,9 @@ class _Document:
         self.problems: list[ConfigError] = []
         self.feed_positions: list[int] = []          # index in the file of each feed kept by raw_config
         self._constructor = yaml.SafeLoader("")
+        self._open: set[int] = set()        # the collections being read (an alias to one of them is a loop)
+        self._seen: set[int] = set()        # the nodes read once: reading one again is an alias's expansion
+        self._repeats = 0
 
     def without_env_values(self, exc: ConfigError) -> ConfigError:
         """`exc` with every value that came from the environment shown as its ${VAR} (it may be a secret
@@ -367,6 +371,33 @@ class _Document:
 
     def _value(self, node: yaml.Node, path: str) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            self._enter(node, path)
+            try:
+                return self._collection(node, path)
+            finally:
+                self._open.discard(id(node))
+        value = self._constructor.construct_object(node)
+        if isinstance(value, str) and "$" in value:
+            value = self._interpolate(value, path)
+        return value
+
+    def _enter(self, node: yaml.Node, path: str) -> None:
+        """Refuse an alias to a collection that contains it (an endless value), and aliases that repeat
+        collections more than MAX_ALIAS_REPEATS times in all (a "billion laughs" of a few lines)."""
+        line = node.start_mark.line + 1
+        if id(node) in self._open:
+            raise ConfigError("a YAML alias refers to a value that contains it (an endless value)",
+                              source=self.source, line=line, key=path or None)
+        if id(node) in self._seen:
+            self._repeats += 1
+            if self._repeats > MAX_ALIAS_REPEATS:
+                raise ConfigError(f"YAML aliases repeat values more than {MAX_ALIAS_REPEATS:,} times",
+                                  source=self.source, line=line, key=path or None)
+        self._seen.add(id(node))
+        self._open.add(id(node))
+
+    def _collection(self, node: yaml.MappingNode | yaml.SequenceNode, path: str) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -379,12 +410,7 @@ class _Document:
                 self.lines[sub] = key_node.start_mark.line + 1
                 out[key] = self._value(value_node, sub)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self._value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
-        value = self._constructor.construct_object(node)
-        if isinstance(value, str) and "$" in value:
-            value = self._interpolate(value, path)
-        return value
+        return [self._value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
 
     def _interpolate(self, value: str, path: str) -> str:
         def repl(m: re.Match[str]) -> str:

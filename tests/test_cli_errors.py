@@ -53,6 +53,13 @@ CONFIG_ERRORS = {
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: ftp://example.org/feed\n",
         "config: {path}:4: feeds[0].url: unsupported URL scheme 'ftp'"),
     "not-a-mapping": ("- just\n- a list\n", "config: {path}:1: the top level must be a mapping of keys"),
+    "recursive-alias": (
+        "database: sqlite:///fw.db\nx: &a [*a]\n" + GOOD_FEED,
+        "config: {path}:2: x[0]: a YAML alias refers to a value that contains it (an endless value)"),
+    "alias-bomb": (     # nine levels of nine aliases: 387 million values from ten lines
+        "database: sqlite:///fw.db\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + "".join(f"{c}: &{c} [{', '.join(['*' + chr(ord(c) - 1)] * 9)}]\n" for c in "bcdefghij") + GOOD_FEED,
+        "config: {path}:2: f[0][2][0][5][8]: YAML aliases repeat values more than 10,000 times"),
 }
 
 
