@@ -93,7 +93,8 @@ def build_parser() -> _Parser:
     p = command("watch", cmd_watch, "run as a long-lived scheduler (a daemon)",
                 "Poll feeds as they fall due and deliver notifications between polls; stop cleanly on "
                 "SIGTERM/SIGINT after the poll in flight.")
-    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-port", type=_port, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics, on every interface")
 
     p = command("check", cmd_check, "validate the config and the database; fetch and write nothing",
                 "Validate the config file and say whether the database is reachable and its schema "
@@ -243,6 +244,12 @@ def _feeds(action: argparse.Action) -> None:
 
 def _targets(action: argparse.Action) -> None:
     action.completer = completion.target_names  # type: ignore[attr-defined]
+
+
+def _port(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a TCP port (1-65535)")
+    return int(value)
 
 
 def _positive(value: str) -> int:

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.errors import UsageError
 from monitor.files import write_atomically
 from monitor.models import ChangeKind, DeliveryCounts, FeedOutcome
 
@@ -73,7 +74,10 @@ class Metrics:
         registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         registry.register(_Collector(self))
-        start_http_server(self.port, addr="0.0.0.0", registry=registry)
+        try:
+            start_http_server(self.port, addr="0.0.0.0", registry=registry)
+        except OSError as exc:      # the port is taken, or not ours to use
+            raise UsageError(f"watch: --metrics-port {self.port}: cannot listen: {exc.strerror or exc}") from None
         self._started = True
         log.info("metrics on :%d/metrics", self.port)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,7 @@ CLI_ERRORS = {
     "missing-doc": (["diff"], "the following arguments are required: DOC"),
     "unknown-option": (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     "unknown-feed": (["run", "--feed", "nope"], "--feed nope: no such feed"),
+    "bad-port": (["watch", "--metrics-port", "99999"], "argument --metrics-port: '99999' is not a TCP port (1-65535)"),
     "huge-version": (["show", "1", "--version", "99999999999999999999"], "argument --version: '99999999999999999999' "
                      "is not a version number"),
     "until-year-10000": (["report", "--until", "9999-12-31"], "report: --until '9999-12-31': out of range"),
@@ -222,3 +224,15 @@ def test_every_problem_at_once_still_hides_values_from_the_environment(tmp_path:
     assert [line.split(": ", 4)[3] for line in result.err.splitlines()] == [
         "defaults.interval", "defaults.removal_grace", "feeds[0].timeout"]
     assert "'${HOOK}' is not a duration" in result.err
+
+
+def test_watch_on_a_taken_metrics_port_is_one_line_exit_2(tmp_path: Path) -> None:
+    """Another process listens on the port: watch says so and stops before it polls anything."""
+    config = write_config(tmp_path / "feedwatch.yaml", "database: sqlite:///fw.db\n" + GOOD_FEED)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_process("--config", str(config), "watch", "--metrics-port", str(port), timeout=60)
+    assert result.code == 2, result.err
+    assert result.err.strip() == f"feedwatch: watch: --metrics-port {port}: cannot listen: Address already in use"
