@@ -32,9 +32,11 @@ from monitor.models import Retention
 # silently re-baselined instead of being reported as changed (see monitor.poll).
 NORMALIZER_VERSION = 1
 MAX_DOCUMENTS = 1000        # pages of one sitemap source, unless `max_documents` says otherwise
+MAX_DURATION = 36500 * 86400.0   # the longest interval, timeout, lease or retention age: 100 years
 MAX_ALIAS_REPEATS = 10_000  # collections read again through YAML aliases, in all (a normal config repeats a few)
 
 FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ENV = re.compile(r"\$(\$)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?i?b?)$", re.I)
 
@@ -504,6 +506,9 @@ class _Resolver:
                 continue
             seen[feed.name] = i
             feeds.append(self.feed(feed, raw.defaults, path, parsed))
+        self.check_text(raw.polling.user_agent, "polling.user_agent", "a User-Agent")
+        if raw.report_url is not None and not re.match(r"(?i)^https?://[^/\s]", raw.report_url):
+            self.doc.report("report_url", "report_url: must be an http(s) URL (where the published report is read)")
         database = raw.database or default_database_url(self.doc.env)
         return Settings(
             source=Path(self.doc.source) if self.doc.source != "<config>" else None,
@@ -605,6 +610,13 @@ class _Resolver:
             self.doc.report(path, f"{path}: unsupported URL scheme '{scheme}' (http, https, file or a local path)")
         if not url.strip():
             self.doc.report(path, f"{path}: empty URL")
+        elif bad := _CONTROL.search(url):
+            self.doc.report(path, f"{path}: a URL cannot hold a control character ({bad.group()!r})")
+
+    def check_text(self, value: str | None, path: str, what: str) -> None:
+        """A value sent as a header (or part of one): no control characters, which would end the header."""
+        if value is not None and (bad := _CONTROL.search(value)):
+            self.doc.report(path, f"{path}: {what} cannot hold a control character ({bad.group()!r})")
 
     def local_path(self, url: str) -> str:
         """A feed URL that is a plain path: relative to the config file's directory (like a relative
@@ -618,6 +630,9 @@ class _Resolver:
         seconds = parse_duration(value)
         if seconds is None or seconds <= 0:
             self.doc.report(path, f"{path}: '{value}' is not a duration (e.g. 90s, 30m, 6h, 1d)")
+            return 1.0
+        if seconds > MAX_DURATION:      # past what a date can be counted forward (or back) to
+            self.doc.report(path, f"{path}: '{value}' is longer than {MAX_DURATION // 86400:.0f}d (100 years)")
             return 1.0
         return seconds
 

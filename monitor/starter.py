@@ -85,7 +85,8 @@ def write_starter(path: Path, url: str | None) -> Path:
     try:
         config.loads(text, source="feedwatch init", base_dir=path.resolve().parent, env={})
     except ConfigError as exc:
-        raise UsageError(f"init: {url}: {str(exc).rsplit(': ', 1)[-1]}") from None
+        shown = url if url is None or url.isprintable() else repr(url)     # a control character shown, not sent
+        raise UsageError(f"init: {shown}: {str(exc).split(': ', 3)[-1]}") from None
     path = path.resolve()
     if path.exists():
         raise UsageError(f"init: {path} already exists; not overwriting it (edit it, or pass --config NEW-PATH)")

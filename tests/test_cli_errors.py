@@ -54,6 +54,18 @@ CONFIG_ERRORS = {
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: ftp://example.org/feed\n",
         "config: {path}:4: feeds[0].url: unsupported URL scheme 'ftp'"),
     "not-a-mapping": ("- just\n- a list\n", "config: {path}:1: the top level must be a mapping of keys"),
+    "interval-past-any-date": (    # next_due would overflow datetime on every poll
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    interval: 999999999d\n",
+        "config: {path}:5: feeds[0].interval: '999999999d' is longer than 36500d (100 years)"),
+    "newline-in-url": (
+        'database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: "http://x.example/\\n"\n',
+        "config: {path}:4: feeds[0].url: a URL cannot hold a control character ('\\n')"),
+    "header-injection": (
+        'database: sqlite:///fw.db\npolling: {user_agent: "bot\\r\\nX-Injected: 1"}\n' + GOOD_FEED,
+        "config: {path}:2: polling.user_agent: a User-Agent cannot hold a control character ('\\r')"),
+    "script-report-url": (
+        'database: sqlite:///fw.db\nreport_url: "javascript:alert(1)"\n' + GOOD_FEED,
+        "config: {path}:2: report_url: must be an http(s) URL"),
     "recursive-alias": (
         "database: sqlite:///fw.db\nx: &a [*a]\n" + GOOD_FEED,
         "config: {path}:2: x[0]: a YAML alias refers to a value that contains it (an endless value)"),

@@ -259,6 +259,10 @@ def test_init_without_a_url_watches_the_kubernetes_feed_and_refuses_a_bad_url(tm
     assert one_line_error(bad) == "feedwatch: init: ftp://example.org/feed: unsupported URL scheme 'ftp' (http, " \
                                   "https, file or a local path)"
     assert not (tmp_path / "bad.yaml").exists()
+    newline = run_cli("--config", str(tmp_path / "bad.yaml"), "init", "http://x.example/\n")
+    assert one_line_error(newline) == "feedwatch: init: 'http://x.example/\\n': a URL cannot hold a control " \
+                                      "character ('\\n')"
+    assert not (tmp_path / "bad.yaml").exists()
     made = run_cli("--config", str(tmp_path / "mine.yaml"), "init")
     assert made.code == 0, made.err
     from monitor.config import load
