@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from monitor import config
 from monitor.errors import ConfigError
@@ -88,8 +90,30 @@ def _dump(entry: dict[str, Any]) -> str:
     yaml = YAML(typ="rt")
     yaml.width = 4096                 # never fold a long URL
     out = io.StringIO()
-    yaml.dump(dict(entry), out)
+    yaml.dump({key: _as_written(value) for key, value in entry.items()}, out)
     return str(out.getvalue())
+
+
+_RESOLVER = pyyaml.resolver.Resolver()
+
+
+def _as_written(value: Any) -> Any:
+    """`value` as it must be written for feedwatch's loader to read it back: ruamel writes YAML 1.2, which
+    leaves a string such as ``yes``, ``on`` or ``no`` plain, and PyYAML (YAML 1.1) reads those as booleans."""
+    if isinstance(value, list | tuple | CommentedSeq):
+        return [_as_written(v) for v in value]
+    if isinstance(value, str) and _plain_tag(value) != _STR:
+        return DoubleQuotedScalarString(value)
+    return value
+
+
+_STR = "tag:yaml.org,2002:str"
+
+
+def _plain_tag(text: str) -> str:
+    """The tag PyYAML gives `text` written as a plain scalar."""
+    tag: str = _RESOLVER.resolve(pyyaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    return tag
 
 
 def _section_end(lines: list[str], data: CommentedMap, key: str) -> int:

@@ -179,6 +179,19 @@ def test_names_are_unique_and_valid(tmp_path: Path) -> None:
     assert all(config.FEED_NAME.match(n) for n in names)
 
 
+def test_names_yaml_would_read_as_other_values_are_written_quoted(tmp_path: Path) -> None:
+    """YAML 1.1, which feedwatch's loader reads, takes a plain yes, on, off, no, y or n as a boolean; the
+    names are kept as they are and written quoted, so the config still loads."""
+    cfg = write_config(tmp_path / "c.yaml", "feeds:\n  - name: x\n    url: 'https://x.example/f'\n")
+    words = ["yes", "on", "Off", "no", "y", "N", "true", "null", "123", "0x1f", "1_000", "2024-01-01", "plain"]
+    outlines = "".join(f'<outline text="{w}" xmlUrl="https://{i}.example/f"/>' for i, w in enumerate(words))
+    result = import_opml(cfg, f'<opml version="2.0"><body>{outlines}</body></opml>')
+    assert result.code == 0, result.err
+    assert [f["name"] for f in feeds_of(cfg)] == ["x", *words]
+    text = cfg.read_text(encoding="utf-8")
+    assert 'name: "yes"' in text and "name: plain" in text
+
+
 # ------------------------------------------------------------------------------------------ hostile files
 
 
