@@ -247,7 +247,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     (A config that does not load stops here, with all of its own problems, through ConfigError.)"""
     from storage.db import redact
 
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        if not args.json:
+            raise
+        # A config that does not load: its problems in the same document (nothing else is known).
+        _print_json({"config": exc.source, "feeds": None, "targets": None, "database": None, "schema": None,
+                     "ok": False, "problems": str(exc).splitlines()})
+        return EXIT_USAGE
     url = _database_url(args, settings)
     problems = [settings.located(p) for p in [*_config_problems(settings), *_check_targets(settings)]]
     problems += [str(e) for e in _check_templates(settings)]    # already "config: FILE:LINE: KEY: ..."

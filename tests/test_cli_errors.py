@@ -236,6 +236,24 @@ def test_every_problem_at_once_still_hides_values_from_the_environment(tmp_path:
     assert [line.split(": ", 4)[3] for line in result.err.splitlines()] == [
         "defaults.interval", "defaults.removal_grace", "feeds[0].timeout"]
     assert "'${HOOK}' is not a duration" in result.err
+    as_json = run_cli("--config", str(path), "check", "--json", env={"HOOK": secret})
+    assert as_json.code == 2 and "hunter2" not in as_json.out + as_json.err and len(as_json.json()["problems"]) == 3
+
+
+@pytest.mark.parametrize("name", ["unknown-key", "duplicate-feed", "bad-yaml", "not-a-mapping"])
+def test_check_json_lists_the_problems_of_a_config_that_does_not_load(name: str, tmp_path: Path) -> None:
+    """`check --json | jq .ok` gets a document for a config that does not even load, not an empty stdout."""
+    text, expected = CONFIG_ERRORS[name]
+    path = write_config(tmp_path / "feedwatch.yaml", text)
+    result = run_cli("--config", str(path), "check", "--json")
+    assert result.code == 2 and result.err == ""
+    document = result.json()
+    [problem] = document.pop("problems")
+    assert problem.startswith(expected.format(path=path)), problem
+    assert document == {"config": str(path), "feeds": None, "targets": None, "database": None, "schema": None,
+                        "ok": False}
+    missing = run_cli("--config", str(tmp_path / "none.yaml"), "check", "--json")
+    assert missing.code == 2 and missing.json()["problems"] == [f"config: {tmp_path / 'none.yaml'}: file not found"]
 
 
 def test_watch_on_a_taken_metrics_port_is_one_line_exit_2(tmp_path: Path) -> None:
