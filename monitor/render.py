@@ -40,6 +40,7 @@ SEP = " \u203a "
 ELLIPSIS = "\u2026"
 _WORDS = re.compile(r"\S+\s*")
 _MD_SPECIAL = re.compile(r"[\\`*\[\]]|(?<!\w)_|_(?!\w)")     # "code_of_conduct" needs no escape
+_STRIKE = re.compile(r"~(?=~)")       # a zero-width space after each "~" followed by another
 _MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _MD_LINE_START = re.compile(r"^(\s*)(#|[-+](?=\s)|\d+(?=[.)]))", re.M)
 # C0 controls but tab and line feed, DEL, C1 controls, and the bidirectional overrides and isolates
@@ -369,6 +370,8 @@ def md_canonical(text: str) -> str:
 def _md_inline(text: str) -> str:
     """md_escape without the line-start rule, for pieces of a line."""
     text = unmention(inert(text))
+    if "~~" in text:    # strikethrough (GFM, Discord, Mattermost), which feedwatch's own diffs use for deletions
+        text = _STRIKE.sub("~" + ZWSP, text)
     text = "".join(_MD_ENTITIES.get(ch, ch) for ch in text) if any(ch in text for ch in "&<>") else text
     return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 

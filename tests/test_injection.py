@@ -12,6 +12,7 @@ import lxml.html
 import markdown
 import pytest
 import yaml
+from markdown_it import MarkdownIt
 
 from monitor import render
 from tests.helpers import FeedServer, run_cli, write_config
@@ -133,3 +134,28 @@ feeds:
         smtp.close()
         text_hook.down()
         mattermost.down()
+
+
+def _gfm(text: str) -> lxml.html.HtmlElement:
+    """Markdown as GitHub, Mattermost and Discord read it: CommonMark with tables and strikethrough."""
+    reader = MarkdownIt("commonmark").enable("table").enable("strikethrough")
+    return lxml.html.fragment_fromstring(reader.render(text), create_parent="div")
+
+
+def test_feed_text_strikes_nothing_and_splits_no_table_cell(tmp_path: Path, server: FeedServer) -> None:
+    """A feed's "~~" would fake one of feedwatch's own deletions (the markdown diffs strike deleted words);
+    its "|" would split the report's overview table. Both are shown as written."""
+    url = server.set("/feed.xml", _feed("A | B ~~old~~", "http://h.example/a", "Text ~~struck~~ | here."))
+    config = write_config(tmp_path / "feedwatch.yaml",
+                          f"database: sqlite:///{tmp_path / 'fw.db'}\nfeeds:\n  - {{name: f, url: '{url}'}}\n")
+    assert run_cli("--config", str(config), "run").code == 0
+    server.set("/feed.xml", _feed("A | B ~~old~~", "http://h.example/a", "Text ~~struck~~ | here, more."))
+    assert run_cli("--config", str(config), "run", "--force").code == 0
+    diff = _gfm(run_cli("--config", str(config), "diff", "g1", "--format", "markdown").out)
+    assert [el.text_content() for el in diff.iter("s", "del")] == []      # the word added is bold, nothing struck
+    assert "Text ~~struck~~ | here" in diff.text_content().replace(render.ZWSP, "")
+    report = _gfm(run_cli("--config", str(config), "report", "--format", "markdown").out)
+    assert [el.text_content() for el in report.iter("s", "del")] == []
+    rows = [[cell.text_content().replace(render.ZWSP, "") for cell in row] for row in report.iter("tr")]
+    assert rows[0] == ["Feed", "Document", "Changes", "Last change"]
+    assert [row[:3] for row in rows[1:]] == [["f", "A | B ~~old~~", "2"]]

@@ -47,7 +47,13 @@ def _markdown_overview(activity: list[DocumentActivity]) -> Iterator[str]:
     for a in activity:
         d = a.document
         gone = " (removed)" if d.removed else ""
-        yield f"| {render.md_escape(d.feed)} | {_md_link(d.title, d.link)}{gone} | {a.changes} | {stamp(a.last_at)} |\n"
+        yield f"| {_cell(render.md_escape(d.feed))} | {_cell(_md_link(d.title, d.link))}{gone} | {a.changes} | " \
+              f"{stamp(a.last_at)} |\n"
+
+
+def _cell(text: str) -> str:
+    """Markdown for a table cell: a "|" of the feed's text does not end the cell (GFM's escape)."""
+    return text.replace("|", "\\|")
 
 
 def _markdown_document(a: DocumentActivity, changes: Iterator[ChangeContext]) -> Iterator[str]:
