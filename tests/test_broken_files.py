@@ -4,6 +4,7 @@ traceback. Exit 2 means "cannot run", 1 "a feed failed". Real files, real file-s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
@@ -37,6 +38,9 @@ def make_file(path: Path, content: dict[str, Any], tmp_path: Path) -> None:
         path.write_bytes(random.Random(16).randbytes(content["random"]))
     elif "text" in content:
         path.write_text(content["text"])
+    elif "sql" in content:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            conn.executescript(content["sql"])
     else:
         real = tmp_path / "real"
         real.mkdir()
