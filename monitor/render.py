@@ -40,6 +40,7 @@ SEP = " \u203a "
 ELLIPSIS = "\u2026"
 _WORDS = re.compile(r"\S+\s*")
 _MD_SPECIAL = re.compile(r"[\\`*\[\]]|(?<!\w)_|_(?!\w)")     # "code_of_conduct" needs no escape
+_PUNCTUATION = re.compile(r"[^\w\s]")   # what CommonMark's emphasis rules count as punctuation (or a symbol)
 _STRIKE = re.compile(r"~(?=~)")       # a zero-width space after each "~" followed by another
 _MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _MD_LINE_START = re.compile(r"^(\s*)(#|[-+](?=\s)|\d+(?=[.)]))", re.M)
@@ -420,7 +421,19 @@ def _md_op(op: str, text: str) -> str:
     if op == "equal":
         return _md_inline(text)
     mark = "~~" if op == "delete" else "**"
-    return "\n".join(_wrap(line, mark, mark, _md_inline) for line in text.split("\n"))
+    return "\n".join(_wrap(line, mark, mark, _md_marked) for line in text.split("\n"))
+
+
+def _md_marked(text: str) -> str:
+    """Escaped text between emphasis marks. CommonMark (GFM, Discord, Mattermost) opens "**" only before
+    a word character, or before punctuation after a space, so "here**, more**" shows its asterisks: a
+    zero-width space between a mark and punctuation lets the marks work whatever is around them."""
+    text = _md_inline(text)
+    if _PUNCTUATION.match(text):
+        text = ZWSP + text
+    if _PUNCTUATION.match(text[-1:]):
+        text += ZWSP
+    return text
 
 
 def _wrap(text: str, before: str, after: str, escape: Callable[[str], str]) -> str:

@@ -15,6 +15,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from monitor import render
+from monitor.diff import Version, diff_versions
 from tests.helpers import FeedServer, run_cli, write_config
 from tests.receivers import SMTPServer, Webhook
 
@@ -159,3 +160,16 @@ def test_feed_text_strikes_nothing_and_splits_no_table_cell(tmp_path: Path, serv
     rows = [[cell.text_content().replace(render.ZWSP, "") for cell in row] for row in report.iter("tr")]
     assert rows[0] == ["Feed", "Document", "Changes", "Last change"]
     assert [row[:3] for row in rows[1:]] == [["f", "A | B ~~old~~", "2"]]
+
+
+@pytest.mark.parametrize("old, new", [("here.", "here, more."), ("a (b) c", "a c"), ("x", "x!"), ("1", "-1")])
+def test_markdown_diff_marks_work_next_to_punctuation(old: str, new: str) -> None:
+    """CommonMark opens "**" or "~~" before punctuation only after a space or punctuation: "here**, more**"
+    would show its asterisks in GFM, Discord and Mattermost. Every inserted and deleted word is marked up."""
+    diff = diff_versions(Version("t", None, f"Lead {old}"), Version("t", None, f"Lead {new}"))
+    page = _gfm(render.render_markdown(diff, max_length=10_000))
+    marked = "".join(el.text_content() for el in page.iter("strong", "s")).replace(render.ZWSP, "")
+    shown = page.text_content().replace(render.ZWSP, "")
+    assert "**" not in shown and "~~" not in shown, shown
+    changed = [op.text.strip() for s in diff.sections for op in s.ops if op.op != "equal"]
+    assert changed and all(text in marked for text in changed), (changed, marked)
