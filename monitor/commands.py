@@ -155,6 +155,9 @@ def _write_metrics(path: Path, outcomes: Sequence[FeedOutcome], deliveries: Deli
 
 
 def _say_why_nothing_ran(store: Store, names: list[str], *, force: bool) -> None:
+    if not names:   # every selected feed is paused (each named one was warned about)
+        log.info("nothing polled: the selected feeds are paused (paused: true in the config)")
+        return
     if force:    # --force claims every selected feed, even on a backed-off host: only a lease stops it
         log.info("nothing polled: the selected feeds are being polled by another feedwatch right now")
         return
@@ -495,6 +498,9 @@ def _diff_range(store: Store, doc: DocumentInfo, from_: int | None, to: int | No
     for option, number in (("--to", to), ("--from", from_)):
         if number is not None and number not in stored:
             raise UsageError(f"diff {option} {number}: {store.no_version(doc.id, number)}")
+    if len(stored) == 1 and stored[0] > 1:    # the older ones pruned (retention)
+        raise UsageError(f"document {doc.id} has one version still stored (v{stored[0]}; v1-v{stored[0] - 1} were "
+                         "pruned): nothing to compare it with")
     if len(stored) == 1:
         raise UsageError(f"document {doc.id} has one version so far (v{stored[0]}): nothing to compare yet")
     to = to or stored[-1]

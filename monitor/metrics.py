@@ -110,8 +110,10 @@ class Metrics:
         self.gauges.update(pending=counts.pending, failing=counts.failing, dead=counts.dead,
                            feeds=len(settings.feeds))
         health = {h.name: h for h in store.feed_health([f.name for f in settings.feeds])}
+        # A paused feed has no per-feed series: it is not polled, so "not polled in twice its interval" (the
+        # shipped alert rule) would fire for it.
         self.feeds = [(f.name, float(health[f.name].consecutive_errors), health[f.name].last_ok.timestamp(),
-                       f.interval) for f in settings.feeds if f.name in health]
+                       f.interval) for f in settings.feeds if f.name in health and not f.paused]
 
     # ---------------------------------------------------------------------------------------------- textfile
 

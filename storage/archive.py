@@ -421,6 +421,10 @@ class _Importer:
         for (feed, key), doc in self.docs.items():
             if not doc.verify and doc.latest not in doc.numbers:
                 raise self.fail(f"document '{key}' of feed '{feed}' lacks its latest version {doc.latest}", doc.line)
+        for feed_id, verify in self.feeds.values():     # `status` shows a feed's last change from its row
+            if not verify:
+                last = select(func.max(Change.c.detected_at)).where(Change.c.feed_id == feed_id).scalar_subquery()
+                self.conn.execute(update(Feed).where(Feed.c.id == feed_id).values(last_change_at=last))
         self.counts.unchanged = [name for name, (_, verify) in self.feeds.items() if verify]
         self.counts.feeds = [name for name, (_, verify) in self.feeds.items() if not verify]
 

@@ -229,6 +229,13 @@ def test_a_paused_feed_keeps_its_history_and_is_not_polled(tmp_path: Path) -> No
     assert [(f["name"], f["paused"]) for f in status] == [("k8s", True)]
     assert "paused" in site.cli("status").out
     assert len(site.cli("history", "--json").json()["documents"]) == 1
+    named = site.cli("-v", "run", "--feed", "k8s", "--force")
+    assert named.code == 0 and "nothing polled: the selected feeds are paused" in named.err
+    assert "being polled by another feedwatch" not in named.err
+    metrics = tmp_path / "m.prom"
+    assert site.cli("run", "--metrics-file", str(metrics)).code == 0
+    text = metrics.read_text(encoding="utf-8")       # no per-feed series: "not polled" alerts stay quiet
+    assert "feedwatch_polls" in text and 'feed="k8s"' not in text
     site.config.write_text(site.config.read_text().replace("    paused: true\n", ""))
     resumed = site.cli("run", "--force", "--json")
     assert [c["kind"] for c in resumed.json()["changes"]] == ["changed"]
@@ -315,3 +322,12 @@ def test_demo_replays_real_history_offline_and_ends_with_the_report(tmp_path: Pa
     assert "http" not in (where / "feedwatch.yaml").read_text()        # a local file: nothing from the network
     again = run_process("demo", "--dir", str(where))
     assert again.code == 2 and "is not an empty directory" in again.err
+
+
+def test_diff_of_a_document_pruned_to_one_version_says_the_others_were_pruned(site: Site) -> None:
+    site.config.write_text(site.config.read_text() + "    retention: {versions: 1}\n")
+    assert site.cli("prune").code == 0
+    result = site.cli("diff", "a")
+    assert result.code == 2
+    assert result.err.strip() == "feedwatch: document 1 has one version still stored (v3; v1-v2 were pruned): " \
+                                 "nothing to compare it with"

@@ -102,6 +102,8 @@ def test_export_then_import_gives_identical_history_and_diff(
     expected = views(source)
     assert len(expected) > 100
     assert views(database_url) == expected
+    last_change = [f["last_change"] for f in cli(database_url, "status", "--json").json()["feeds"]]
+    assert last_change == [f["last_change"] for f in cli(source, "status", "--json").json()["feeds"]] != [None]
     # The file holds the whole history: exporting the copy writes the same records again.
     again = export(database_url, tmp_path / "again.jsonl")
     assert history_file.read_text().splitlines()[1:] == again.read_text().splitlines()[1:]
