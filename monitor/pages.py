@@ -41,7 +41,7 @@ from monitor.humanize import first_line
 from monitor.models import FetchResult, Item, PageState, ParsedItem, Validators
 from monitor.normalize import collapse, normalize_item, state_hash, title_text
 from monitor.select import Page, PageTooDeep, SelectorInvalid, is_utf16, parse_html, select
-from monitor.urls import host_of, is_local, mask_credentials
+from monitor.urls import is_local, mask_credentials, server_of
 
 MAX_SITEMAPS = 50           # child sitemaps read from one sitemap index
 _TAG = re.compile(r"<[^>]*>")
@@ -221,7 +221,7 @@ async def read_pages(feed: FeedSettings, entries: Sequence[Entry], states: dict[
     async def worker() -> None:
         while queue:
             index, entry = queue.pop()
-            host = host_of(entry.page) if entry.page else ""
+            host = server_of(entry.page) if entry.page else ""
             if host in backoff:
                 error = f"fetch: {feed.name}: page {mask_credentials(entry.page or '')}: not fetched, {host} " \
                         f"asked to wait (retry after {backoff[host][0]:.0f} s)"

@@ -54,7 +54,7 @@ from monitor.models import (
     utcnow,
 )
 from monitor.normalize import normalize_item, stored_item
-from monitor.urls import host_of
+from monitor.urls import server_of
 
 if TYPE_CHECKING:
     from monitor.pages import SourceEntries
@@ -381,7 +381,7 @@ class Poller:
             payload = json.dumps({"feed": feed.name, "error": str(err), "count": errors})
             alerts, alerted = (Alert("error", feed.error_notify, payload),), True
         if err.retry_after is not None and err.http_status in (429, 503):
-            host = host_of(feed.url)    # err.retry_after is already capped (fetch.MAX_RETRY_AFTER)
+            host = server_of(feed.url)    # err.retry_after is already capped (fetch.MAX_RETRY_AFTER)
             self.store.back_off_host(host, now + timedelta(seconds=err.retry_after), str(err))
         return PollRecord(feed_id=state.id, feed=feed.name, owner=self.owner, now=now, status=PollStatus.ERROR,
                           next_due_at=next_due(feed, utcnow(), errors=errors, retry_after=err.retry_after),

@@ -28,6 +28,18 @@ def host_of(url: str) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=4096)
+def server_of(url: str) -> str:
+    """The server a Retry-After binds: the host, with the port when the URL names one ("127.0.0.1:8080"),
+    so that one server asking to wait does not hold back another on the same host."""
+    host = host_of(url)
+    try:
+        port = urlsplit(url).port if host and not is_local(url) else None
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port is not None else host
+
+
 # A URL that urllib's urljoin returns as it is, whatever the base's scheme: http(s) in lower case, a host
 # and port, a path and a query of plain characters; nothing it drops or re-spells when it takes a URL apart
 # and puts it together again (";" parameters, an empty "?", "#", whitespace, controls, brackets).

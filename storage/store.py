@@ -42,7 +42,7 @@ from monitor.models import (
     VersionInfo,
     utcnow,
 )
-from monitor.urls import host_of
+from monitor.urls import server_of
 from storage import blobs
 from storage.db import ensure_schema, open_engine, schema_state, sqlite_path, upsert_insert
 from storage.history import History
@@ -235,7 +235,7 @@ class Store:
             for feed in conn.execute(query if blocked_hosts else query.limit(limit)).all():
                 if len(rows) >= limit:
                     break
-                if blocked_hosts and host_of(feed.url) in blocked_hosts:
+                if blocked_hosts and server_of(feed.url) in blocked_hosts:
                     continue
                 rows.append(feed)
             if not rows:
@@ -297,7 +297,7 @@ class Store:
             for row in conn.execute(select(Feed.c.url, Feed.c.next_due_at).where(Feed.c.name.in_(list(names)))):
                 url: str = row.url
                 due: datetime = row.next_due_at
-                blocked = hosts.get(host_of(url))
+                blocked = hosts.get(server_of(url))
                 times.append(max(due, blocked) if blocked else due)
             retry = conn.execute(select(func.min(Delivery.c.next_attempt_at)).where(
                 Delivery.c.status == "pending")).scalar()

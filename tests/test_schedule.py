@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
@@ -187,6 +188,27 @@ feeds:
     time.sleep(2.2)
     late = run_cli("--config", str(config), "run", "--force", "--json")
     assert {f["name"]: f["status"] for f in late.json()["feeds"]} == {"busy": "ok", "other": "ok"}
+
+
+def test_retry_after_holds_back_only_the_server_that_asked(tmp_path: Path, server: FeedServer) -> None:
+    """Another server on the same host (another port) is another server: its feeds are polled as due."""
+    url = server.set("/busy.xml", b"slow down", status=503, headers={"Retry-After": "120"})
+    elsewhere = FeedServer()
+    try:
+        other = elsewhere.set("/other.xml", STEP)
+        config = write_config(tmp_path / "feedwatch.yaml", f"""database: sqlite:///{tmp_path / 'fw.db'}
+feeds:
+  - {{name: busy, url: "{url}"}}
+  - {{name: other, url: "{other}"}}
+""")
+        assert run_cli("--config", str(config), "run", "--json", "--feed", "busy").code == 1
+        later = run_cli("--config", str(config), "-v", "run", "--json")
+        assert {f["name"]: f["status"] for f in later.json()["feeds"]} == {"other": "ok"}, later.err
+        assert elsewhere.count("/other.xml") == 1 and server.count("/busy.xml") == 1
+        status = run_cli("--config", str(config), "status").out
+        assert f"127.0.0.1:{urlsplit(url).port}" in status, status     # who asked to wait, port and all
+    finally:
+        elsewhere.close()
 
 
 def test_ttl_and_cache_control_never_poll_more_often(tmp_path: Path, server: FeedServer) -> None:

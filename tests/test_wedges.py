@@ -16,6 +16,7 @@ import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -72,7 +73,8 @@ def test_huge_or_far_future_retry_after_is_capped_and_the_run_survives(
     status = run_cli("--config", str(config), "status", "--json").json()
     [host] = status["hosts"]
     until = datetime.fromisoformat(host["backoff_until"].replace("Z", "+00:00"))
-    assert host["host"] == "127.0.0.1" and until <= datetime.now(UTC) + timedelta(days=1, minutes=1)
+    server_name = f"127.0.0.1:{urlsplit(server.url('/bad.xml')).port}"     # the server that asked: host and port
+    assert host["host"] == server_name and until <= datetime.now(UTC) + timedelta(days=1, minutes=1)
     assert "HTTP 429" in host["reason"]
     # Every later run still works (before the fix each one crashed the same way).
     again = run_process("--config", str(config), "run", "--force", "--json")
@@ -106,9 +108,10 @@ feeds:
     # Without --force: nothing on that host is polled, and the run says why.
     quiet = run_cli("--config", str(config), "run", "--json")
     assert quiet.json()["feeds"] == [] and server.count() == hits
-    assert "host 127.0.0.1 asked to wait until" in quiet.err and "HTTP 503" in quiet.err
+    server_name = f"127.0.0.1:{urlsplit(busy).port}"
+    assert f"host {server_name} asked to wait until" in quiet.err and "HTTP 503" in quiet.err
     status = run_cli("--config", str(config), "status")
-    assert "host 127.0.0.1: backed off until" in status.out and "(retry after 120 s)" in status.out
+    assert f"host {server_name}: backed off until" in status.out and "(retry after 120 s)" in status.out
     # --force means now: both feeds of the backed-off host are polled, and no "nothing due" is said.
     forced = run_cli("--config", str(config), "run", "--force", "--json")
     assert {f["name"]: f["status"] for f in forced.json()["feeds"]} == {"busy": "ok", "other": "ok"}
