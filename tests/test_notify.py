@@ -172,6 +172,20 @@ def test_digest_sends_one_message_for_several_changes(tmp_path: Path, server: Fe
         assert f"**{name}**" in message["message"]
 
 
+def test_a_digest_says_a_revert_is_a_revert(tmp_path: Path, server: FeedServer, hook: Webhook) -> None:
+    """DESIGN §4: a flapping document is reported as a revert, not as fresh news, in a digest too."""
+    url = server.set("/f.xml", step(35))
+    run = configure(tmp_path, f"  - name: f\n    url: {url}\n    notify: [digest]\n",
+                    f"  digest:\n    urls: ['{hook.url()}']\n    mode: digest\n    format: text\n")
+    run("run")
+    for n in (36, 35):      # changed, then back to the first version
+        server.set("/f.xml", step(n))
+        assert run("run", "--force").code == 0
+    changed, reverted = hook.bodies
+    assert "(changed, version 2)" in changed["message"] and "reverted" not in changed["message"]
+    assert "(reverted to version 1, version 3)" in reverted["message"], reverted["message"]
+
+
 def test_three_failures_one_alert_then_one_recovery(tmp_path: Path, server: FeedServer, hook: Webhook) -> None:
     url = server.set(PATH, step(54))
     run = configure(tmp_path, f"  - name: k8s\n    url: {url}\n    notify: [chat]\n    max_errors: 3\n",
