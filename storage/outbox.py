@@ -196,4 +196,6 @@ class Outbox:
                 .outerjoin(Change, Change.c.id == Delivery.c.change_id)
                 .where(or_(Delivery.c.status == "dead", and_(Delivery.c.status == "pending", Delivery.c.attempts > 0)))
                 .order_by(Delivery.c.id.desc()).limit(limit)).all()
-        return [DeliveryProblem(**r._mapping) for r in rows]
+        # A dead delivery is not attempted again (until `deliveries retry`): it has no next attempt to show.
+        return [DeliveryProblem(**{**r._mapping, "next_attempt_at": None if r.status == "dead" else r.next_attempt_at})
+                for r in rows]

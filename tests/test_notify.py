@@ -216,7 +216,9 @@ def test_dead_delivery_is_reported(tmp_path: Path, server: FeedServer, hook: Web
     run("run", "--force")
     run("run", "--force")
     assert len(broken.bodies) == 2
-    assert run("status", "--json").json()["deliveries"]["dead"] == 1
+    deliveries = run("status", "--json").json()["deliveries"]
+    assert deliveries["dead"] == 1
+    assert [(p["status"], p["next_attempt_at"]) for p in deliveries["problems"]] == [("dead", None)]  # never again
     [alert] = hook.bodies
     assert alert["title"] == "feedwatch: notifications to broken are failing"
     run("run", "--force")
