@@ -113,7 +113,7 @@ class Metrics:
         # A paused feed has no per-feed series: it is not polled, so "not polled in twice its interval" (the
         # shipped alert rule) would fire for it.
         self.feeds = [(f.name, float(health[f.name].consecutive_errors), health[f.name].last_ok.timestamp(),
-                       f.interval) for f in settings.feeds if f.name in health and not f.paused]
+                       f.interval) for f in settings.polled() if f.name in health]
 
     # ---------------------------------------------------------------------------------------------- textfile
 

@@ -172,11 +172,11 @@ def _sqlite_engine(url: str, database: str | None, *, readonly: bool, create_dir
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None        # the sqlite3 module must not emit its own BEGIN
         cur = dbapi_conn.cursor()
+        if path is not None:        # nothing is read from or changed in another program's database
+            tables = [r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if tables and "alembic_version" not in tables:
+                raise _foreign(path, tables)
         if not readonly:
-            if path is not None:    # nothing is changed in another program's database, not even its journal mode
-                tables = [r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-                if tables and "alembic_version" not in tables:
-                    raise _foreign(path, tables)
             # Both take effect only when the file is new (before the first table). Incremental auto-vacuum
             # lets `prune` give space back without rewriting the whole file. Small pages: every table and
             # index takes at least one page, and most rows are far smaller than a page (README, Storage).
@@ -271,7 +271,7 @@ def upsert_insert(conn: Connection, table: Any) -> Any:
     return sqlite_insert(table)
 
 
-def _foreign(path: object, tables: list[str]) -> StorageError:
+def _foreign(path: Path, tables: list[str]) -> StorageError:
     names = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
     return StorageError(f"storage: {path} is another program's SQLite database (tables {names}; no feedwatch "
                         "schema): feedwatch will not add its tables to it; give it a file of its own")
@@ -286,12 +286,10 @@ def sqlite_path(engine: Engine) -> Path | None:
 
 
 def schema_revision(conn: Connection) -> str | None:
-    """The database's Alembic revision, or None for an empty database. A SQLite file that holds tables but
-    no feedwatch schema is another program's database: StorageError, before anything is written into it.
-    (A PostgreSQL database may well be shared with other applications' tables.)"""
+    """The database's Alembic revision, or None for an empty database. (A SQLite file holding another
+    program's tables is refused when it is opened: see _sqlite_engine; a PostgreSQL database may well be
+    shared with other applications' tables.)"""
     if not inspect(conn).has_table("alembic_version"):
-        if conn.dialect.name == "sqlite" and (tables := inspect(conn).get_table_names()):
-            raise _foreign(conn.engine.url.database, tables)
         return None
     row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
     return row[0] if row else None

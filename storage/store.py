@@ -429,10 +429,11 @@ class Store:
         if not records:
             return
         params = [{"b_id": r.feed_id, "b_owner": r.owner, "b_due": r.next_due_at, "b_now": r.now,
-                   "b_status": r.status.value, "b_etag": r.validators.etag, "b_lm": r.validators.last_modified,
-                   "b_body": r.body_hash, "b_settings": r.settings_hash} for r in records]
+                   "b_status": r.status.value, "b_alerted": False, "b_changed": False, "b_etag": r.validators.etag,
+                   "b_lm": r.validators.last_modified, "b_body": r.body_hash, "b_settings": r.settings_hash}
+                  for r in records]
         with self.engine.begin() as conn:
-            conn.execute(_QUIET, params)
+            conn.execute(_LEASED_SUCCESS, params)
 
     def _take_lease(self, conn: Connection, rec: PollRecord) -> None:
         """Update the feed row, only while this process holds its lease (the poll's first statement)."""
@@ -585,12 +586,6 @@ _LEASED_SUCCESS = _LEASED.values(
     etag=bindparam("b_etag"), last_modified=bindparam("b_lm"), body_hash=bindparam("b_body"),
     settings_hash=bindparam("b_settings"))
 _LEASED_FAILURE = _LEASED.values(last_error=bindparam("b_error"), consecutive_errors=Feed.c.consecutive_errors + 1)
-_QUIET = (update(Feed).where(Feed.c.id == bindparam("b_id"), Feed.c.lease_owner == bindparam("b_owner"))
-          .values(lease_owner=None, lease_until=None, next_due_at=bindparam("b_due"), last_polled_at=bindparam("b_now"),
-                  last_ok_at=bindparam("b_now"), last_status=bindparam("b_status"), polls=Feed.c.polls + 1,
-                  last_error=None, consecutive_errors=0, baseline_done=True, error_alerted=False,
-                  etag=bindparam("b_etag"), last_modified=bindparam("b_lm"), body_hash=bindparam("b_body"),
-                  settings_hash=bindparam("b_settings")))
 
 
 def _upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str],
