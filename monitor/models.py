@@ -500,6 +500,7 @@ class PendingDelivery(msgspec.Struct, frozen=True):
     attempts: int
     done_urls: frozenset[str]
     created_at: datetime
+    message: str | None = None      # the delivery id of the digest it was sent in, kept for every retry
 
 
 class UrlOutcome(msgspec.Struct, frozen=True):

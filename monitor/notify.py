@@ -91,12 +91,14 @@ def deliver_pending(store: Store, settings: Settings, *, owner: str | None = Non
     renderer = Renderer(settings)
     lease = max(MIN_LEASE, settings.polling.lease)
     last_id = 0
+    handled: set[int] = set()
     try:
         while True:   # batches in id order until nothing is due; each row at most once per dispatch
-            claimed = outbox.claim(owner, now=now, lease=lease, due_only=not force, after_id=last_id)
+            claimed, last_id = outbox.claim(owner, now=now, lease=lease, due_only=not force, after_id=last_id)
             if not claimed:
                 break
-            last_id = max(d.id for d in claimed)
+            claimed = [d for d in claimed if d.id not in handled]   # a digest's row, claimed with it before
+            handled.update(d.id for d in claimed)
             contexts = outbox.contexts([d.change_id for d in claimed if d.change_id is not None])
             by_target: dict[str, list[PendingDelivery]] = {}
             for d in claimed:
@@ -133,8 +135,14 @@ class _Dispatch:
         others = [d for d in deliveries if d not in changes]
         if target.mode == "digest" and changes:
             if digest_due or _period_over(self.outbox, target, self.now):
-                self.send(target, changes, lambda held: self.digest(
-                    target, [contexts[d.change_id] for d in held if d.change_id is not None], held))
+                digests: dict[str | None, list[PendingDelivery]] = {}
+                for d in changes:     # a digest tried before goes again as it was; the new changes in one more
+                    digests.setdefault(d.message, []).append(d)
+                for message, rows in digests.items():
+                    key = message or delivery_id(rows)
+                    self.send(target, rows, lambda held, key=key: self.digest(
+                        target, [contexts[d.change_id] for d in held if d.change_id is not None], key),
+                        digest_id=key)
             changes = []
         for d in changes:
             assert d.change_id is not None
@@ -146,8 +154,7 @@ class _Dispatch:
         for d in others:
             self.send(target, [d], lambda _held, d=d: self.alert(target, d))
 
-    def digest(self, target: TargetSettings, contexts: list[ChangeContext],
-               deliveries: list[PendingDelivery]) -> Message:
+    def digest(self, target: TargetSettings, contexts: list[ChangeContext], key: str) -> Message:
         budget = max(400, target.max_length // max(1, len(contexts)))
 
         def variables(fmt: str) -> dict[str, Any]:
@@ -156,7 +163,7 @@ class _Dispatch:
                     "report_url": self.settings.report_url}
         return self.renderer.message(target, "digest", variables(target.format),
                                      text_variables=variables("text") if target.format == "html" else None,
-                                     delivery_id=delivery_id(deliveries))
+                                     delivery_id=key)
 
     def alert(self, target: TargetSettings, d: PendingDelivery) -> Message:
         payload = {"target": d.target, "feed": d.feed, **d.payload}
@@ -171,12 +178,14 @@ class _Dispatch:
         variables = self.renderer.alert_variables(d.kind, payload)
         return self.renderer.message(target, d.kind, variables, delivery_id=delivery_id([d]))
 
-    def send(self, target: TargetSettings, deliveries: Sequence[PendingDelivery], make: Any) -> None:
+    def send(self, target: TargetSettings, deliveries: Sequence[PendingDelivery], make: Any, *,
+             digest_id: str | None = None) -> None:
         """Render and send one message on behalf of one or more deliveries; record it for each of them.
 
         The leases are renewed right before sending: a delivery whose lease ran out meanwhile (a slow batch,
-        a stalled process) may already be another worker's, and is left to it instead of being sent twice."""
-        held = self.outbox.renew(self.owner, [d.id for d in deliveries], self.lease)
+        a stalled process) may already be another worker's, and is left to it instead of being sent twice.
+        A digest's id is stored on its rows in that same commit, before it is sent."""
+        held = self.outbox.renew(self.owner, [d.id for d in deliveries], self.lease, message=digest_id)
         deliveries = [d for d in deliveries if d.id in held]
         if not deliveries:
             return

@@ -48,7 +48,7 @@ from monitor.errors import SchemaTooNewError, StorageDataError, StorageError, St
 from monitor.humanize import first_line
 
 # Every migration revision, oldest first; tests check this against storage/migrations/versions.
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD = REVISIONS[-1]
 BUSY_TIMEOUT_S = 30
 SQLITE_PAGE_SIZE = 2048   # for new files; existing files keep theirs (README, Storage)

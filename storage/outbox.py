@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, and_, func, insert, or_, select, update
 
 from monitor import codec
 from monitor.models import ChangeContext, DeliveryProblem, OutboxCounts, PendingDelivery, UrlOutcome, utcnow
@@ -30,32 +30,38 @@ class Outbox:
         self.engine = engine
 
     def claim(self, owner: str, *, now: datetime, lease: float, limit: int = 100, due_only: bool = True,
-              after_id: int = 0) -> list[PendingDelivery]:
-        """Lease pending deliveries (due ones at `now`, or all with `due_only=False`) with ids above
-        `after_id`. Leases are measured on the clock, not from `now`: a dispatch that started long ago
+              after_id: int = 0) -> tuple[list[PendingDelivery], int]:
+        """Lease up to `limit` pending deliveries (due ones at `now`, or all with `due_only=False`) with ids
+        above `after_id`, plus the rest of any digest they went out in before; returns them and the id to
+        claim after next. Leases are measured on the clock, not from `now`: a dispatch that started long ago
         must not hand out leases that have already run out."""
         clock = utcnow()
-        with self.engine.begin() as conn:
-            expire_dead_leases(conn, Delivery, clock)
-            query = (select(Delivery, Feed.c.name.label("feed_name"))
+        claimable = (select(Delivery, Feed.c.name.label("feed_name"))
                      .outerjoin(Feed, Feed.c.id == Delivery.c.feed_id)
                      .where(Delivery.c.status == "pending",
-                            or_(Delivery.c.lease_until.is_(None), Delivery.c.lease_until < clock))
-                     .order_by(Delivery.c.id).limit(limit))
-            if due_only:
-                query = query.where(Delivery.c.next_attempt_at <= now)
-            if after_id:
-                query = query.where(Delivery.c.id > after_id)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True, of=Delivery)
-            rows = conn.execute(query).all()
+                            or_(Delivery.c.lease_until.is_(None), Delivery.c.lease_until < clock)))
+        query = claimable.order_by(Delivery.c.id).limit(limit)
+        if due_only:
+            query = query.where(Delivery.c.next_attempt_at <= now)
+        if after_id:
+            query = query.where(Delivery.c.id > after_id)
+        with self.engine.begin() as conn:
+            expire_dead_leases(conn, Delivery, clock)
+            rows = list(conn.execute(_locked(conn, query)).all())
+            last_id = rows[-1].id if rows else after_id
+            if messages := {r.message for r in rows if r.message}:
+                # the rest of the digests these rows went out in, wherever the limit or their ids fall, due
+                # or not: a digest is retried whole under its id, never in parts that would each carry it
+                rows += conn.execute(_locked(conn, claimable.where(
+                    Delivery.c.message.in_(sorted(messages)), Delivery.c.id.not_in([r.id for r in rows])))).all()
             if rows:
                 conn.execute(update(Delivery).where(Delivery.c.id.in_([r.id for r in rows]))
                              .values(lease_owner=owner, lease_until=clock + timedelta(seconds=lease)))
         return [PendingDelivery(
             id=r.id, target=r.target, kind=r.kind, change_id=r.change_id, feed=r.feed_name,
             payload=json.loads(r.payload) if r.payload else {}, attempts=r.attempts,
-            done_urls=frozenset(json.loads(r.done_urls or "[]")), created_at=r.created_at) for r in rows]
+            done_urls=frozenset(json.loads(r.done_urls or "[]")), created_at=r.created_at, message=r.message)
+            for r in rows], last_id
 
     def contexts(self, change_ids: Sequence[int]) -> dict[int, ChangeContext]:
         """The changes (with stored diffs) the claimed deliveries are about."""
@@ -105,15 +111,19 @@ class Outbox:
                     for o in outcomes])
         return status
 
-    def renew(self, owner: str, ids: Sequence[int], lease: float) -> set[int]:
+    def renew(self, owner: str, ids: Sequence[int], lease: float, *, message: str | None = None) -> set[int]:
         """Extend this owner's leases on deliveries it is about to send; returns the ids still held (a lease
-        that ran out and was taken over by another worker is not renewed, and must not be sent)."""
+        that ran out and was taken over by another worker is not renewed, and must not be sent). `message`,
+        a digest's delivery id, is written on its rows in the same commit, before anything is sent."""
         now = utcnow()
+        values: dict[str, Any] = {"lease_until": now + timedelta(seconds=lease)}
+        if message is not None:
+            values["message"] = message
         with self.engine.begin() as conn:
             held = conn.execute(
                 update(Delivery).where(Delivery.c.id.in_(list(ids)), Delivery.c.lease_owner == owner,
                                        Delivery.c.lease_until >= now, Delivery.c.status == "pending")
-                .values(lease_until=now + timedelta(seconds=lease)).returning(Delivery.c.id))
+                .values(**values).returning(Delivery.c.id))
             return {r.id for r in held}
 
     def release(self, owner: str) -> None:
@@ -199,3 +209,8 @@ class Outbox:
         # A dead delivery is not attempted again (until `deliveries retry`): it has no next attempt to show.
         return [DeliveryProblem(**{**r._mapping, "next_attempt_at": None if r.status == "dead" else r.next_attempt_at})
                 for r in rows]
+
+
+def _locked(conn: Any, query: Select[Any]) -> Select[Any]:
+    """The rows locked for this transaction on PostgreSQL, skipping those another worker is claiming."""
+    return query.with_for_update(skip_locked=True, of=Delivery) if conn.dialect.name == "postgresql" else query

@@ -199,6 +199,7 @@ Delivery = Table(
     _col("done_urls", Text, null=True),                          # JSON list of URL ids sent OK
     _col("lease_owner", String(200), null=True),
     _col("lease_until", UTCDateTime, null=True),
+    _col("message", String(40), null=True),                      # delivery id of a digest it went out in
     UniqueConstraint("change_id", "target"),
     Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
 )

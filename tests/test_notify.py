@@ -172,6 +172,39 @@ def test_digest_sends_one_message_for_several_changes(tmp_path: Path, server: Fe
         assert f"**{name}**" in message["message"]
 
 
+def test_a_digest_tried_again_is_the_same_message_and_news_gets_its_own(tmp_path: Path, server: FeedServer,
+                                                                        hook: Webhook) -> None:
+    """A digest one URL failed goes again to that URL as it was, under the same delivery id, even though a
+    newer change joined the outbox meanwhile; the newer change goes out in a digest of its own, so the URL
+    that took the first digest never gets its change twice."""
+    other = Webhook()
+    try:
+        urls = [server.set(f"/f{i}.xml", step(35)) for i in range(2)]
+        feeds = "".join(f"  - name: f{i}\n    url: {u}\n    notify: [digest]\n" for i, u in enumerate(urls))
+        run = configure(tmp_path, feeds, f"  digest:\n    urls: ['{hook.url()}', '{other.url()}']\n"
+                        "    mode: digest\n    format: text\n")
+        run("run")
+        hook.status = 500
+        server.set("/f0.xml", step(36))
+        assert run("run", "--force").code == 1                            # a delivery failed
+        assert len(hook.bodies) == len(other.bodies) == 1
+        first = other.headers[0]["X-Feedwatch-Delivery"]
+        assert hook.headers[0]["X-Feedwatch-Delivery"] == first
+        hook.status = 200
+        server.set("/f1.xml", step(37))
+        result = run("run", "--force", "--json")
+        assert result.json()["deliveries"] == {"sent": 2, "failed": 0, "pending": 0}
+        retry, news = hook.bodies[1:]
+        assert retry == hook.bodies[0]                                     # the same digest ...
+        assert hook.headers[1]["X-Feedwatch-Delivery"] == first            # ... under the same id
+        assert "f1" in news["title"] and "f0" not in news["title"] + news["message"]
+        assert hook.headers[2]["X-Feedwatch-Delivery"] != first
+        assert other.bodies[1:] == [news]                                  # the f0 change reached it once
+        assert other.headers[1]["X-Feedwatch-Delivery"] == hook.headers[2]["X-Feedwatch-Delivery"]
+    finally:
+        other.down()
+
+
 def test_a_digest_says_a_revert_is_a_revert(tmp_path: Path, server: FeedServer, hook: Webhook) -> None:
     """DESIGN §4: a flapping document is reported as a revert, not as fresh news, in a digest too."""
     url = server.set("/f.xml", step(35))

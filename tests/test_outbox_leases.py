@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from monitor.models import Alert, PollRecord, PollStatus, utcnow
 from storage.schema import Delivery
@@ -32,11 +32,11 @@ def test_a_lease_taken_over_is_not_renewed_and_not_sent_twice(database_url: str)
     with Store.open(database_url) as store:
         delivery = pending_alert(store)
         outbox = store.outbox
-        [claimed] = outbox.claim("worker-a:1", now=utcnow(), lease=0.05)
+        [claimed], _ = outbox.claim("worker-a:1", now=utcnow(), lease=0.05)
         assert claimed.id == delivery
         assert outbox.renew("worker-a:1", [delivery], 0.05) == {delivery}      # still ours
         time.sleep(0.2)                                                         # ... and now it ran out
-        [taken] = outbox.claim("worker-b:1", now=utcnow(), lease=60)
+        [taken], _ = outbox.claim("worker-b:1", now=utcnow(), lease=60)
         assert taken.id == delivery
         assert outbox.renew("worker-a:1", [delivery], 60) == set()              # A must not send it
         assert outbox.renew("worker-b:1", [delivery], 60) == {delivery}
@@ -46,9 +46,26 @@ def test_a_claim_made_late_in_a_long_dispatch_gets_a_full_lease(database_url: st
     with Store.open(database_url) as store:
         delivery = pending_alert(store)
         started = utcnow() - timedelta(minutes=10)          # the dispatch began ten minutes ago
-        [claimed] = store.outbox.claim("worker-a:1", now=started, lease=60, due_only=False)
+        [claimed], _ = store.outbox.claim("worker-a:1", now=started, lease=60, due_only=False)
         assert claimed.id == delivery
         with store.engine.connect() as conn:
             until = conn.execute(select(Delivery.c.lease_until)).scalar_one()
         assert until > utcnow() + timedelta(seconds=50)
-        assert store.outbox.claim("worker-b:1", now=utcnow(), lease=60) == []   # it is held
+        assert store.outbox.claim("worker-b:1", now=utcnow(), lease=60)[0] == []   # it is held
+
+
+def test_a_digest_tried_before_is_claimed_whole_past_the_batch_limit(database_url: str) -> None:
+    """A digest's rows carry its delivery id; a claim that gets one of them gets them all, due or not and
+    however far apart their ids are, so no part of the digest is sent under its id without the rest."""
+    with Store.open(database_url) as store:
+        first = pending_alert(store)
+        with store.engine.begin() as conn:
+            row = {k: v for k, v in conn.execute(select(Delivery)).one()._asdict().items() if k != "id"}
+            conn.execute(insert(Delivery), [row, row, {**row, "next_attempt_at": utcnow() + timedelta(hours=1)}])
+            conn.execute(update(Delivery).where(Delivery.c.id.in_([first, first + 3]))
+                         .values(message="feedwatch-0123456789abcdef01234567"))
+        batch, last = store.outbox.claim("worker-a:1", now=utcnow(), lease=60, limit=2)
+        assert [d.id for d in batch] == [first, first + 1, first + 3] and last == first + 1
+        assert {d.message for d in batch} == {"feedwatch-0123456789abcdef01234567", None}
+        batch, last = store.outbox.claim("worker-a:1", now=utcnow(), lease=60, limit=2, after_id=last)
+        assert [d.id for d in batch] == [first + 2] and last == first + 2

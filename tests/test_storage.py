@@ -166,7 +166,7 @@ def test_an_alert_recorded_with_another_polls_notified_change_keeps_its_payload(
                         next_due_at=utcnow() + timedelta(hours=1), error="boom",
                         alerts=(Alert("error", ("chat",), '{"feed": "b", "error": "boom"}'),))
     store.record_polls([poll(store, ids["a"], "me:1", [new_item("x", "text")], notify=("chat",)), failed])
-    claimed = store.outbox.claim("sender:1", now=utcnow(), lease=60)
+    claimed, _ = store.outbox.claim("sender:1", now=utcnow(), lease=60)
     assert [(d.kind, d.feed, d.payload) for d in claimed] == [
         ("change", "a", {}), ("error", "b", {"feed": "b", "error": "boom"})]
     store.close()
