@@ -182,7 +182,7 @@ def _poll(store: Store, settings: Settings, names: list[str] | None, *, force: b
     """Poll what is due; the outcomes count their silent baseline additions (FeedOutcome.counted), and
     `spool` gets every change as each outcome arrives. With nothing due, the fetch/parse/diff machinery is
     not even imported."""
-    ids = store.sync_feeds([(f.name, f.url) for f in settings.polled(names)])
+    ids = settings.sync(store, names)
     due = None if force else store.due_feed_states(list(ids.values()))    # --force: all of them, made due
     if not ids or due == []:
         return []

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import msgspec
 import yaml
@@ -28,9 +28,13 @@ from monitor.errors import ConfigError, ConfigErrors
 from monitor.humanize import seconds_of
 from monitor.models import Retention
 
+if TYPE_CHECKING:
+    from storage.store import Store
+
 # Bumped whenever normalisation changes the canonical text of unchanged input: stored documents are then
 # silently re-baselined instead of being reported as changed (see monitor.poll).
 NORMALIZER_VERSION = 1
+JITTER = 0.1                # a feed's next poll: its interval +-10% after the last one, so feeds spread out
 MAX_DOCUMENTS = 1000        # pages of one sitemap source, unless `max_documents` says otherwise
 MAX_DURATION = 36500 * 86400.0   # the longest interval, timeout, lease or retention age: 100 years
 MAX_ALIAS_REPEATS = 10_000  # collections read again through YAML aliases, in all (a normal config repeats a few)
@@ -173,6 +177,11 @@ class FeedSettings:
         object.__setattr__(self, "settings_hash", hashlib.sha256(repr(spec).encode()).digest())
 
     @property
+    def longest_wait(self) -> float:
+        """Seconds a healthy feed waits at most between polls: its interval and its jitter."""
+        return self.interval * (1 + JITTER)
+
+    @property
     def fetches_pages(self) -> bool:
         """Whether the source's documents are web pages (page, sitemap, or a feed with follow)."""
         return self.kind != "feed" or self.follow
@@ -232,6 +241,12 @@ class Settings:
     def polled(self, names: Sequence[str] | None = None) -> list[FeedSettings]:
         """The feeds `run` and `watch` poll: those named (default: all), without the paused ones."""
         return [f for f in self.feeds if not f.paused and (names is None or f.name in names)]
+
+    def sync(self, store: Store, names: Sequence[str] | None = None) -> dict[str, int]:
+        """The polled feeds' rows, made to match this config (Store.sync_feeds): name -> id."""
+        polled = self.polled(names)
+        return store.sync_feeds([(f.name, f.url) for f in polled],
+                                longest_waits={f.name: f.longest_wait for f in polled})
 
 
 # ---------------------------------------------------------------------------------------------- locating

@@ -110,7 +110,7 @@ async def poll_due(store: Store, settings: Settings, *, names: Sequence[str] | N
     ignore_backoff = force if ignore_backoff is None else ignore_backoff
     owner = owner or owner_id()
     if ids is None:
-        ids = store.sync_feeds([(f.name, f.url) for f in settings.polled(names)])
+        ids = settings.sync(store, names)
     if force:
         store.make_due(list(ids.values()))
     workers = settings.polling.processes or os.cpu_count() or 1

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import msgspec.structs
 
 from monitor import compare, identity, jsonfeed, parse
-from monitor.config import FeedSettings, Settings
+from monitor.config import JITTER, FeedSettings, Settings
 from monitor.diff import Version, diff_versions
 from monitor.errors import FeedError, FetchError, LeaseLost, StorageDataError, StorageError
 from monitor.fetch import MAX_RETRY_AFTER, Fetcher
@@ -62,7 +62,6 @@ from storage.store import Store
 
 log = logging.getLogger("feedwatch.poll")
 
-JITTER = 0.1              # next due time = interval +-10%, so feeds spread out
 ERROR_BACKOFF = 60.0      # first retry after a failure; doubles per failure, capped at the interval
 MAX_DOUBLINGS = 20        # 60 s * 2**20 is already years: the exponent stops there (no float overflow)
 _NO_STORED: Mapping[bytes, bytes] = {}

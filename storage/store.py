@@ -173,28 +173,41 @@ class Store:
 
     # ------------------------------------------------------------------------------------ feeds, leases
 
-    def sync_feeds(self, feeds: Iterable[tuple[str, str]], now: datetime | None = None) -> dict[str, int]:
+    def sync_feeds(self, feeds: Iterable[tuple[str, str]], now: datetime | None = None, *,
+                   longest_waits: Mapping[str, float] | None = None) -> dict[str, int]:
         """Make sure every configured (name, url) has a row; new feeds are due at once. Name -> id.
 
-        Safe when several workers start together: a feed inserted by another one meanwhile is kept.
+        `longest_waits` (seconds, by name) is how long after its last poll a healthy feed may wait at most
+        under its interval now: a feed scheduled later than that (its interval was shortened) is due then
+        instead, not only after the wait the old interval set. Safe when several workers start together: a
+        feed inserted by another one meanwhile is kept.
         """
         now = now or utcnow()
         wanted = dict(feeds)
+        waits = longest_waits or {}
+        columns = (Feed.c.id, Feed.c.name, Feed.c.url, Feed.c.next_due_at, Feed.c.last_polled_at,
+                   Feed.c.consecutive_errors)
         with self.engine.begin() as conn:
-            rows = {r.name: (r.id, r.url) for chunk in chunks(list(wanted)) for r in conn.execute(
-                select(Feed.c.id, Feed.c.name, Feed.c.url).where(Feed.c.name.in_(chunk)))}
+            rows = {r.name: r for chunk in chunks(list(wanted)) for r in conn.execute(
+                select(*columns).where(Feed.c.name.in_(chunk)))}
             new = [dict(name=name, url=url, created_at=now, next_due_at=now, baseline_done=False, polls=0,
                         consecutive_errors=0, error_alerted=False) for name, url in wanted.items() if name not in rows]
             if new:
                 conn.execute(upsert_insert(conn, Feed).on_conflict_do_nothing(index_elements=["name"]), new)
-                rows.update({r.name: (r.id, r.url) for chunk in chunks([n["name"] for n in new]) for r in
-                             conn.execute(select(Feed.c.id, Feed.c.name, Feed.c.url).where(Feed.c.name.in_(chunk)))})
+                rows.update({r.name: r for chunk in chunks([n["name"] for n in new]) for r in
+                             conn.execute(select(*columns).where(Feed.c.name.in_(chunk)))})
             for name, url in wanted.items():
-                if rows[name][1] != url:
+                row = rows[name]
+                if row.url != url:
                     # A new URL: forget the old server's validators and body, keep the history.
-                    conn.execute(update(Feed).where(Feed.c.id == rows[name][0]).values(
+                    conn.execute(update(Feed).where(Feed.c.id == row.id).values(
                         url=url, etag=None, last_modified=None, body_hash=None))
-        return {name: rows[name][0] for name in wanted}
+                wait = waits.get(name)
+                if wait is not None and row.last_polled_at is not None and not row.consecutive_errors:
+                    latest = row.last_polled_at + timedelta(seconds=wait)
+                    if row.next_due_at > latest:
+                        conn.execute(update(Feed).where(Feed.c.id == row.id).values(next_due_at=latest))
+        return {name: rows[name].id for name in wanted}
 
     def make_due(self, feed_ids: Sequence[int], now: datetime | None = None) -> None:
         """Mark feeds due now (``run --force``)."""

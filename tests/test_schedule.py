@@ -235,3 +235,33 @@ def test_run_with_nothing_due_does_no_start_up_work(tmp_path: Path, server: Feed
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "[] 0"
     assert '"feeds": []' in result.stdout and server.count() == 1
+
+
+def test_a_shortened_interval_applies_from_the_last_poll_not_after_the_old_wait(tmp_path: Path,
+                                                                               server: FeedServer) -> None:
+    """interval 1d -> 1h: the feed is due an hour after its last poll, not a day after it. A lengthened
+    interval leaves the due time alone (it grows from the next poll on)."""
+    url = server.set("/f.xml", STEP)
+    config = tmp_path / "feedwatch.yaml"
+
+    def configure(interval: str) -> None:
+        write_config(config, f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                     f"feeds:\n  - {{name: f, url: \"{url}\", interval: {interval}}}\n")
+
+    def next_due() -> float:
+        [feed] = run_cli("--config", str(config), "status", "--json").json()["feeds"]
+        return (datetime.fromisoformat(feed["next_due"]) - datetime.now(UTC)).total_seconds()
+
+    with time_machine.travel(datetime(2026, 3, 1, 12, tzinfo=UTC), tick=False) as clock:
+        configure("1d")
+        assert run_cli("--config", str(config), "run").code == 0
+        assert next_due() > 0.8 * 86400
+        configure("1h")
+        assert run_cli("--config", str(config), "run", "--json").json()["feeds"] == []   # not due yet ...
+        assert 0 < next_due() <= 1.1 * 3600
+        clock.shift(1.2 * 3600)
+        [polled] = run_cli("--config", str(config), "run", "--json").json()["feeds"]       # ... but soon
+        assert polled["name"] == "f" and server.count() == 2
+        configure("1d")
+        assert run_cli("--config", str(config), "run", "--json").json()["feeds"] == []
+        assert 0 < next_due() <= 1.1 * 3600
