@@ -38,6 +38,7 @@ from sqlalchemy.exc import (
     ArgumentError,
     DataError,
     DBAPIError,
+    DisconnectionError,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -134,6 +135,11 @@ def storage_error(exc: DBAPIError, where: str) -> StorageError:
     # for now (a standby during a failover): all may pass.
     if sqlstate[:2] in ("08", "40", "53", "57") or sqlstate == "25006":
         return StorageUnavailable(f"storage: {where}: {reason}")
+    # The tables went away under a running process (the database was dropped and created again, or is being
+    # restored): `watch` waits for them rather than exit or set up a new history over a restore.
+    if sqlstate == "42P01" or reason.startswith("no such table"):
+        return StorageUnavailable(f"storage: {where} has lost feedwatch's tables ({reason}): restore it from a "
+                                  "backup, or run `feedwatch run` to start a new history in it")
     code = getattr(exc.orig, "sqlite_errorname", "") or ""
     if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or code.startswith("SQLITE_CORRUPT"):
         return StorageError(f"storage: {where} is not a usable feedwatch database ({reason}): restore it from a "
@@ -167,12 +173,15 @@ def _sqlite_engine(url: str, database: str | None, *, readonly: bool, create_dir
         engine = create_engine(url, creator=lambda: _connect_readonly(path))
     else:
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+    opened: set[Path] = set()   # once a connection was made, a missing file is one deleted meanwhile
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    def _pragmas(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None        # the sqlite3 module must not emit its own BEGIN
         cur = dbapi_conn.cursor()
         if path is not None:        # nothing is read from or changed in another program's database
+            record.info["file"] = _file_id(path)
+            opened.add(path)
             tables = [r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             if tables and "alembic_version" not in tables:
                 raise _foreign(path, tables)
@@ -192,7 +201,42 @@ def _sqlite_engine(url: str, database: str | None, *, readonly: bool, create_dir
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
+    if path is not None and not readonly:
+        @event.listens_for(engine, "do_connect")
+        def _existing_only(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+            # The file exists (_create_sqlite): a connection opens it, never creates an empty one in its place.
+            if opened and _file_id(path) is None:
+                raise _deleted(path)
+            cargs[:] = ["file:" + quote(str(path.absolute())) + "?mode=rw"]
+            cparams["uri"] = True
+
+    if path is not None:
+        @event.listens_for(engine, "checkout")
+        def _same_file(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            """A connection kept open would go on writing to a file deleted or replaced meanwhile (`watch`
+            runs for months), where nothing can read it: it is dropped instead, and a replaced file opened
+            anew; a deleted one is reported (StorageUnavailable) until it is back, never created empty."""
+            now = _file_id(path)
+            if now is None:
+                raise _deleted(path)
+            if record.info.get("file") != now:
+                raise DisconnectionError(f"{path} was replaced", invalidate_pool=True)
+
     return engine
+
+
+def _deleted(path: Path) -> StorageUnavailable:
+    return StorageUnavailable(f"storage: {path} was deleted while feedwatch was using it: restore it from a "
+                              "backup, or run `feedwatch run` to start a new history")
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Which file `path` names now (device, inode), or None when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _check_file(path: Path) -> None:

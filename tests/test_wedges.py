@@ -23,7 +23,7 @@ import pytest
 from monitor.config import FeedSettings
 from monitor.fetch import parse_retry_after
 from monitor.poll import next_due
-from tests.helpers import FeedServer, corpus_steps, feedwatch_cmd, run_cli, run_process, write_config
+from tests.helpers import FeedServer, corpus_steps, empty_postgres, feedwatch_cmd, run_cli, run_process, write_config
 from tests.receivers import Webhook
 
 STEP = corpus_steps()[54].read_bytes()
@@ -259,6 +259,49 @@ def test_watch_waits_its_back_off_while_the_database_refuses_writes_and_resumes(
     assert 1 <= retries <= 5, down
     assert "read-only transaction" in down and "Traceback" not in down
     assert _changed_after(log_path, len(down)), log_path.read_text()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_watch_waits_when_the_database_comes_back_empty_and_resumes_once_it_has_tables(
+        tmp_path: Path, server: FeedServer, request: pytest.FixtureRequest, backend: str) -> None:
+    """The database is dropped and created again (PostgreSQL) or its file deleted (SQLite) under a running
+    `watch`: it says so and waits (it once exited on PostgreSQL, and went on writing into the deleted file
+    on SQLite, where nothing could ever read it), and goes on once the database is back (here: `feedwatch
+    run` sets up a new history; a restore from a backup would do as well)."""
+    db = f"sqlite:///{tmp_path / 'fw.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    url = server.set("/f.xml", STEP)
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: {db}\n"
+                          f"feeds:\n  - {{name: f, url: \"{url}\", interval: 1s}}\n")
+    assert run_process("--config", str(config), "run").code == 0
+    log_path = tmp_path / "watch.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([*feedwatch_cmd(), "--config", str(config), "watch"],
+                                stdout=subprocess.DEVNULL, stderr=log, text=True)
+    try:
+        time.sleep(1.5)
+        if backend == "sqlite":
+            for suffix in ("", "-wal", "-shm"):
+                (tmp_path / f"fw.db{suffix}").unlink(missing_ok=True)
+        else:
+            empty_postgres(db)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "restore it from a backup" not in log_path.read_text():
+            time.sleep(0.2)
+        gone = log_path.read_text()
+        assert proc.poll() is None, gone                          # waiting, not gone
+        said = "was deleted while feedwatch was using it" if backend == "sqlite" else "has lost feedwatch's tables"
+        assert "database unavailable" in gone and said in gone, gone
+        assert "Traceback" not in gone
+        assert run_process("--config", str(config), "run").code == 0     # a new history
+        server.set("/f.xml", NEXT)
+        deadline = time.monotonic() + 90       # the back-off may have reached 8 s or more
+        while time.monotonic() < deadline and not _changed_after(log_path, len(gone)):
+            time.sleep(0.5)
+        assert proc.poll() is None, log_path.read_text()
+        assert _changed_after(log_path, len(gone)), log_path.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def _changed_after(log: Path, offset: int) -> bool:
