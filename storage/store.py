@@ -63,6 +63,7 @@ _KNOWN = (Document.c.id, Document.c.key, Document.c.guid, Document.c.link, Docum
 # A host back-off reaching further than this was written before Retry-After was capped (monitor.fetch):
 # it is ignored, so that no old "year 9999" row keeps a host silent.
 MAX_HOST_BACKOFF = timedelta(days=1, minutes=5)
+CLOCK_SKEW = 5.0          # seconds two workers' clocks may differ by (a due time set by one, read by another)
 
 
 _CLAIMED = (Feed.c.id, Feed.c.name, Feed.c.url, Feed.c.etag, Feed.c.last_modified, Feed.c.body_hash,
@@ -177,10 +178,10 @@ class Store:
                    longest_waits: Mapping[str, float] | None = None) -> dict[str, int]:
         """Make sure every configured (name, url) has a row; new feeds are due at once. Name -> id.
 
-        `longest_waits` (seconds, by name) is how long after its last poll a healthy feed may wait at most
-        under its interval now: a feed scheduled later than that (its interval was shortened) is due then
-        instead, not only after the wait the old interval set. Safe when several workers start together: a
-        feed inserted by another one meanwhile is kept.
+        `longest_waits` (seconds, by name) is how long a healthy feed waits at most between polls under its
+        interval now: a feed scheduled further off than that from now (its interval was shortened) is due
+        that long after its last poll instead (or now), not only after the wait the old interval set.
+        Safe when several workers start together: a feed inserted by another one meanwhile is kept.
         """
         now = now or utcnow()
         wanted = dict(feeds)
@@ -203,10 +204,11 @@ class Store:
                     conn.execute(update(Feed).where(Feed.c.id == row.id).values(
                         url=url, etag=None, last_modified=None, body_hash=None))
                 wait = waits.get(name)
-                if wait is not None and row.last_polled_at is not None and not row.consecutive_errors:
-                    latest = row.last_polled_at + timedelta(seconds=wait)
-                    if row.next_due_at > latest:
-                        conn.execute(update(Feed).where(Feed.c.id == row.id).values(next_due_at=latest))
+                if (wait is not None and row.last_polled_at is not None and not row.consecutive_errors
+                        and row.next_due_at > now + timedelta(seconds=wait + CLOCK_SKEW)):
+                    # Further off than a poll ending now could have set it: the interval was shortened.
+                    due = max(now, row.last_polled_at + timedelta(seconds=wait))
+                    conn.execute(update(Feed).where(Feed.c.id == row.id).values(next_due_at=due))
         return {name: rows[name].id for name in wanted}
 
     def make_due(self, feed_ids: Sequence[int], now: datetime | None = None) -> None:
