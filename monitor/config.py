@@ -27,6 +27,7 @@ from monitor import config_types
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.humanize import seconds_of
 from monitor.models import Retention
+from monitor.urls import CONTROL, url_problem
 
 if TYPE_CHECKING:
     from storage.store import Store
@@ -40,7 +41,6 @@ MAX_DURATION = 36500 * 86400.0   # the longest interval, timeout, lease or reten
 MAX_ALIAS_REPEATS = 10_000  # collections read again through YAML aliases, in all (a normal config repeats a few)
 
 FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ENV = re.compile(r"\$(\$)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?i?b?)$", re.I)
 
@@ -625,12 +625,14 @@ class _Resolver:
             self.doc.report(path, f"{path}: unsupported URL scheme '{scheme}' (http, https, file or a local path)")
         if not url.strip():
             self.doc.report(path, f"{path}: empty URL")
-        elif bad := _CONTROL.search(url):
+        elif bad := CONTROL.search(url):
             self.doc.report(path, f"{path}: a URL cannot hold a control character ({bad.group()!r})")
+        elif scheme in ("http", "https") and (problem := url_problem(url)):
+            self.doc.report(path, f"{path}: invalid URL: {problem}")
 
     def check_text(self, value: str | None, path: str, what: str) -> None:
         """A value sent as a header (or part of one): no control characters, which would end the header."""
-        if value is not None and (bad := _CONTROL.search(value)):
+        if value is not None and (bad := CONTROL.search(value)):
             self.doc.report(path, f"{path}: {what} cannot hold a control character ({bad.group()!r})")
 
     def local_path(self, url: str) -> str:

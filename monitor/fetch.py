@@ -41,7 +41,7 @@ from yarl import URL
 from monitor import USER_AGENT
 from monitor.errors import FetchError
 from monitor.models import FetchResult, Validators
-from monitor.urls import host_of, is_local
+from monitor.urls import CONTROL, host_of, is_local
 
 MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 86400.0     # a Retry-After longer than a day counts as a day (README, Polling)
@@ -52,7 +52,6 @@ ACCEPT = "application/atom+xml, application/rss+xml, application/rdf+xml, applic
 # A response head may be as large as the one httpx (h11) accepted: 100 KiB, any number of fields.
 MAX_HEAD = 100 * 1024
 KEEPALIVE = 5.0               # seconds an idle connection is kept: less than common server timeouts
-_NON_PRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 _URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")   # RFC 3986 §2
 
 
@@ -208,7 +207,7 @@ class _Refused(Exception):
 @functools.lru_cache(maxsize=4096)      # the same feed URLs every cycle (a refusal is not kept)
 def _checked_url(url: str) -> URL:
     try:
-        if bad := _NON_PRINTABLE.search(url):
+        if bad := CONTROL.search(url):
             raise ValueError(f"Invalid non-printable ASCII character in URL, {bad.group()!r} at position "
                              f"{bad.start()}.")
         _ = urlsplit(url).port         # ValueError for a malformed host or a port out of range

@@ -36,6 +36,7 @@ import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 
 from monitor.errors import OpmlError
+from monitor.urls import url_problem
 
 NAMESPACE = "urn:feedwatch:opml:1"
 MAX_BYTES = 10 << 20
@@ -226,11 +227,13 @@ class _Collector:
             rest = raw[5:]
             raw = rest if rest.lower().startswith(("http://", "https://")) else "http:" + rest
         shown = _clean(raw)[:80]
-        parts = urlsplit(raw)
-        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        if not re.match(r"(?i)https?://", raw):
             raise OpmlError(self.source, line, f"'{shown}' is not an http(s) URL; refused (nothing imported)")
         if len(raw) > MAX_URL or _CONTROL.search(raw) or " " in raw:
             raise OpmlError(self.source, line, f"'{shown}' is not a usable URL; refused (nothing imported)")
+        if problem := url_problem(raw):
+            raise OpmlError(self.source, line, f"'{shown}' is not a usable URL ({problem}); refused "
+                            "(nothing imported)")
         return raw
 
 
@@ -240,7 +243,10 @@ def _clean(text: str) -> str:
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).hostname or "feed"
+    try:
+        return urlsplit(url).hostname or "feed"
+    except ValueError:
+        return "feed"
 
 
 # ---------------------------------------------------------------------------------------------- names
@@ -272,8 +278,11 @@ def _slug(text: str) -> str:
 def same_url(url: str) -> str:
     """The form two URLs are compared in to find duplicates: scheme and host lower case, no fragment,
     no trailing slash, http and https alike."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port not in (None, 80, 443) else "")
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port not in (None, 80, 443) else "")
+    except ValueError:          # a malformed URL is only ever the same as itself
+        return url.strip()
     return f"{host}{parts.path.rstrip('/') or '/'}{'?' + parts.query if parts.query else ''}"
 
 

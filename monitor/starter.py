@@ -64,8 +64,11 @@ def starter_path(explicit: str | None, env: dict[str, str] | os._Environ[str] = 
 
 def feed_name(url: str) -> str:
     """A feed name from its URL: the host without "www." (or a local file's stem)."""
-    parts = urlsplit(url)
-    base = parts.hostname or Path(parts.path or url).stem or "feed"
+    try:
+        parts = urlsplit(url)
+        base = parts.hostname or Path(parts.path or url).stem or "feed"
+    except ValueError:          # a malformed URL, refused with the config's own words (write_starter)
+        base = "feed"
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", base.removeprefix("www.")).strip(".-_")
     return name[:100] or "feed"
 

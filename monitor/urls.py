@@ -8,6 +8,7 @@ import logging
 import re
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")    # an ASCII control character: it ends or corrupts a URL or a header
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:token|key|apikey|api_key|access_token|secret|password|pass|sig|"
                            r"signature|auth)=)[^&#]*")
 
@@ -38,6 +39,20 @@ def server_of(url: str) -> str:
     except ValueError:
         port = None
     return f"{host}:{port}" if port is not None else host
+
+
+def url_problem(url: str) -> str | None:
+    """Why an http(s) URL cannot be requested ("no host", "Port out of range 0-65535", "Invalid IPv6 URL"),
+    or None: the judgement a poll makes before its request (monitor.fetch), for `check`, `init` and
+    `opml import` to refuse what a poll would fail on."""
+    if bad := CONTROL.search(url):
+        return f"a URL cannot hold a control character ({bad.group()!r})"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        return str(exc).splitlines()[0] if str(exc) else "malformed"
+    return None if parts.hostname else "no host"
 
 
 # A URL that urllib's urljoin returns as it is, whatever the base's scheme: http(s) in lower case, a host

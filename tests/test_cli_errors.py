@@ -53,6 +53,15 @@ CONFIG_ERRORS = {
     "bad-scheme": (
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: ftp://example.org/feed\n",
         "config: {path}:4: feeds[0].url: unsupported URL scheme 'ftp'"),
+    "unclosed-ipv6-host": (    # once accepted by check, then every poll failed (and init, opml crashed)
+        'database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: "http://[::1/feed"\n',
+        "config: {path}:4: feeds[0].url: invalid URL: Invalid IPv6 URL"),
+    "port-out-of-range": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: http://example.org:99999/feed\n",
+        "config: {path}:4: feeds[0].url: invalid URL: Port out of range 0-65535"),
+    "no-host": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: https:///feed.xml\n",
+        "config: {path}:4: feeds[0].url: invalid URL: no host"),
     "not-a-mapping": ("- just\n- a list\n", "config: {path}:1: the top level must be a mapping of keys"),
     "interval-past-any-date": (    # next_due would overflow datetime on every poll
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    interval: 999999999d\n",

@@ -270,6 +270,12 @@ def test_init_without_a_url_watches_the_kubernetes_feed_and_refuses_a_bad_url(tm
     assert one_line_error(newline) == "feedwatch: init: 'http://x.example/\\n': a URL cannot hold a control " \
                                       "character ('\\n')"
     assert not (tmp_path / "bad.yaml").exists()
+    for url, reason in [("http://[::1/feed", "Invalid IPv6 URL"), ("http://[zz]/feed", "'zz' does not appear "
+                        "to be an IPv4 or IPv6 address"), ("https://", "no host"),
+                        ("http://example.org:99999/", "Port out of range 0-65535")]:
+        malformed = run_cli("--config", str(tmp_path / "bad.yaml"), "init", url)    # once a traceback
+        assert one_line_error(malformed) == f"feedwatch: init: {url}: invalid URL: {reason}", malformed.err
+    assert not (tmp_path / "bad.yaml").exists()
     made = run_cli("--config", str(tmp_path / "mine.yaml"), "init")
     assert made.code == 0, made.err
     from monitor.config import load

@@ -230,6 +230,10 @@ HOSTILE = {
     "file-url": (scheme("file:///etc/passwd"), ":3: 'file:///etc/passwd' is not an http(s) URL"),
     "data-url": (scheme("data:text/xml,&lt;rss/&gt;"), ":3: 'data:text/xml,<rss/>' is not an http(s) URL"),
     "relative-path": (scheme("/etc/passwd"), ":3: '/etc/passwd' is not an http(s) URL"),
+    "unclosed-ipv6-host": (scheme("http://[::1/rss"),        # once a traceback
+                           ":3: 'http://[::1/rss' is not a usable URL (Invalid IPv6 URL)"),
+    "port-out-of-range": (scheme("https://ok.example:70000/rss"),
+                          ":3: 'https://ok.example:70000/rss' is not a usable URL (Port out of range 0-65535)"),
     "not-opml": ("<rss><channel/></rss>", ":1: not an OPML file (the root element is <rss>)"),
     "truncated": ('<opml version="2.0"><body><outline text="a"', "not well-formed XML"),
     "huge-file": ("<opml>" + " " * (11 << 20) + "</opml>", "larger than 10 MiB: not a subscription list; refused"),
