@@ -98,12 +98,16 @@ _RESOLVER = pyyaml.resolver.Resolver()
 
 
 def _as_written(value: Any) -> Any:
-    """`value` as it must be written for feedwatch's loader to read it back: ruamel writes YAML 1.2, which
-    leaves a string such as ``yes``, ``on`` or ``no`` plain, and PyYAML (YAML 1.1) reads those as booleans."""
+    """`value` as it must be written for feedwatch's loader to read it back as it is: ruamel writes YAML 1.2,
+    which leaves a string such as ``yes``, ``on`` or ``no`` plain, and PyYAML (YAML 1.1) reads those as
+    booleans; and the loader fills in ``${VAR}``, so every ``$`` is written ``$$`` (a URL from someone
+    else's OPML file must not send this machine's environment, say ``?k=${SMTP_PASSWORD}``, to its server)."""
     if isinstance(value, list | tuple | CommentedSeq):
         return [_as_written(v) for v in value]
-    if isinstance(value, str) and _plain_tag(value) != _STR:
-        return DoubleQuotedScalarString(value)
+    if isinstance(value, str):
+        value = value.replace("$", "$$")
+        if _plain_tag(value) != _STR:
+            return DoubleQuotedScalarString(value)
     return value
 
 

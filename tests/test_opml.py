@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import html
 import resource
 import subprocess
 from pathlib import Path
@@ -190,6 +191,20 @@ def test_names_yaml_would_read_as_other_values_are_written_quoted(tmp_path: Path
     assert [f["name"] for f in feeds_of(cfg)] == ["x", *words]
     text = cfg.read_text(encoding="utf-8")
     assert 'name: "yes"' in text and "name: plain" in text
+
+
+def test_an_imported_value_never_reads_this_machines_environment(tmp_path: Path) -> None:
+    """The config fills in ${VAR}: an OPML file from elsewhere must not make a feed URL (or a folder name)
+    carry this machine's secrets to its server. Its values are written with $ as $$, read back as given."""
+    cfg = write_config(tmp_path / "c.yaml", "feeds:\n  - name: x\n    url: 'https://x.example/f'\n")
+    url = "https://evil.example/leak.xml?k=${MYSECRET}&v=${MYSECRET:-x}&p=$$"
+    opml = f'<opml version="2.0"><body><outline text="${{MYSECRET}}"><outline text="innocent" ' \
+           f'xmlUrl="{html.escape(url)}"/></outline></body></opml>'
+    assert import_opml(cfg, opml).code == 0
+    loaded = config.load(cfg, env={"MYSECRET": "TopSecret42"})
+    [feed] = [f for f in loaded.feeds if f.name != "x"]
+    assert feed.url == url and feed.group == "${MYSECRET}"
+    assert "TopSecret42" not in repr(loaded)
 
 
 # ------------------------------------------------------------------------------------------ hostile files
