@@ -647,6 +647,7 @@ def cmd_deliveries_retry(args: argparse.Namespace) -> int:
 
 def cmd_opml(args: argparse.Namespace) -> int:
     from monitor import config, config_edit, opml
+    from monitor.urls import mask
 
     if args.opml_command == "export":
         data, left_out = opml.export(_settings(args).feeds)
@@ -663,7 +664,7 @@ def cmd_opml(args: argparse.Namespace) -> int:
     existing = [(f.name, f.url) for f in config.load(path).feeds] if path.exists() else []
     added, skipped = opml.plan(opml.read(Path(args.file)), existing)
     entries = [opml.config_entry(name, sub) for name, sub in added]
-    notes = [f"skipped {sub.url}: {reason}" for sub, reason in skipped]
+    notes = [f"skipped {mask(sub.url)}: {reason}" for sub, reason in skipped]
     if args.dry_run:   # stdout stays YAML: what would be added, the rest as comments
         print(f"# would add {plural(len(entries), 'feed')} to {path}")
         sys.stdout.write(config_edit.render_entries(entries))
@@ -671,7 +672,7 @@ def cmd_opml(args: argparse.Namespace) -> int:
         return EXIT_OK
     config_edit.append_to_file(path, entries)
     for name, sub in added:
-        print(f"added {name}: {sub.url}")
+        print(f"added {name}: {mask(sub.url)}")
     print("\n".join(notes) if notes else "", end="\n" if notes else "")
     print(f"{path}: {len(entries)} added, {len(skipped)} skipped")
     return EXIT_OK

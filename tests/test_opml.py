@@ -207,6 +207,19 @@ def test_an_imported_value_never_reads_this_machines_environment(tmp_path: Path)
     assert "TopSecret42" not in repr(loaded)
 
 
+def test_import_says_what_it_added_and_skipped_without_the_urls_secrets(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "feeds:\n  - name: x\n    url: 'https://x.example/f'\n")
+    secret = "https://user:s3cretPW@private.example/f.xml?token=TOKEN123"
+    opml = f'<opml version="2.0"><body><outline text="p" xmlUrl="{html.escape(secret)}"/>' \
+           f'<outline text="again" xmlUrl="{html.escape(secret)}"/></body></opml>'
+    result = import_opml(cfg, opml)
+    assert result.code == 0, result.err
+    assert "added p: https://****@private.example/f.xml?token=****" in result.out
+    assert "skipped https://****@private.example/f.xml?token=****: a duplicate of line" in result.out
+    assert "s3cretPW" not in result.out + result.err and "TOKEN123" not in result.out + result.err
+    assert [f["url"] for f in feeds_of(cfg)][-1] == secret                   # the config has the real one
+
+
 # ------------------------------------------------------------------------------------------ hostile files
 
 
