@@ -34,7 +34,6 @@ import html.parser
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from urllib.parse import urljoin
 
 import lxml.etree
 
@@ -337,7 +336,7 @@ class _Walker:
         attr = {"a": "href", "img": "src"}.get(tag)
         target = el.get(attr) if self.links and attr else None
         if target and not target.startswith(("#", "javascript:", "data:")):
-            self.buf.append(f" <{urljoin(self.base, target.strip()) if self.base else target.strip()}>")
+            self.buf.append(f" <{join_url(self.base, target.strip()) if self.base else target.strip()}>")
 
     def heading(self, el: lxml.etree._Element, level: int) -> None:
         if self.buf:

@@ -64,10 +64,15 @@ _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:/[A-Za-z0-9._~!$
 
 def join_url(base: str, url: str) -> str:
     """urllib.parse.urljoin(base, url), without taking apart a plain absolute URL (most feed links), which
-    it would give back unchanged."""
+    it would give back unchanged. A URL urllib cannot take apart ("http://[::1", a malformed host in a feed
+    or page) is given back as it is: it is the document's data, and fetching it (a followed link) says why
+    it cannot be read."""
     if _PLAIN_URL.fullmatch(url) and _splits(base):
         return url
-    return urljoin(base, url)
+    try:
+        return urljoin(base, url)
+    except ValueError:
+        return url
 
 
 @functools.lru_cache(maxsize=256)

@@ -152,3 +152,27 @@ def test_a_2_mb_item_is_handled_within_bounds(server: FeedServer, feed: Path) ->
     assert code == 0 and elapsed < 30
     [change] = out["changes"]
     assert change["inserted"] == ["changed!"] and change["deleted"] == ["changes."]
+
+
+def test_a_malformed_link_is_one_documents_data_not_the_feeds_failure(tmp_path: Path, server: FeedServer) -> None:
+    """An item link or a link in the content that urllib cannot take apart ("http://[::1") once made the
+    whole feed fail with an internal error and a traceback, on every run; the other items were never read."""
+    rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://127.0.0.1/</link>'
+           b'<item><guid>bad-link</guid><title>Bad link</title><link>http://[::1</link><description>one'
+           b'</description></item><item><guid>bad-href</guid><title>Bad href</title><link>/ok</link>'
+           b'<description>&lt;p&gt;see &lt;a href="http://[oops/x"&gt;this&lt;/a&gt;&lt;/p&gt;</description>'
+           b'</item><item><guid>good</guid><title>Good</title><link>/good</link><description>fine'
+           b'</description></item></channel></rss>')
+    jsonfeed = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "j", "items": [
+        {"id": "bad", "url": "http://[::1", "content_html": "<p>see <a href='http://[x/y'>it</a></p>"},
+        {"id": "good", "url": "/good", "content_text": "fine"}]}).encode()
+    rss_url = server.set("/r.xml", rss)
+    json_url = server.set("/j.json", jsonfeed, content_type="application/feed+json")
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                          f"feeds:\n  - {{name: rss, url: '{rss_url}', links: true}}\n"
+                          f"  - {{name: json, url: '{json_url}', links: true}}\n")
+    code, out, _ = poll_in_subprocess(config)
+    assert code == 0, out
+    assert {f["name"]: (f["status"], f["documents"]) for f in out["feeds"]} == {"rss": ("ok", 3), "json": ("ok", 2)}
+    shown = run_cli("--config", str(config), "show", "bad-href")
+    assert shown.code == 0 and "this <http://[oops/x>" in shown.out, shown.out + shown.err
