@@ -31,7 +31,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
@@ -128,9 +128,9 @@ class Fetcher:
         if self._session is None:
             raise RuntimeError("Fetcher used outside 'async with'")
         headers = {}
-        if validators and validators.etag:
+        if validators and _sendable(validators.etag):
             headers["If-None-Match"] = validators.etag
-        if validators and validators.last_modified:
+        if validators and _sendable(validators.last_modified):
             headers["If-Modified-Since"] = validators.last_modified
         host = host_of(url)
         target = _request_url(name, url)
@@ -150,7 +150,7 @@ class Fetcher:
             try:
                 following = _redirect(name, host, target, response)
                 if following is None:
-                    return await self._read(name, target, response, max_bytes)
+                    return await self._read(name, target, response, max_bytes, conditional=bool(headers))
             finally:
                 response.release()
             # Credentials stay with the origin they were given for (or go to the one the new URL names).
@@ -159,10 +159,17 @@ class Fetcher:
         raise FetchError(name, f"too many redirects (more than {MAX_REDIRECTS}) from {host}")
 
     async def _read(self, name: str, target: URL, response: aiohttp.ClientResponse,
-                    max_bytes: int) -> FetchResult:
+                    max_bytes: int, *, conditional: bool) -> FetchResult:
         final_url, host = str(target), target.host
-        validators = Validators(_header(response, "etag"), _header(response, "last-modified"))
+        etag, last_modified = _header(response, "etag"), _header(response, "last-modified")
+        # A validator that cannot be sent back (a control character: a header injection to aiohttp) is not
+        # kept: every later request of the feed would fail before it left, whatever the server did next.
+        validators = Validators(etag if _sendable(etag) else None,
+                                last_modified if _sendable(last_modified) else None)
         if response.status == 304:      # no body by definition: the connection goes back to the pool
+            if not conditional:         # "not modified" since nothing: the feed would never be read
+                raise FetchError(name, f"HTTP 304 (not modified) from {host} to a request that named no "
+                                 "version (no ETag or Last-Modified sent): a server fault")
             return FetchResult(final_url, 304, b"", None, validators, not_modified=True)
         if response.status >= 400 or response.status < 200:
             retry_after = parse_retry_after(_header(response, "retry-after"))
@@ -264,6 +271,11 @@ def _same_origin(a: URL, b: URL) -> bool:
         return False
     return (a.scheme, a.port) == (b.scheme, b.port) or (a.scheme, a.port, b.scheme, b.port) == (
         "http", 80, "https", 443)
+
+
+def _sendable(value: str | None) -> TypeGuard[str]:
+    """Whether a stored validator can go back to the server as a request header."""
+    return bool(value) and CONTROL.search(value or "") is None
 
 
 def _header(response: aiohttp.ClientResponse, name: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import sqlite3
 import string
 import subprocess
 import time
@@ -307,3 +308,39 @@ def test_watch_waits_when_the_database_comes_back_empty_and_resumes_once_it_has_
 def _changed_after(log: Path, offset: int) -> bool:
     """A watch cycle after `offset` in the log recorded the change (the database is back)."""
     return " changes=1 " in log.read_text()[offset:]
+
+
+def test_a_validator_that_cannot_be_sent_back_is_not_kept_and_does_not_wedge_the_feed(
+        tmp_path: Path, server: FeedServer) -> None:
+    """An ETag or Last-Modified with a control character was stored, and every later request of the feed
+    failed before it left ("header injection"), for good, whatever the server did next. Such a validator
+    is not kept; one stored by an older feedwatch is not sent."""
+    bad = {"ETag": '"x\x1by"', "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT\x1b[31m"}
+    url = server.set("/f.xml", STEP, etag=False, headers=bad)
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                          f"feeds:\n  - {{name: f, url: \"{url}\"}}\n")
+    for _ in range(2):
+        result = run_cli("--config", str(config), "run", "--force", "--json")
+        assert result.code == 0 and result.json()["feeds"][0]["status"] in ("ok", "unchanged"), result.out
+    with sqlite3.connect(tmp_path / "fw.db") as conn:
+        assert conn.execute("SELECT etag, last_modified FROM feeds").fetchone() == (None, None)
+        conn.execute("UPDATE feeds SET etag = ?, last_modified = ?", (bad["ETag"], bad["Last-Modified"]))
+    server.set("/f.xml", NEXT)
+    result = run_cli("--config", str(config), "run", "--force", "--json")
+    assert result.code == 0 and result.json()["feeds"][0]["status"] == "ok", result.out
+    assert server.count("/f.xml") == 3
+    assert not {"If-None-Match", "If-Modified-Since"} & set(server.hits[-1].headers)
+
+
+def test_a_304_to_a_request_that_named_no_version_is_an_error_not_a_quiet_success(
+        tmp_path: Path, server: FeedServer) -> None:
+    """A server that answers 304 to the first, unconditional request: once a "not modified" feed with no
+    documents for ever, exit 0, nothing said."""
+    url = server.set("/f.xml", b"", status=304, etag=False)
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                          f"feeds:\n  - {{name: f, url: \"{url}\"}}\n")
+    result = run_cli("--config", str(config), "run", "--json")
+    assert result.code == 1
+    [feed] = result.json()["feeds"]
+    assert feed["status"] == "error" and feed["error"].startswith("fetch: f: HTTP 304 (not modified) from "
+                                                                  "127.0.0.1 to a request that named no version")
