@@ -15,6 +15,7 @@ import msgspec
 
 from monitor.errors import ParseError
 from monitor.models import FetchResult, ParsedFeed, ParsedItem
+from monitor.parse import MAX_ITEMS, over_limit
 
 VERSION_PREFIX = "https://jsonfeed.org/version/1"
 _TYPES = ("application/feed+json", "application/json")
@@ -42,8 +43,12 @@ def parse(name: str, fetched: FetchResult) -> ParsedFeed:
     if not isinstance(items, list):
         raise ParseError(name, "malformed JSON Feed: \"items\" is not a list")
     version = "json11" if str(data["version"]).endswith("1.1") else "json10"
+    entries = [i for i in items if isinstance(i, dict)]
+    warnings = over_limit(name, len(entries))
+    if len(entries) < len(items):
+        warnings += (f"{len(items) - len(entries)} of {len(items)} items are not JSON objects; ignored",)
     return ParsedFeed(title=_text(data.get("title")), link=_text(data.get("home_page_url")) or None,
-                      format=version, items=tuple(_item(i) for i in items if isinstance(i, dict)))
+                      format=version, items=tuple(_item(i) for i in entries[:MAX_ITEMS]), warnings=warnings)
 
 
 def _item(entry: dict[str, Any]) -> ParsedItem:

@@ -181,13 +181,18 @@ def parse(name: str, fetched: FetchResult, *, lenient: bool = False, fast: bool 
         raise ParseError(name, f"unreadable feed ({type(exc).__name__}: {_first_line(exc)})") from None
     warnings = _check(name, d, body, lenient)
     entries = d.get("entries", [])
-    total = len(entries) + int(d.get("feed", {}).get("feedwatch_dropped", 0))
-    if total > MAX_ITEMS:
-        warnings += (f"{total} items, more than the limit of {MAX_ITEMS:,}: the first {MAX_ITEMS:,} in feed "
-                     "order are read, the others ignored",)
-        log.warning("feed=%s items=%d limit=%d: the first %d in feed order are read", name, total, MAX_ITEMS,
-                    MAX_ITEMS)
+    warnings += over_limit(name, len(entries) + int(d.get("feed", {}).get("feedwatch_dropped", 0)))
     return _feed(d.get("version", ""), d.get("feed", {}), entries[:MAX_ITEMS], warnings)
+
+
+def over_limit(name: str, total: int) -> tuple[str, ...]:
+    """The warning (also logged) for a feed of `total` items, when that is more than MAX_ITEMS."""
+    if total <= MAX_ITEMS:
+        return ()
+    log.warning("feed=%s items=%d limit=%d: the first %d in feed order are read", name, total, MAX_ITEMS,
+                MAX_ITEMS)
+    return (f"{total} items, more than the limit of {MAX_ITEMS:,}: the first {MAX_ITEMS:,} in feed order are "
+            "read, the others ignored",)
 
 
 def parse_fast(name: str, fetched: FetchResult) -> ParsedFeed | None:

@@ -214,6 +214,25 @@ def test_items_past_the_cap_are_ignored_with_a_warning_naming_the_feed(caplog: p
         "feed=big-feed items=10003 limit=10000: the first 10000 in feed order are read"]
 
 
+def test_the_cap_holds_for_a_json_feed_too_and_items_that_are_not_objects_are_said(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A JSON Feed of 20,000 items was read whole, without the warning an RSS feed gets."""
+    from monitor import jsonfeed
+
+    items: list[object] = [{"id": f"g{i}", "content_text": f"item {i}"} for i in range(10_003)]
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "j", "items": items}).encode()
+    feed = jsonfeed.parse("big-json", fetched(body))
+    assert len(feed.items) == 10_000 and (feed.items[0].guid, feed.items[-1].guid) == ("g0", "g9999")
+    assert feed.warnings == ("10003 items, more than the limit of 10,000: the first 10,000 in feed order are "
+                             "read, the others ignored",)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "feed=big-json items=10003 limit=10000: the first 10000 in feed order are read"]
+    junk = json.dumps({"version": "https://jsonfeed.org/version/1", "items": ["x", 5, None, {"id": 1}]}).encode()
+    feed = jsonfeed.parse("junk", fetched(junk))
+    assert [i.guid for i in feed.items] == ["1"]
+    assert feed.warnings == ("3 of 4 items are not JSON objects; ignored",)
+
+
 def test_the_cap_holds_for_a_feed_read_leniently(monkeypatch: pytest.MonkeyPatch) -> None:
     import monitor.parse
 
