@@ -117,7 +117,12 @@ async def sitemap_entries(feed: FeedSettings, fetched: FetchResult, fetcher: Fet
     while queue:
         url, body = queue.pop(0)
         digest.update(body)
-        parsed = sitemap.parse(feed.name, body, max_bytes=feed.max_bytes)
+        try:
+            parsed = sitemap.parse(feed.name, body, max_bytes=feed.max_bytes)
+        except ParseError as err:   # an index's sitemap is named, as when it cannot be fetched
+            if url == fetched.url:
+                raise
+            raise ParseError(feed.name, f"sitemap {mask_credentials(url)}: {err.detail}") from None
         pages.extend(sitemap.SitemapEntry(u, p.lastmod) for p in parsed.pages if (u := page_url(p.url, url, feed.url)))
         for child in parsed.children:
             child_url = page_url(child, url, feed.url)

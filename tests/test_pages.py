@@ -773,6 +773,11 @@ def test_nested_sitemap_indexes_and_a_missing_child(server: FeedServer, tmp_path
     result = fw(cfg, "run", "--force", "--json")
     assert result.code == 1 and server.url("/leaf.xml") in result.json()["feeds"][0]["error"]
     assert result.json()["changes"] == []                       # nothing is removed because a sitemap failed
+    server.set("/leaf.xml", sitemap([server.url("/p")])[:60], content_type="application/xml")   # cut short
+    result = fw(cfg, "run", "--force", "--json")
+    error = result.json()["feeds"][0]["error"]
+    assert result.code == 1 and error.startswith(f"parse: s: sitemap {server.url('/leaf.xml')}: malformed sitemap")
+    assert result.json()["changes"] == []
 
 
 def test_preview_usage_errors(server: FeedServer, tmp_path: Path, fw: Callable[..., Any]) -> None:
