@@ -28,6 +28,7 @@ import mimetypes
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from html import unescape
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import msgspec
@@ -45,6 +46,7 @@ from monitor.urls import is_local, mask_credentials, server_of
 
 MAX_SITEMAPS = 50           # child sitemaps read from one sitemap index
 _TAG = re.compile(r"<[^>]*>")
+_TITLE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
 log = logging.getLogger("feedwatch.pages")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -314,7 +316,9 @@ def read_page(feed: FeedSettings, fetched: FetchResult) -> Page:
         html = fetched.body.decode(deep.charset or "utf-8", "replace")
         log.warning("feed=%s page nested too deeply to select its main content: the whole page is its "
                     "document", feed.name)
-        return Page("", html, text=collapse(_TAG.sub(" ", html)))
+        title = _TITLE.search(html, 0, 1 << 16)        # in the head, before any nesting
+        return Page(collapse(unescape(_TAG.sub(" ", title.group(1))))[:500] if title else "", html,
+                    text=collapse(_TAG.sub(" ", html)))
     if root is None:
         raise ParseError(feed.name, "not an HTML page (nothing could be parsed)")
     try:

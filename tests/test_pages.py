@@ -440,8 +440,8 @@ HOSTILE: dict[str, dict[str, Any]] = {
     "slow": {"handler": _slow},
     "redirects": {"handler": _redirect_loop},
     "entity-bomb": {"body": BOMB.encode(), "content_type": "application/xhtml+xml"},
-    "deep": {"body": b"<article><p>before</p>" + b"<div>" * 5000 + b"x" + b"</div>" * 5000 + b"<p>after</p></article>",
-             "content_type": "text/html"},
+    "deep": {"body": b"<html><head><title>Deep &amp; <b>nested</b></title></head><body><article><p>before</p>"
+             + b"<div>" * 5000 + b"x" + b"</div>" * 5000 + b"<p>after</p></article>", "content_type": "text/html"},
 }
 
 
@@ -471,6 +471,8 @@ def test_hostile_pages_are_bounded_and_only_their_own_error(server: FeedServer, 
         assert "aaaaaaaaaa" not in fw(cfg, "show", server.url("/bad/entity-bomb")).out
     deep = run_process("--config", str(cfg), "show", server.url("/bad/deep")).out   # nothing after it is lost
     assert "before" in deep and "after" in deep and "x" in deep.split()
+    [deep_change] = [c for c in data["changes"] if c["document"] == server.url("/bad/deep")]
+    assert deep_change["title"] == "Deep & nested"          # its <title>, though the tree could not be built
 
 
 
