@@ -71,7 +71,11 @@ def append_to_file(path: Path, entries: Sequence[dict[str, Any]]) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", source=str(path)) from None
     new = add_feeds(text, entries, source=str(path))
-    config.loads(new, source=str(path), base_dir=path.resolve().parent)
+    try:
+        config.loads(new, source=str(path), base_dir=path.resolve().parent)
+    except ConfigError as exc:   # its line numbers are the new text's, which is not written: say so
+        raise ConfigError(f"the new feeds would make it invalid, so nothing was added ({exc.message})",
+                          source=str(path)) from None
     _replace(path, new)
     return new
 
@@ -142,3 +146,4 @@ def _item_layout(lines: list[str], feeds: CommentedSeq) -> tuple[int, int]:
 def _replace(path: Path, text: str) -> None:
     """Write `text` to `path` whole or not at all, keeping the file's mode (and a symbolic link a link)."""
     write_atomically(path, [text.encode("utf-8")])
+

@@ -68,6 +68,7 @@ class ConfigError(FeedwatchError):
             parts.append(key)
         parts.append(message)
         super().__init__(": ".join(parts))
+        self.message = f"{key}: {message}" if key else message     # without the file and line
         self.source = source
         self.line = line
         self.key = key
@@ -79,6 +80,7 @@ class ConfigErrors(ConfigError):
     def __init__(self, errors: list[ConfigError]) -> None:
         FeedwatchError.__init__(self, "\n".join(str(e) for e in errors))
         self.errors = errors
+        self.message = "; ".join(e.message for e in errors)
         self.source, self.line, self.key = errors[0].source, errors[0].line, errors[0].key
 
 

@@ -216,10 +216,15 @@ class _Collector:
             return None             # a folder, or a link outline that is not a source
         line = self.line()
         url = self._url(raw.strip(), line)
+        follow = attrib.get(_FOLLOW, "false").strip().lower()
+        if follow not in ("true", "false"):
+            raise OpmlError(self.source, line, f"feedwatch:follow '{_clean(follow)[:40]}' is not true or false")
+        if follow == "true" and kind not in (None, "feed"):
+            raise OpmlError(self.source, line, f"feedwatch:follow is for feeds; this outline is a {kind} (only a "
+                            "feed has items whose links can be followed)")
         title = _clean(attrib.get("text") or "") or _clean(attrib.get("title") or "") or _host(url)
         folders = [f for f in self._stack if f]
-        return Subscription(title=title, url=url, kind=kind or "feed",
-                            follow=attrib.get(_FOLLOW, "").strip().lower() == "true",
+        return Subscription(title=title, url=url, kind=kind or "feed", follow=follow == "true",
                             group="/".join(f.replace("/", "-") for f in folders) or None, line=line)
 
     def _url(self, raw: str, line: int | None) -> str:

@@ -287,6 +287,32 @@ def test_hostile_opml_is_refused_with_a_clear_error_in_bounded_time(tmp_path: Pa
     assert cfg.read_text(encoding="utf-8") == COMMENTED      # nothing imported, not even the good outline
 
 
+def test_follow_on_what_has_no_items_or_not_true_or_false_is_refused_at_its_opml_line(tmp_path: Path) -> None:
+    """Once passed on to the config, whose check then named line 11 of a 7-line file."""
+    cfg = write_config(tmp_path / "c.yaml", COMMENTED)
+    for value, kind, said in [("true", "sitemap", "feedwatch:follow is for feeds; this outline is a sitemap"),
+                              ("maybe", "feed", "feedwatch:follow 'maybe' is not true or false")]:
+        opml_text = f'<opml version="2.0" xmlns:fw="urn:feedwatch:opml:1"><body>\n<outline type="link" ' \
+                    f'url="https://x.example/s.xml" fw:kind="{kind}" fw:follow="{value}"/></body></opml>'
+        result = import_opml(cfg, opml_text)
+        assert result.code == 2 and result.err.startswith(f"feedwatch: opml: {cfg.parent / 'in.opml'}:2: {said}")
+        assert cfg.read_text(encoding="utf-8") == COMMENTED
+
+
+def test_new_entries_that_would_make_the_config_invalid_name_no_line_the_file_does_not_have(
+        tmp_path: Path) -> None:
+    from monitor import config_edit
+    from monitor.errors import ConfigError
+
+    cfg = write_config(tmp_path / "c.yaml", COMMENTED)
+    with pytest.raises(ConfigError) as raised:
+        config_edit.append_to_file(cfg, [{"name": "x", "url": "https://x.example/f", "interval": "soon"}])
+    assert str(raised.value).startswith(f"config: {cfg}: the new feeds would make it invalid, so nothing was "
+                                        "added (feeds[")
+    assert "interval" in str(raised.value) and raised.value.line is None
+    assert cfg.read_text(encoding="utf-8") == COMMENTED
+
+
 def test_an_import_that_would_make_the_config_invalid_changes_nothing(tmp_path: Path) -> None:
     text = "feeds:\n  - name: a\n    url: https://a.example/feed\n    interval: 1h\n"
     cfg = write_config(tmp_path / "c.yaml", text)
