@@ -245,10 +245,12 @@ def _basic_auth(url: URL) -> dict[str, str]:
 def _redirect(name: str, host: str, current: URL, response: aiohttp.ClientResponse) -> URL | None:
     """Where a redirect response sends us next (None if `response` is not a redirect). Only http(s) URLs are
     followed: a ``data:`` or ``javascript:`` target is refused, and only its scheme is reported."""
-    location = _header(response, "location")
-    if response.status not in REDIRECT_STATUSES or location is None:
+    if response.status not in REDIRECT_STATUSES:
         return None
-    location = location.strip()
+    location = (_header(response, "location") or "").strip()
+    if not location:
+        raise FetchError(name, f"HTTP {response.status} (a redirect) from {host} without a Location header: "
+                         "nowhere to go")
     try:
         scheme = urlsplit(location).scheme.lower()
     except ValueError:

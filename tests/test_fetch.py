@@ -66,6 +66,14 @@ def test_redirect_loop_is_an_error(server: FeedServer) -> None:
         fetch(server.url("/a"))
 
 
+def test_a_redirect_without_a_location_says_so(server: FeedServer) -> None:
+    """It once read the redirect's own (empty) body, and the feed failed as "empty response (no feed)"."""
+    server.set("/moved", b"", status=302)
+    with pytest.raises(FetchError) as raised:
+        fetch(server.url("/moved"))
+    assert raised.value.detail == "HTTP 302 (a redirect) from 127.0.0.1 without a Location header: nowhere to go"
+
+
 @pytest.mark.parametrize("status", [404, 410, 500])
 def test_http_errors(server: FeedServer, status: int) -> None:
     with pytest.raises(FetchError, match=f"fetch: t: HTTP {status} from 127.0.0.1$"):
