@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urljoin
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -26,13 +25,10 @@ PIECES = st.sampled_from(["/", "/a", "/a/b", ";p", "?", "?q=1&r=2", "#", "#f", "
 @example("http://e.org/feed", "http://", "e.org", "/a?")
 @example("http://[e.org/", "http://", "e.org", "/a")
 def test_join_url_is_urljoin(base: str, scheme: str, host: str, rest: str) -> None:
+    """urljoin, where urljoin gives an answer; where it raises (a malformed host), the URL as it is."""
     url = scheme + host + rest
     try:
-        expected: str | type[ValueError] = urljoin(base, url)
+        expected = urljoin(base, url)
     except ValueError:
-        expected = ValueError
-    if expected is ValueError:
-        with pytest.raises(ValueError):
-            join_url(base, url)
-    else:
-        assert join_url(base, url) == expected
+        expected = url
+    assert join_url(base, url) == expected
