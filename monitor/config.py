@@ -618,6 +618,8 @@ class _Resolver:
             if name not in targets:
                 known = ", ".join(sorted(targets)) or "none are defined"
                 self.doc.report(f"{path}[{i}]", f"{path}: unknown target '{name}' (targets: {known})")
+            elif name in names[:i]:    # one outbox row per (change, target): a second would be refused
+                self.doc.report(f"{path}[{i}]", f"{path}: target '{name}' is listed twice")
 
     def check_url(self, url: str, path: str) -> None:
         scheme = url.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url) else ""

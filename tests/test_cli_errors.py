@@ -62,6 +62,10 @@ CONFIG_ERRORS = {
     "no-host": (
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: https:///feed.xml\n",
         "config: {path}:4: feeds[0].url: invalid URL: no host"),
+    "target-listed-twice": (    # passed check; then every poll with a change failed (UNIQUE constraint)
+        "database: sqlite:///fw.db\ntargets:\n  h:\n    urls: [json://localhost]\nfeeds:\n  - name: k8s\n"
+        "    url: feed.xml\n    notify: [h, h]\n",
+        "config: {path}:8: feeds[0].notify: target 'h' is listed twice"),
     "not-a-mapping": ("- just\n- a list\n", "config: {path}:1: the top level must be a mapping of keys"),
     "interval-past-any-date": (    # next_due would overflow datetime on every poll
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    interval: 999999999d\n",
