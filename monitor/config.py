@@ -434,7 +434,7 @@ class _Document:
             if m.group(1):
                 return "$"
             name, default = m.group(2), m.group(3)
-            if name in self.env:
+            if name in self.env and (self.env[name] or default is None):   # :- as in the shell: unset or empty
                 self.used_env[name] = self.env[name]
                 return self.env[name]
             if default is not None:
@@ -524,6 +524,9 @@ class _Resolver:
         self.check_text(raw.polling.user_agent, "polling.user_agent", "a User-Agent")
         if raw.report_url is not None and not re.match(r"(?i)^https?://[^/\s]", raw.report_url):
             self.doc.report("report_url", "report_url: must be an http(s) URL (where the published report is read)")
+        if raw.database is not None and not raw.database.strip():   # e.g. ${FEEDWATCH_DATABASE} set to nothing
+            self.doc.report("database", "database: empty (an environment variable set to nothing?); remove the "
+                            "key for the default database")
         database = raw.database or default_database_url(self.doc.env)
         return Settings(
             source=Path(self.doc.source) if self.doc.source != "<config>" else None,

@@ -32,6 +32,18 @@ feeds: []
     assert s.targets["chat"].urls == ("json://h.example/x", "json://fallback/y", "json://${LITERAL}/z")
 
 
+def test_a_variable_set_to_nothing_takes_the_default_and_an_empty_database_is_refused() -> None:
+    """As in the shell, ${VAR:-default} is the default when VAR is empty; and `database: ${FEEDWATCH_DATABASE}`
+    with the variable set to nothing once used the default SQLite file instead, silently."""
+    s = loads("database: ${FW_DB:-sqlite:////srv/fw.db}\nfeeds: [{name: a, url: u, interval: '${IV:-2h}'}]\n",
+              env={"FW_DB": "", "IV": ""})
+    assert s.database_url == "sqlite:////srv/fw.db" and s.feeds[0].interval == 7200
+    with pytest.raises(ConfigError) as raised:
+        loads("database: ${FEEDWATCH_DATABASE}\nfeeds: []\n", env={"FEEDWATCH_DATABASE": ""})
+    assert str(raised.value) == ("config: <config>:1: database: empty (an environment variable set to nothing?); "
+                                 "remove the key for the default database")
+
+
 def test_feeds_inherit_defaults_and_may_override() -> None:
     s = loads("""
 defaults: {interval: 30m, notify: [a], ignore: ["x+"], removal_grace: 5}
