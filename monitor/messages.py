@@ -158,13 +158,19 @@ def _environment(fmt: str, loader: jinja2.BaseLoader) -> jinja2.sandbox.Sandboxe
     def finalize(value: Any) -> Any:
         if value is None:
             return ""
-        if isinstance(value, Trusted | Markup):
-            return value
+        if isinstance(value, Trusted) or (fmt == "html" and isinstance(value, Markup)):
+            return value         # feedwatch's own rendering (Markup: also `tojson`, inert in HTML only)
         return escape(str(value))
+
+    def unmarked(value: Any) -> Any:
+        """What `safe` and `urlize` give a template: the value as it was (feedwatch's own renderings stay
+        trusted); never feed text marked safe, never links made live from it."""
+        return value if isinstance(value, Trusted | Markup) or value is None else str(value)
 
     env = jinja2.sandbox.SandboxedEnvironment(
         loader=loader, autoescape=fmt == "html", trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
         undefined=jinja2.StrictUndefined, finalize=finalize)
+    env.filters["safe"] = env.filters["urlize"] = unmarked
     env.filters["md"] = lambda v: Trusted(render.md_escape(str(v))) if v is not None else ""
     env.filters["safe_url"] = (lambda v: render.safe_url(v)) if fmt == "html" else \
         (lambda v: Trusted(render.safe_url(v)))

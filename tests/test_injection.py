@@ -173,3 +173,33 @@ def test_markdown_diff_marks_work_next_to_punctuation(old: str, new: str) -> Non
     assert "**" not in shown and "~~" not in shown, shown
     changed = [op.text.strip() for s in diff.sections for op in s.ops if op.op != "equal"]
     assert changed and all(text in marked for text in changed), (changed, marked)
+
+
+def test_a_template_cannot_mark_feed_text_safe_or_make_its_links_live(tmp_path: Path, server: FeedServer) -> None:
+    """`safe`, `urlize` and `tojson` once passed feed text out as it was: control characters, live
+    mentions and links. Whatever a template does, every {{ … }} is escaped for the target's format."""
+    hooks = {fmt: Webhook() for fmt in ("markdown", "html", "text")}
+    try:
+        url = server.set("/feed.xml", _feed("Notes", "http://h.example/a", "Plain text here."))
+        body = "{{ title | safe }} | {{ title | urlize }} | {{ title | tojson }} | {{ title | safe | urlize }}"
+        targets = "".join(f"  {fmt}: {{urls: ['{hook.url()}'], format: {fmt}, title: '{{{{ title | safe }}}}', "
+                          f"body: '{body}'}}\n" for fmt, hook in hooks.items())
+        config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                              f"targets:\n{targets}feeds:\n  - {{name: h, url: '{url}', "
+                              f"notify: [{', '.join(hooks)}]}}\n")
+        assert run_cli("--config", str(config), "run").code == 0
+        title = "Notes \u009b2J @everyone <b>bold</b> <@U123> [click](http://evil.example/) http://evil.example/x"
+        server.set("/feed.xml", _feed(title, "http://h.example/a", "Plain text here."))
+        result = run_cli("--config", str(config), "run", "--force", "--json")
+        assert result.json()["deliveries"]["sent"] == 3, result.err
+        for fmt, hook in hooks.items():
+            [message] = hook.bodies
+            for part in (message["title"], message["message"]):
+                assert not CONTROL.search(part) and "<b>" not in part and "<a " not in part, (fmt, part)
+                assert fmt == "html" or not LIVE_MENTION.search(part), (fmt, part)    # chat formats
+            if fmt == "markdown":
+                page = lxml.html.fragment_fromstring(markdown.markdown(message["message"]), create_parent="div")
+                assert [el.tag for el in page.iter() if el.tag in ("a", "b", "img")] == [], message["message"]
+    finally:
+        for hook in hooks.values():
+            hook.down()
