@@ -84,6 +84,9 @@ def open_engine(url: str, *, readonly: bool = False, create_dir: bool = True) ->
     """An engine for `url` with the pragmas and transaction mode feedwatch relies on."""
     parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:" or "mode=memory" in parsed.database:
+            raise StorageError(f"storage: {mask_text(url)} is an in-memory database, gone when the command ends: "
+                               "every run would be a first poll; give a file (sqlite:///path/feedwatch.db)")
         engine = _sqlite_engine(url, parsed.database, readonly=readonly, create_dir=create_dir)
     elif parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":

@@ -221,3 +221,14 @@ def test_a_malformed_database_url_is_refused_with_the_password_masked(url: str, 
         assert result.code == 2, (command, result.err)
         assert expected in (result.err + result.out), (command, result.err, result.out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["feed.xml", "feedwatch.yaml"]    # no directory made
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused(url: str, tmp_path: Path) -> None:
+    """It was accepted: every run a first poll into a database gone when the command ended, nothing ever
+    notified, exit 0."""
+    config = feed_config(tmp_path)
+    for command in (["run"], ["status"]):
+        result = run_cli("--config", str(config), "--database", url, *command)
+        assert result.code == 2 and one_line(result.err) == f"feedwatch: storage: {url} is an in-memory database, " \
+            "gone when the command ends: every run would be a first poll; give a file (sqlite:///path/feedwatch.db)"
