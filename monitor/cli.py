@@ -295,7 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(line: str) -> None:
-    print(SECRETS.scrub(line), file=sys.stderr)
+    """One error line on stderr: secrets masked, control characters (from a config key, a file name, a
+    server's words) shown, never obeyed by the terminal."""
+    from monitor.render import inert
+
+    print(inert(SECRETS.scrub(line)), file=sys.stderr)
 
 
 def _setup_logging(args: argparse.Namespace) -> None:

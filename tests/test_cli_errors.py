@@ -279,3 +279,11 @@ def test_watch_on_a_taken_metrics_port_is_one_line_exit_2(tmp_path: Path) -> Non
         result = run_process("--config", str(config), "watch", "--metrics-port", str(port), timeout=60)
     assert result.code == 2, result.err
     assert result.err.strip() == f"feedwatch: watch: --metrics-port {port}: cannot listen: Address already in use"
+
+
+def test_an_error_shows_the_control_characters_of_a_config_key_never_sends_them(tmp_path: Path) -> None:
+    """A key (or name, or a server's words) with ESC once reached the terminal raw in the error line."""
+    path = write_config(tmp_path / "feedwatch.yaml", 'feeds:\n  - name: a\n    url: a.xml\n    "\\e[31mred\\a": 1\n')
+    result = run_cli("--config", str(path), "check")
+    assert result.code == 2
+    assert result.err == f"feedwatch: config: {path}:4: feeds[0].\u241b[31mred\u2407: unknown key\n"
