@@ -1,10 +1,12 @@
 """History files: a feed's full history as portable JSON Lines (``feedwatch export`` / ``import``).
 
-The format, ``feedwatch-history`` version 1 (documented in the README, "History files"), is one JSON
-object per line, UTF-8. The first line is the header ``{"format": "feedwatch-history", "version": 1,
+The format, ``feedwatch-history`` version 2 (documented in the README, "History files"), is one JSON
+object per line, UTF-8. The first line is the header ``{"format": "feedwatch-history", "version": 2,
 "exported_at": ..., "generator": ...}``; then, per feed, a ``feed`` record, its ``document`` records, and
 for each document its ``version`` records (oldest first, with the canonical text and the raw item) and
-its ``change`` records (with the stored diff). The record types are the msgspec structs below; times are
+its ``change`` records (with the stored diff); the last line is an ``end`` record with the counts of the
+records before it, so a file cut short, even at a line's end, or with lines added or dropped, is refused.
+Version 1 files (no ``end`` record) are still read. The record types are the msgspec structs below; times are
 RFC 3339 in UTC, hashes lower-case hex. Deliveries are not exported: they belong to one installation's
 targets, and a moved history must not notify anyone again.
 
@@ -42,7 +44,7 @@ from storage.schema import MAX_ID, Change, Document, Feed, Version
 
 FORMAT = "feedwatch-history"
 PAGE = 500                # documents per page of an export
-VERSION = 1
+VERSION = 2               # 2: the end record
 
 Time = Annotated[datetime, msgspec.Meta(tz=True)]
 Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
@@ -102,7 +104,15 @@ class ChangeRecord(_Record, tag="change", kw_only=True):
     diff: msgspec.Raw = msgspec.Raw(b"null")   # the stored diff, as `diff --format json` reads it
 
 
-Record = FeedRecord | DocumentRecord | VersionRecord | ChangeRecord
+class EndRecord(_Record, tag="end", kw_only=True):
+    """The last line: what the file holds, checked by import (since version 2)."""
+    feeds: int
+    documents: int
+    versions: int
+    changes: int
+
+
+Record = FeedRecord | DocumentRecord | VersionRecord | ChangeRecord | EndRecord
 _decoder = msgspec.json.Decoder(Record)
 _encoder = msgspec.json.Encoder()
 
@@ -161,7 +171,13 @@ def export(engine: Engine, out: IO[str], feeds: Sequence[str] | None = None, *,
                 _count(counts, record)
                 if progress is not None:
                     progress(counts)
+        out.write(_line(_end(counts)))
     return counts
+
+
+def _end(counts: ArchiveCounts) -> EndRecord:
+    return EndRecord(feeds=len(counts.feeds), documents=counts.documents, versions=counts.versions,
+                     changes=counts.changes)
 
 
 def _feed_records(conn: Connection, feed: Any) -> Iterator[Record]:
@@ -231,6 +247,8 @@ def _now() -> str:
 
 
 def _count(counts: ArchiveCounts, record: Record) -> None:
+    if isinstance(record, EndRecord):
+        return
     if isinstance(record, FeedRecord):
         counts.feeds.append(record.name)
     elif isinstance(record, DocumentRecord):
@@ -279,6 +297,7 @@ class _Doc:
     latest: int
     line: int
     numbers: set[int] = field(default_factory=set)
+    changes: set[tuple[int, str, datetime]] = field(default_factory=set)   # (version, kind, detected_at)
     raws: dict[int, bytes] = field(default_factory=dict)   # version number -> raw item hash
 
 
@@ -289,6 +308,9 @@ class _Importer:
         self.feeds: dict[str, tuple[int, bool]] = {}       # name -> (id, verify)
         self.docs: dict[tuple[str, str], _Doc] = {}
         self.line = 0
+        self.format_version = VERSION
+        self.read = ArchiveCounts()                        # the records in the file, stored or not
+        self.end: EndRecord | None = None
 
     def fail(self, message: str, line: int | None = None) -> HistoryFileError:
         return HistoryFileError(self.source, line if line is not None else self.line, message)
@@ -304,6 +326,7 @@ class _Importer:
         if not isinstance(head.get("version"), int) or head["version"] > VERSION:
             raise self.fail(f"{FORMAT} version {head.get('version')!r} is not one this feedwatch reads "
                             f"(up to {VERSION}); upgrade feedwatch")
+        self.format_version = head["version"]
 
     def record(self, number: int, line: str | bytes) -> None:
         self.line = number
@@ -313,6 +336,12 @@ class _Importer:
             raise self.fail(f"invalid record: {exc}".replace("`", "'")) from None
         except msgspec.DecodeError as exc:
             raise self.fail(f"not valid JSON: {exc}") from None
+        if self.end is not None:
+            raise self.fail("a record after the end record")
+        if isinstance(record, EndRecord):
+            self.end = record
+            return
+        _count(self.read, record)
         try:
             if isinstance(record, FeedRecord):
                 stored = self.feed(record)
@@ -397,6 +426,14 @@ class _Importer:
 
     def change(self, r: ChangeRecord) -> bool:
         doc = self._doc(r.feed, r.document, "change")
+        what = f"the {r.kind} change to version {r.version} of document '{r.document}'"
+        if r.version > doc.latest:
+            raise self.fail(f"{what}: its document's latest version is {doc.latest}")
+        if r.from_version is not None and r.from_version >= r.version:
+            raise self.fail(f"{what}: it comes from version {r.from_version}, not an earlier one")
+        if (r.version, r.kind, r.detected_at) in doc.changes:
+            raise self.fail(f"{what} appears twice")
+        doc.changes.add((r.version, r.kind, r.detected_at))
         diff = self._diff(r.diff)
         if doc.verify:
             found = self.conn.execute(select(Change.c.id).where(
@@ -417,7 +454,17 @@ class _Importer:
         return True
 
     def finish(self) -> None:
-        """Every new document needs its latest version (polls compare with it and compress against it)."""
+        """The file is whole (its end record says what it holds), and every new document has its latest
+        version (polls compare with it and compress against it)."""
+        if self.format_version >= 2:
+            if self.end is None:
+                raise self.fail("the file ends without its end record: cut short? (nothing imported)")
+            if _end(self.read) != self.end:
+                said, found = self.end, _end(self.read)
+                raise self.fail(f"the end record counts {said.feeds} feeds, {said.documents} documents, "
+                                f"{said.versions} versions and {said.changes} changes; the file holds "
+                                f"{found.feeds}, {found.documents}, {found.versions} and {found.changes}: lines "
+                                "dropped or added? (nothing imported)")
         for (feed, key), doc in self.docs.items():
             if not doc.verify and doc.latest not in doc.numbers:
                 raise self.fail(f"document '{key}' of feed '{feed}' lacks its latest version {doc.latest}", doc.line)

@@ -31,6 +31,10 @@ VALID = {
                  f'"2025-01-01T00:00:00Z", "latest_version": 2, "state_hash": "{ZERO}"}}',
     "version1": '{"type": "version", "feed": "k8s", "document": "a", "number": 1, "created_at": '
                 f'"2025-01-01T00:00:00Z", "title": "A", "state_hash": "{ZERO}", "text": "A"}}',
+    "change1": '{"type": "change", "feed": "k8s", "document": "a", "kind": "added", "version": 1, '
+               '"detected_at": "2025-01-01T00:00:00Z", "title": "A", "summary": "new document"}',
+    "header2": '{"format": "feedwatch-history", "version": 2}',
+    "end": '{"type": "end", "feeds": 1, "documents": 1, "versions": 1, "changes": 0}',
 }
 
 
@@ -150,10 +154,11 @@ def test_a_pruned_history_moves_too(tmp_path: Path, source: str) -> None:
 def test_export_of_chosen_feeds(tmp_path: Path, source: str) -> None:
     lines = export(source, tmp_path / "k8s.jsonl", "--feed", "k8s").read_text(encoding="utf-8").splitlines()
     header = json.loads(lines[0])
-    assert header["format"] == "feedwatch-history" and header["version"] == 1
+    assert header["format"] == "feedwatch-history" and header["version"] == 2
     kinds = [json.loads(line)["type"] for line in lines[1:]]
     assert kinds[0] == "feed" and kinds.count("feed") == 1
     assert kinds.count("document") == 4 and kinds.count("version") == 56 and kinds.count("change") == 56
+    assert json.loads(lines[-1]) == {"type": "end", "feeds": 1, "documents": 4, "versions": 56, "changes": 56}
     unknown = cli(source, "export", "--feed", "nope", "--output", str(tmp_path / "nope.jsonl"))
     assert unknown.code == 2 and "no feed named 'nope'" in unknown.err
     assert [p.name for p in tmp_path.iterdir() if "nope.jsonl" in p.name] == []
