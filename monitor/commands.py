@@ -155,6 +155,8 @@ def _write_metrics(path: Path, outcomes: Sequence[FeedOutcome], deliveries: Deli
 
 
 def _say_why_nothing_ran(store: Store, names: list[str], *, force: bool) -> None:
+    from monitor.models import utcnow
+
     if not names:   # every selected feed is paused (each named one was warned about)
         log.info("nothing polled: the selected feeds are paused (paused: true in the config)")
         return
@@ -164,6 +166,10 @@ def _say_why_nothing_ran(store: Store, names: list[str], *, force: bool) -> None
     upcoming = store.next_wakeup(names)
     hosts = "".join(f"; host {h.host} asked to wait until {_when(h.until)} ({h.reason})"
                     for h in store.host_backoffs())
+    feeds_due = store.next_wakeup(names, deliveries=False)      # after any host's back-off
+    if feeds_due is not None and feeds_due <= utcnow():          # due, yet not claimed: someone else has them
+        log.info("nothing polled: the due feeds are being polled by another feedwatch right now")
+        return
     log.info("nothing due%s%s (--force polls now)", f"; next at {_when(upcoming)}" if upcoming else "", hosts)
 
 

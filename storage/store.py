@@ -304,8 +304,9 @@ class Store:
                                                Host.c.backoff_until <= now + MAX_HOST_BACKOFF))
         return [HostBackoff(r.name, r.backoff_until, r.reason) for r in rows]
 
-    def next_wakeup(self, names: Sequence[str]) -> datetime | None:
-        """When something is next due: a feed (not before its host's back-off ends) or a delivery retry."""
+    def next_wakeup(self, names: Sequence[str], *, deliveries: bool = True) -> datetime | None:
+        """When something is next due: a feed (not before its host's back-off ends) or (unless not
+        `deliveries`) a delivery retry."""
         with self.engine.connect() as conn:
             hosts: dict[str, datetime] = {h.host: h.until for h in self._backoffs(conn, utcnow())}
             times: list[datetime] = []
@@ -315,7 +316,7 @@ class Store:
                 blocked = hosts.get(server_of(url))
                 times.append(max(due, blocked) if blocked else due)
             retry = conn.execute(select(func.min(Delivery.c.next_attempt_at)).where(
-                Delivery.c.status == "pending")).scalar()
+                Delivery.c.status == "pending")).scalar() if deliveries else None
         if retry is not None:
             times.append(retry)
         return min(times) if times else None

@@ -265,3 +265,20 @@ def test_a_shortened_interval_applies_from_the_last_poll_not_after_the_old_wait(
         configure("1d")
         assert run_cli("--config", str(config), "run", "--json").json()["feeds"] == []
         assert 0 < next_due() <= 1.1 * 3600
+
+
+def test_a_run_that_finds_the_due_feeds_taken_says_so_not_a_due_time_in_the_past(
+        tmp_path: Path, server: FeedServer) -> None:
+    """Two overlapping runs: the one left with nothing said "nothing due; next at" a time already past."""
+    from storage.store import Store
+
+    url = server.set("/f.xml", STEP)
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                          f"feeds:\n  - {{name: f, url: \"{url}\"}}\n")
+    with Store.open(f"sqlite:///{tmp_path / 'fw.db'}") as store:
+        [feed_id] = store.sync_feeds([("f", url)]).values()
+        assert store.claim_due_feeds([feed_id], "another-host:4242", limit=1, lease=600)
+    result = run_cli("--config", str(config), "run")
+    assert result.code == 0 and server.count() == 0
+    assert "nothing polled: the due feeds are being polled by another feedwatch right now" in result.err
+    assert "nothing due" not in result.err
