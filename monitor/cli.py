@@ -263,6 +263,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     own `main`, as a user would type them (commands never import the command line back)."""
     from monitor import demo
 
+    if args.config or args.database:
+        raise UsageError("demo: --config and --database do not apply: the demo writes its own config and "
+                         "database into --dir (or a temporary directory)")
     demo.replay(demo.workspace(args.dir), main, print)
     return EXIT_OK
 

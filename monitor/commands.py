@@ -621,6 +621,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from monitor.starter import starter_path, write_starter
 
+    if args.database:
+        raise UsageError("init: --database does not apply: the starter config uses the default database; set "
+                         "'database:' in it (or pass --database to the commands that use it)")
     path = write_starter(starter_path(args.config), args.url)
     print(f"wrote a starter config to {path}")
     shadow = Path("feedwatch.yaml")

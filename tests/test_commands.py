@@ -337,3 +337,12 @@ def test_diff_of_a_document_pruned_to_one_version_says_the_others_were_pruned(si
     assert result.code == 2
     assert result.err.strip() == "feedwatch: document 1 has one version still stored (v3; v1-v2 were pruned): " \
                                  "nothing to compare it with"
+
+
+def test_demo_and_init_refuse_the_options_they_cannot_use(tmp_path: Path) -> None:
+    """`demo --database X` once wrote its own database elsewhere, silently; `init --database` ignored it."""
+    demo = run_cli("--database", str(tmp_path / "given.db"), "demo", "--dir", str(tmp_path / "d"))
+    assert demo.code == 2 and "demo: --config and --database do not apply" in demo.err
+    init = run_cli("--config", str(tmp_path / "c.yaml"), "--database", str(tmp_path / "given.db"), "init")
+    assert init.code == 2 and "init: --database does not apply" in init.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
