@@ -38,6 +38,7 @@ NORMALIZER_VERSION = 1
 JITTER = 0.1                # a feed's next poll: its interval +-10% after the last one, so feeds spread out
 MAX_DOCUMENTS = 1000        # pages of one sitemap source, unless `max_documents` says otherwise
 MAX_DURATION = 36500 * 86400.0   # the longest interval, timeout, lease or retention age: 100 years
+MERGE_TAG = "tag:yaml.org,2002:merge"   # the `<<` key of YAML 1.1
 MAX_ALIAS_REPEATS = 10_000  # collections read again through YAML aliases, in all (a normal config repeats a few)
 
 FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -417,7 +418,12 @@ class _Document:
     def _collection(self, node: yaml.MappingNode | yaml.SequenceNode, path: str) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
+            merged: dict[str, Any] = {}
             for key_node, value_node in node.value:
+                if key_node.tag == MERGE_TAG:    # `<<: *defaults`: the anchored keys, unless given here
+                    for key, value in self._merged(value_node, path, key_node.start_mark.line + 1).items():
+                        merged.setdefault(key, value)
+                    continue
                 key = str(key_node.value)
                 sub = f"{path}.{key}" if path else key
                 if key in out:
@@ -426,8 +432,20 @@ class _Document:
                     continue
                 self.lines[sub] = key_node.start_mark.line + 1
                 out[key] = self._value(value_node, sub)
-            return out
+            return {**{k: v for k, v in merged.items() if k not in out}, **out} if merged else out
         return [self._value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+
+    def _merged(self, node: yaml.Node, path: str, line: int) -> dict[str, Any]:
+        """A merge key's mappings (one, or a list of them, the first winning), as YAML 1.1 merges them."""
+        out: dict[str, Any] = {}
+        for source in node.value if isinstance(node, yaml.SequenceNode) else [node]:
+            if not isinstance(source, yaml.MappingNode):
+                self.problems.append(ConfigError("'<<' merges mappings only (<<: *anchor, or a list of them)",
+                                                 source=self.source, line=line, key=f"{path}.<<" if path else "<<"))
+                continue
+            for key, value in self._value(source, path).items():
+                out.setdefault(key, value)
+        return out
 
     def _interpolate(self, value: str, path: str) -> str:
         def repl(m: re.Match[str]) -> str:

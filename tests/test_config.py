@@ -44,6 +44,19 @@ def test_a_variable_set_to_nothing_takes_the_default_and_an_empty_database_is_re
                                  "remove the key for the default database")
 
 
+def test_yaml_merge_keys_reuse_an_anchored_feed() -> None:
+    """`<<: *anchor` (YAML 1.1) was an unknown key, and the keys it stood for were missing."""
+    s = loads("feeds:\n  - &first {name: a, url: a.xml, interval: 2h, removal_grace: 5}\n"
+              "  - <<: *first\n    name: b\n    url: b.xml\n    interval: 30m\n"
+              "  - <<: [*first]\n    name: c\n    url: c.xml\n")
+    assert [(f.name, f.url.rsplit("/", 1)[-1], f.interval, f.removal_grace) for f in s.feeds] == [
+        ("a", "a.xml", 7200, 5), ("b", "b.xml", 1800, 5), ("c", "c.xml", 7200, 5)]
+    with pytest.raises(ConfigError) as raised:
+        loads("feeds:\n  - <<: just-text\n    name: a\n    url: a.xml\n")
+    assert str(raised.value) == "config: <config>:2: feeds[0].<<: '<<' merges mappings only (<<: *anchor, or a " \
+                                "list of them)"
+
+
 def test_feeds_inherit_defaults_and_may_override() -> None:
     s = loads("""
 defaults: {interval: 30m, notify: [a], ignore: ["x+"], removal_grace: 5}
