@@ -312,7 +312,11 @@ def load(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:       # where, in the file's own terms: the line
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 (byte 0x{exc.object[exc.start]:02x}): save the file as UTF-8",
+                          source=str(path), line=line) from None
+    except OSError as exc:
         raise ConfigError(f"cannot read: {exc}", source=str(path)) from None
     return loads(text, source=str(path), base_dir=path.resolve().parent, env=env)
 
@@ -668,8 +672,11 @@ class _Resolver:
 
     def duration(self, value: Any, path: str) -> float:
         seconds = parse_duration(value)
-        if seconds is None or seconds <= 0:
+        if seconds is None:
             self.doc.report(path, f"{path}: '{value}' is not a duration (e.g. 90s, 30m, 6h, 1d)")
+            return 1.0
+        if seconds <= 0:
+            self.doc.report(path, f"{path}: '{value}' must be longer than nothing (e.g. 90s, 30m, 6h, 1d)")
             return 1.0
         if seconds > MAX_DURATION:      # past what a date can be counted forward (or back) to
             self.doc.report(path, f"{path}: '{value}' is longer than {MAX_DURATION // 86400:.0f}d (100 years)")

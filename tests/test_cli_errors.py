@@ -66,6 +66,9 @@ CONFIG_ERRORS = {
         "database: sqlite:///fw.db\ntargets:\n  h:\n    urls: [json://localhost]\nfeeds:\n  - name: k8s\n"
         "    url: feed.xml\n    notify: [h, h]\n",
         "config: {path}:8: feeds[0].notify: target 'h' is listed twice"),
+    "zero-interval": (
+        "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    interval: 0s\n",
+        "config: {path}:5: feeds[0].interval: '0s' must be longer than nothing (e.g. 90s, 30m, 6h, 1d)"),
     "not-a-mapping": ("- just\n- a list\n", "config: {path}:1: the top level must be a mapping of keys"),
     "interval-past-any-date": (    # next_due would overflow datetime on every poll
         "database: sqlite:///fw.db\nfeeds:\n  - name: k8s\n    url: feed.xml\n    interval: 999999999d\n",
@@ -287,3 +290,12 @@ def test_an_error_shows_the_control_characters_of_a_config_key_never_sends_them(
     result = run_cli("--config", str(path), "check")
     assert result.code == 2
     assert result.err == f"feedwatch: config: {path}:4: feeds[0].\u241b[31mred\u2407: unknown key\n"
+
+
+def test_a_config_that_is_not_utf8_is_named_by_its_line(tmp_path: Path) -> None:
+    """It was "cannot read: 'utf-8' codec can't decode byte 0xe9 in position 20"."""
+    path = tmp_path / "feedwatch.yaml"
+    path.write_bytes(b"feeds:\n  - name: caf\xe9\n    url: a.xml\n")
+    result = run_cli("--config", str(path), "check")
+    assert result.code == 2
+    assert result.err == f"feedwatch: config: {path}:2: not UTF-8 (byte 0xe9): save the file as UTF-8\n"
