@@ -33,7 +33,7 @@ from monitor.cycle import poll_due
 from monitor.errors import ConfigError, FeedwatchError, StorageDataError, StorageUnavailable
 from monitor.humanize import first_line, plural
 from monitor.metrics import Metrics
-from monitor.models import FeedOutcome, PollStatus, utcnow
+from monitor.models import DeliveryCounts, FeedOutcome, PollStatus, utcnow
 from monitor.urls import SECRETS
 from storage.db import owner_id
 from storage.store import Store
@@ -42,6 +42,7 @@ log = logging.getLogger("feedwatch.watch")
 
 MAX_SLEEP = 60.0
 STOP_GRACE = 10.0
+DELIVER_DURING = 5.0    # a cycle still polling (a slow feed) delivers what it has recorded, this often
 PRUNE_EVERY = 3600.0
 
 
@@ -110,8 +111,8 @@ class Watcher:
             if self.reload:
                 self._reload()
             try:
-                outcomes = await self._cycle()
-                counts = await asyncio.to_thread(self._deliver)
+                outcomes, early = await self._cycle()
+                counts = _added(early, await asyncio.to_thread(self._deliver))
                 await asyncio.to_thread(self._prune_if_due)
             except (StorageUnavailable, StorageDataError) as exc:   # the database went away (restart, failover,
                 failures += 1               # disk full) or refused a write: back off, resume however long it takes
@@ -133,24 +134,42 @@ class Watcher:
         log.info("stopped")
         return 0
 
-    async def _cycle(self) -> list[FeedOutcome]:
+    async def _cycle(self) -> tuple[list[FeedOutcome], DeliveryCounts]:
+        """Poll what is due; and the deliveries made meanwhile: a cycle held up by a slow feed delivers
+        what the others recorded every DELIVER_DURING seconds (one delivery at a time, never two at once:
+        they share this process's leases)."""
         task = asyncio.create_task(poll_due(self.store, self.settings, owner=self.owner, stop=self.stop))
         stop_wait = asyncio.create_task(self.stop.wait())
         ping = watchdog_interval()
+        early = DeliveryCounts()
+        delivering: asyncio.Task[DeliveryCounts] | None = None
+        failed: BaseException | None = None     # a dispatch's error, raised once the polls are done
         while True:   # a long cycle keeps the watchdog fed, from this loop (a hung loop stops feeding it)
-            done, _ = await asyncio.wait({task, stop_wait}, timeout=ping, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({task, stop_wait}, timeout=min(ping or DELIVER_DURING, DELIVER_DURING),
+                                         return_when=asyncio.FIRST_COMPLETED)
             if done:
                 break
             sd_notify("WATCHDOG=1")
+            if delivering is not None and delivering.done():
+                early, failed = _collected(early, delivering, failed)
+                delivering = None
+            if delivering is None and failed is None:
+                delivering = asyncio.create_task(asyncio.to_thread(self._deliver))
+        if delivering is not None:   # never two dispatches at once, nor one left behind
+            await asyncio.wait({delivering})
+            early, failed = _collected(early, delivering, failed)
         if task not in done:   # stopping: give the polls in flight a grace period, then cancel them
             try:
                 await asyncio.wait_for(asyncio.shield(task), STOP_GRACE)
             except TimeoutError:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                return []
+                return [], early
         stop_wait.cancel()
-        return task.result()
+        outcomes = task.result()
+        if failed is not None:
+            raise failed
+        return outcomes, early
 
     def _deliver(self) -> Any:
         from monitor.notify import deliver_pending
@@ -206,6 +225,21 @@ class Watcher:
             log.info("reloaded %s: %s", source, plural(len(self.settings.feeds), "feed"))
         except ConfigError as exc:
             log.error("reload failed, keeping the previous config: %s", exc)
+
+
+def _collected(counts: DeliveryCounts, dispatch: asyncio.Task[DeliveryCounts],
+               failed: BaseException | None) -> tuple[DeliveryCounts, BaseException | None]:
+    """A finished dispatch's counts added to `counts`, or its error kept (the first one)."""
+    error = dispatch.exception()
+    if error is not None:
+        return counts, failed or error
+    return _added(counts, dispatch.result()), failed
+
+
+def _added(before: DeliveryCounts, after: DeliveryCounts) -> DeliveryCounts:
+    """Two dispatches of one cycle as one: their sends and failures summed, the outbox as the last left it."""
+    return DeliveryCounts(sent=before.sent + after.sent, failed=before.failed + after.failed,
+                          pending=after.pending, dead=after.dead)
 
 
 def retry_delay(failures: int) -> float:

@@ -282,3 +282,39 @@ def test_a_run_that_finds_the_due_feeds_taken_says_so_not_a_due_time_in_the_past
     assert result.code == 0 and server.count() == 0
     assert "nothing polled: the due feeds are being polled by another feedwatch right now" in result.err
     assert "nothing due" not in result.err
+
+
+@pytest.mark.slow
+def test_a_slow_feed_does_not_hold_back_what_the_others_found(tmp_path: Path, server: FeedServer) -> None:
+    """`watch` delivered only after every poll of a cycle had ended: one feed trickling its answer for
+    12 s held back the notification of a change another feed had recorded at once."""
+    from tests.receivers import Webhook
+
+    hook = Webhook()
+    finished = threading.Event()
+
+    def slow(req: BaseHTTPRequestHandler) -> None:
+        time.sleep(12)
+        finished.set()
+        FeedServer._send(req, 200, STEP, {"Content-Type": "application/rss+xml"})
+
+    fast = server.set("/fast.xml", STEP)
+    config = write_config(tmp_path / "feedwatch.yaml", f"database: sqlite:///{tmp_path / 'fw.db'}\n"
+                          f"targets:\n  chat: {{urls: ['{hook.url()}']}}\nfeeds:\n"
+                          f"  - {{name: slow, url: '{server.set('/slow.xml', STEP)}', interval: 1s, notify: [chat]}}\n"
+                          f"  - {{name: fast, url: '{fast}', interval: 1s, notify: [chat]}}\n")
+    assert run_process("--config", str(config), "run").code == 0
+    server.set("/fast.xml", corpus_steps()[55].read_bytes())
+    server.set("/slow.xml", handler=slow)
+    time.sleep(1.5)                                        # both due when watch starts: one cycle polls both
+    proc = subprocess.Popen([*feedwatch_cmd(), "--config", str(config), "watch"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not hook.bodies and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert hook.bodies and not finished.is_set()      # delivered while the slow poll was still going
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        hook.down()
