@@ -82,8 +82,9 @@ def check_templates(settings: Settings) -> list[ConfigError]:
 
 
 def deliver_pending(store: Store, settings: Settings, *, owner: str | None = None, now: datetime | None = None,
-                    force: bool = False, digest_due: bool = True) -> DeliveryCounts:
-    """Send what the outbox holds; returns counts for this dispatch (sent, failed) and the backlog."""
+                    force: bool = False, digest_due: bool = True, digests: bool = True) -> DeliveryCounts:
+    """Send what the outbox holds; returns counts for this dispatch (sent, failed) and the backlog.
+    Without `digests`, changes for digest targets wait (a dispatch in the middle of a `watch` cycle)."""
     outbox = store.outbox
     owner = owner or owner_id()
     now = now or utcnow()
@@ -105,7 +106,7 @@ def deliver_pending(store: Store, settings: Settings, *, owner: str | None = Non
                 by_target.setdefault(d.target, []).append(d)
             for name, deliveries in by_target.items():
                 _Dispatch(outbox, settings, renderer, owner, now, tally, lease).target(name, deliveries, contexts,
-                                                                                        digest_due)
+                                                                                        digest_due, digests)
             _alert_dead(outbox, settings, tally.dead, now)   # sent by the next batch
             tally.dead = []
     finally:
@@ -125,7 +126,7 @@ class _Dispatch:
     lease: float
 
     def target(self, name: str, deliveries: list[PendingDelivery], contexts: dict[int, ChangeContext],
-               digest_due: bool) -> None:
+               digest_due: bool, digests: bool) -> None:
         target = self.settings.targets.get(name)
         if target is None:
             for d in deliveries:
@@ -134,11 +135,11 @@ class _Dispatch:
         changes = [d for d in deliveries if d.kind == "change" and d.change_id in contexts]
         others = [d for d in deliveries if d not in changes]
         if target.mode == "digest" and changes:
-            if digest_due or _period_over(self.outbox, target, self.now):
-                digests: dict[str | None, list[PendingDelivery]] = {}
+            if digests and (digest_due or _period_over(self.outbox, target, self.now)):
+                by_message: dict[str | None, list[PendingDelivery]] = {}
                 for d in changes:     # a digest tried before goes again as it was; the new changes in one more
-                    digests.setdefault(d.message, []).append(d)
-                for message, rows in digests.items():
+                    by_message.setdefault(d.message, []).append(d)
+                for message, rows in by_message.items():
                     key = message or delivery_id(rows)
                     self.send(target, rows, lambda held, key=key: self.digest(
                         target, [contexts[d.change_id] for d in held if d.change_id is not None], key),
@@ -186,6 +187,8 @@ class _Dispatch:
         a stalled process) may already be another worker's, and is left to it instead of being sent twice.
         A digest's id is stored on its rows in that same commit, before it is sent."""
         held = self.outbox.renew(self.owner, [d.id for d in deliveries], self.lease, message=digest_id)
+        if digest_id is not None and len(held) < len(deliveries):
+            return      # part of a digest went to another worker: its id must not go out with only some rows
         deliveries = [d for d in deliveries if d.id in held]
         if not deliveries:
             return

@@ -154,7 +154,7 @@ class Watcher:
                 early, failed = _collected(early, delivering, failed)
                 delivering = None
             if delivering is None and failed is None:
-                delivering = asyncio.create_task(asyncio.to_thread(self._deliver))
+                delivering = asyncio.create_task(asyncio.to_thread(self._deliver, digests=False))
         if delivering is not None:   # never two dispatches at once, nor one left behind
             await asyncio.wait({delivering})
             early, failed = _collected(early, delivering, failed)
@@ -164,6 +164,8 @@ class Watcher:
             except TimeoutError:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+                if failed is not None:
+                    raise failed from None
                 return [], early
         stop_wait.cancel()
         outcomes = task.result()
@@ -171,10 +173,11 @@ class Watcher:
             raise failed
         return outcomes, early
 
-    def _deliver(self) -> Any:
+    def _deliver(self, *, digests: bool = True) -> Any:
+        """Deliver what is due; without `digests` (in the middle of a cycle) digest targets wait for its end."""
         from monitor.notify import deliver_pending
 
-        return deliver_pending(self.store, self.settings, owner=self.owner, digest_due=False)
+        return deliver_pending(self.store, self.settings, owner=self.owner, digest_due=False, digests=digests)
 
     def _prune_if_due(self) -> None:
         if time.monotonic() < self.next_prune or not retention.policies(self.settings):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, and_, func, insert, or_, select, text, update
 
 from monitor import codec
 from monitor.models import ChangeContext, DeliveryProblem, OutboxCounts, PendingDelivery, UrlOutcome, utcnow
@@ -21,6 +21,8 @@ from storage import blobs
 from storage.leases import expire_dead_leases
 from storage.rows import recorded_change
 from storage.schema import Change, Delivery, DeliveryAttempt, Document, Feed, Version
+
+CLAIM_LOCK = 0x66656564_6f757462   # "feedoutb": the PostgreSQL advisory lock delivery claims take in turn
 
 
 class Outbox:
@@ -46,6 +48,9 @@ class Outbox:
         if after_id:
             query = query.where(Delivery.c.id > after_id)
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":   # claims one at a time, as SQLite's BEGIN IMMEDIATE makes
+                # them: two workers must not each lock part of one digest and send it under its id
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
             expire_dead_leases(conn, Delivery, clock)
             rows = list(conn.execute(_locked(conn, query)).all())
             last_id = rows[-1].id if rows else after_id
@@ -177,7 +182,8 @@ class Outbox:
 
     def requeue(self, *, targets: Sequence[str] = (), feeds: Sequence[str] = (), now: datetime) -> int:
         """Dead deliveries (to `targets`, about `feeds`; all when neither is given) pending again, due now,
-        with a fresh count of attempts. URLs that accepted a delivery before are still skipped."""
+        with a fresh count of attempts. URLs that accepted a delivery before are still skipped. A digest's
+        id is dropped: rows queued again (perhaps some of a digest's only) go out in a digest of their own."""
         query = update(Delivery).where(Delivery.c.status == "dead")
         if targets:
             query = query.where(Delivery.c.target.in_(list(targets)))
@@ -185,7 +191,7 @@ class Outbox:
             query = query.where(Delivery.c.feed_id.in_(select(Feed.c.id).where(Feed.c.name.in_(list(feeds)))))
         with self.engine.begin() as conn:
             result = conn.execute(query.values(status="pending", attempts=0, next_attempt_at=now,
-                                               lease_owner=None, lease_until=None))
+                                               lease_owner=None, lease_until=None, message=None))
         return int(result.rowcount or 0)
 
     def counts(self) -> OutboxCounts:

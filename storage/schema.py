@@ -202,6 +202,7 @@ Delivery = Table(
     _col("message", String(40), null=True),                      # delivery id of a digest it went out in
     UniqueConstraint("change_id", "target"),
     Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_deliveries_message", "message"),          # a digest's rows, claimed together
 )
 
 DeliveryAttempt = Table(

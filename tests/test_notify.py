@@ -205,6 +205,27 @@ def test_a_digest_tried_again_is_the_same_message_and_news_gets_its_own(tmp_path
         other.down()
 
 
+def test_a_dispatch_in_the_middle_of_a_watch_cycle_leaves_digests_for_its_end(
+        tmp_path: Path, server: FeedServer, hook: Webhook) -> None:
+    """A cycle held up by a slow feed delivers every 5 s; a digest target must still get one digest for
+    the cycle, not one per early dispatch."""
+    from monitor import config, notify
+    from storage.store import Store
+
+    url = server.set("/f.xml", step(35))
+    run = configure(tmp_path, f"  - name: f\n    url: {url}\n    notify: [digest]\n",
+                    f"  digest:\n    urls: ['{hook.url()}']\n    mode: digest\n")
+    run("run")
+    server.set("/f.xml", step(36))
+    assert run("run", "--force", "--no-notify").code == 0
+    settings = config.load(run.config)  # type: ignore[attr-defined]
+    with Store.open(settings.database_url) as store:
+        early = notify.deliver_pending(store, settings, digest_due=False, digests=False)
+        assert (early.sent, early.pending, hook.bodies) == (0, 1, [])
+        last = notify.deliver_pending(store, settings, digest_due=False)
+        assert (last.sent, last.pending, len(hook.bodies)) == (1, 0, 1)
+
+
 def test_a_digest_says_a_revert_is_a_revert(tmp_path: Path, server: FeedServer, hook: Webhook) -> None:
     """DESIGN §4: a flapping document is reported as a revert, not as fresh news, in a digest too."""
     url = server.set("/f.xml", step(35))

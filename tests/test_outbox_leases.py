@@ -69,3 +69,15 @@ def test_a_digest_tried_before_is_claimed_whole_past_the_batch_limit(database_ur
         assert {d.message for d in batch} == {"feedwatch-0123456789abcdef01234567", None}
         batch, last = store.outbox.claim("worker-a:1", now=utcnow(), lease=60, limit=2, after_id=last)
         assert [d.id for d in batch] == [first + 2] and last == first + 2
+
+
+def test_deliveries_queued_again_leave_their_digest_behind(database_url: str) -> None:
+    """`deliveries retry --feed X` may queue only some rows of a dead digest: sent under the digest's id,
+    a receiver that drops repeats would drop the rest when they follow. They form a new digest instead."""
+    with Store.open(database_url) as store:
+        delivery = pending_alert(store)
+        with store.engine.begin() as conn:
+            conn.execute(update(Delivery).values(status="dead", message="feedwatch-0123456789abcdef01234567"))
+        assert store.outbox.requeue(now=utcnow()) == 1
+        [claimed], _ = store.outbox.claim("worker-a:1", now=utcnow(), lease=60)
+        assert claimed.id == delivery and claimed.message is None

@@ -20,8 +20,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.add_column(sa.Column('message', sa.String(length=40), nullable=True))
+        batch_op.create_index('ix_deliveries_message', ['message'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_message')
         batch_op.drop_column('message')
