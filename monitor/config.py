@@ -425,8 +425,10 @@ class _Document:
             merged: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == MERGE_TAG:    # `<<: *defaults`: the anchored keys, unless given here
+                    given = {k: self.lines[f"{path}.{k}" if path else k] for k in out}
                     for key, value in self._merged(value_node, path, key_node.start_mark.line + 1).items():
                         merged.setdefault(key, value)
+                    self.lines.update({f"{path}.{k}" if path else k: line for k, line in given.items()})
                     continue
                 key = str(key_node.value)
                 sub = f"{path}.{key}" if path else key

@@ -28,11 +28,13 @@ from monitor.errors import ConfigError
 from monitor.files import write_atomically
 
 
-def render_entries(entries: Sequence[dict[str, Any]], *, dash: int = 2, offset: int = 2) -> str:
-    """`entries` as block-list items: the dash at column `dash`, keys `offset` columns after it."""
+def render_entries(entries: Sequence[dict[str, Any]], *, dash: int = 2, offset: int = 2, new: bool = True) -> str:
+    """`entries` as block-list items: the dash at column `dash`, keys `offset` columns after it. `new`
+    entries' values are written to be read back as they are (a `$` as `$$`); entries already in the file
+    (`new=False`, a flow-style list rewritten) keep their ``${VAR}``s."""
     out = []
     for entry in entries:
-        lines = _dump(entry).splitlines()
+        lines = _dump(entry, new=new).splitlines()
         out.append(" " * dash + "-" + " " * (offset - 1) + lines[0])
         out.extend(" " * (dash + offset) + line for line in lines[1:])
     return "".join(line + "\n" for line in out)
@@ -60,7 +62,8 @@ def add_feeds(text: str, entries: Sequence[dict[str, Any]], *, source: str = "<c
     key_line = lines[start]
     comment = key_line[key_line.index("#"):].rstrip("\n") if "#" in key_line.split("feeds", 1)[1] else ""
     head = key_line[:key_line.index("feeds")] + "feeds:" + (f"  {comment}" if comment else "") + "\n"
-    return "".join(lines[:start]) + head + render_entries([*existing, *entries]) + "".join(lines[end:])
+    return "".join(lines[:start]) + head + render_entries(existing, new=False) + render_entries(entries) + \
+        "".join(lines[end:])
 
 
 def append_to_file(path: Path, entries: Sequence[dict[str, Any]]) -> str:
@@ -90,26 +93,26 @@ def _load(text: str, source: str) -> Any:
                           line=mark.line + 1 if mark is not None else None) from None
 
 
-def _dump(entry: dict[str, Any]) -> str:
+def _dump(entry: dict[str, Any], *, new: bool) -> str:
     yaml = YAML(typ="rt")
     yaml.width = 4096                 # never fold a long URL
     out = io.StringIO()
-    yaml.dump({key: _as_written(value) for key, value in entry.items()}, out)
+    yaml.dump({key: _as_written(value, new=new) for key, value in entry.items()}, out)
     return str(out.getvalue())
 
 
 _RESOLVER = pyyaml.resolver.Resolver()
 
 
-def _as_written(value: Any) -> Any:
+def _as_written(value: Any, *, new: bool = True) -> Any:
     """`value` as it must be written for feedwatch's loader to read it back as it is: ruamel writes YAML 1.2,
     which leaves a string such as ``yes``, ``on`` or ``no`` plain, and PyYAML (YAML 1.1) reads those as
     booleans; and the loader fills in ``${VAR}``, so every ``$`` is written ``$$`` (a URL from someone
     else's OPML file must not send this machine's environment, say ``?k=${SMTP_PASSWORD}``, to its server)."""
     if isinstance(value, list | tuple | CommentedSeq):
-        return [_as_written(v) for v in value]
+        return [_as_written(v, new=new) for v in value]
     if isinstance(value, str):
-        value = value.replace("$", "$$")
+        value = value.replace("$", "$$") if new else value
         if _plain_tag(value) != _STR:
             return DoubleQuotedScalarString(value)
     return value

@@ -237,8 +237,10 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     """Which file `path` names now (device, inode), or None when there is none."""
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:       # its directory made unreadable meanwhile, say
+        raise StorageUnavailable(f"storage: cannot reach {path}: {exc.strerror or exc}") from None
     return st.st_dev, st.st_ino
 
 

@@ -51,6 +51,10 @@ def test_yaml_merge_keys_reuse_an_anchored_feed() -> None:
               "  - <<: [*first]\n    name: c\n    url: c.xml\n")
     assert [(f.name, f.url.rsplit("/", 1)[-1], f.interval, f.removal_grace) for f in s.feeds] == [
         ("a", "a.xml", 7200, 5), ("b", "b.xml", 1800, 5), ("c", "c.xml", 7200, 5)]
+    with pytest.raises(ConfigError) as raised:     # a key given before the merge keeps its own line
+        loads("feeds:\n  - &first {name: a, url: a.xml, interval: 2h}\n  - name: b\n    interval: 1x\n"
+              "    <<: *first\n    url: b.xml\n")
+    assert str(raised.value).startswith("config: <config>:4: feeds[1].interval: '1x' is not a duration")
     with pytest.raises(ConfigError) as raised:
         loads("feeds:\n  - <<: just-text\n    name: a\n    url: a.xml\n")
     assert str(raised.value) == "config: <config>:2: feeds[0].<<: '<<' merges mappings only (<<: *anchor, or a " \

@@ -207,6 +207,18 @@ def test_an_imported_value_never_reads_this_machines_environment(tmp_path: Path)
     assert "TopSecret42" not in repr(loaded)
 
 
+def test_a_flow_style_list_rewritten_keeps_its_own_variables(tmp_path: Path) -> None:
+    """Its entries are written again as a block list: their ${VAR}s must stay variables (only the new,
+    imported values have their $ written $$)."""
+    cfg = write_config(tmp_path / "c.yaml", 'feeds: [{name: a, url: "https://a.example/f?k=${TOKEN}"}]\n')
+    source = tmp_path / "in.opml"
+    source.write_text('<opml version="2.0"><body><outline text="b" xmlUrl="https://b.example/f?x=$1"/></body>'
+                      '</opml>', encoding="utf-8")
+    assert run_cli("--config", str(cfg), "opml", "import", str(source), env={"TOKEN": "t0k"}).code == 0
+    loaded = config.load(cfg, env={"TOKEN": "t0k"})
+    assert [f.url for f in loaded.feeds] == ["https://a.example/f?k=t0k", "https://b.example/f?x=$1"]
+
+
 def test_import_says_what_it_added_and_skipped_without_the_urls_secrets(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", "feeds:\n  - name: x\n    url: 'https://x.example/f'\n")
     secret = "https://user:s3cretPW@private.example/f.xml?token=TOKEN123"
