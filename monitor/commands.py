@@ -163,13 +163,13 @@ def _say_why_nothing_ran(store: Store, names: list[str], *, force: bool) -> None
     if force:    # --force claims every selected feed, even on a backed-off host: only a lease stops it
         log.info("nothing polled: the selected feeds are being polled by another feedwatch right now")
         return
-    upcoming = store.next_wakeup(names)
-    hosts = "".join(f"; host {h.host} asked to wait until {_when(h.until)} ({h.reason})"
-                    for h in store.host_backoffs())
     feeds_due = store.next_wakeup(names, deliveries=False)      # after any host's back-off
     if feeds_due is not None and feeds_due <= utcnow():          # due, yet not claimed: someone else has them
         log.info("nothing polled: the due feeds are being polled by another feedwatch right now")
         return
+    upcoming = store.next_wakeup(names)
+    hosts = "".join(f"; host {h.host} asked to wait until {_when(h.until)} ({h.reason})"
+                    for h in store.host_backoffs())
     log.info("nothing due%s%s (--force polls now)", f"; next at {_when(upcoming)}" if upcoming else "", hosts)
 
 
